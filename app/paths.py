@@ -1,0 +1,63 @@
+"""Every path Ember reads or writes, decided in one place.
+
+The data root is ``$EMBER_HOME`` when set (tests and second instances use it), otherwise the platform's user data
+folder. Under it: ``ember.db`` (SQLite, WAL), ``settings.json``, ``models/`` (the library), ``cache/`` (saved KV
+states) and ``logs/``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
+
+APP_NAME = "ember"
+HOME_ENV = "EMBER_HOME"
+
+
+def default_home() -> Path:
+    """The data root: ``$EMBER_HOME`` if set, else the platform's user data directory for Ember."""
+    env = os.environ.get(HOME_ENV)
+    if env:
+        return Path(env).expanduser().resolve()
+    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
+
+
+@dataclass(frozen=True)
+class Paths:
+    """The files and folders under one data root."""
+
+    home: Path
+
+    @classmethod
+    def from_env(cls) -> "Paths":
+        """Paths under :func:`default_home`."""
+        return cls(default_home())
+
+    @property
+    def database(self) -> Path:
+        return self.home / "ember.db"
+
+    @property
+    def settings(self) -> Path:
+        return self.home / "settings.json"
+
+    @property
+    def models(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def cache(self) -> Path:
+        return self.home / "cache"
+
+    @property
+    def logs(self) -> Path:
+        return self.home / "logs"
+
+    def ensure(self) -> "Paths":
+        """Create the data root and its folders if missing."""
+        for folder in (self.home, self.models, self.cache, self.logs):
+            folder.mkdir(parents=True, exist_ok=True)
+        return self

@@ -1,0 +1,100 @@
+"""Every user setting, declared once: type, default, bounds and description.
+
+The CLI flags, the settings dialog and the API all read this declaration. Settings persist as JSON in
+``settings.json`` under the data root; unknown keys from newer versions are kept out, bad values are refused
+with a message naming the setting.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from inference.sampling import SamplingOptions
+from storage.errors import EmberError
+
+
+class SettingsError(EmberError, ValueError):
+    """The settings file or a setting value is invalid."""
+
+
+class EngineSettings(BaseModel):
+    """How models are loaded and run."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    n_ctx: int = Field(4096, ge=256, le=1 << 20, description="Context length in tokens (prompt + reply).")
+    n_batch: int = Field(512, ge=32, le=8192, description="Tokens evaluated per decode call while "
+                                                          "reading the prompt.")
+    n_threads: int | None = Field(None, ge=1, le=512, description="CPU threads for generation "
+                                                                  "(empty: the number of physical cores).")
+    n_gpu_layers: int = Field(-1, ge=-1, le=10000, description="Layers offloaded to the GPU "
+                                                               "(-1: as many as the model has).")
+
+
+class ChatSettings(BaseModel):
+    """Defaults for new conversations."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    model: str = Field("default", min_length=1, description="Library model (name, alias or .gguf path) "
+                                                            "used for new chats.")
+    system_prompt: str = Field("", max_length=100_000, description="System prompt for new chats "
+                                                                   "(empty: none).")
+    stream_flush_interval: float = Field(0.5, gt=0.0, le=0.5, description="Seconds between saves of a "
+                                                                           "reply while it streams.")
+
+
+class Settings(BaseModel):
+    """All of Ember's settings."""
+
+    model_config = ConfigDict(extra="ignore", validate_assignment=True)
+
+    engine: EngineSettings = Field(default_factory=EngineSettings)
+    chat: ChatSettings = Field(default_factory=ChatSettings)
+    sampling: SamplingOptions = Field(default_factory=SamplingOptions)
+
+
+def load_settings(path: Path) -> Settings:
+    """Read settings from ``path``; defaults when the file does not exist.
+
+    Raises:
+        SettingsError: the file is not valid JSON or holds a value out of bounds.
+    """
+    if not path.exists():
+        return Settings()
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return Settings.model_validate(data)
+    except json.JSONDecodeError as exc:
+        raise SettingsError(f"The settings file {path} is not valid JSON ({exc}). Fix it or delete it to "
+                            "go back to the defaults.") from exc
+    except ValidationError as exc:
+        raise SettingsError(f"The settings file {path} has an invalid value: {describe_validation(exc)}. "
+                            "Fix it or delete it to go back to the defaults.") from exc
+
+
+def save_settings(settings: Settings, path: Path) -> None:
+    """Write settings atomically (a crash never leaves a half-written file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".settings-", suffix=".json", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(settings.model_dump_json(indent=2))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def describe_validation(exc: ValidationError) -> str:
+    """A one-line summary of a pydantic validation error: ``field.path: problem; ...``."""
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "value"
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)

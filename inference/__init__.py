@@ -1,0 +1,1 @@
+"""Running models: the engine service, sampling, chat templates, hardware. No Qt here."""

@@ -1,0 +1,128 @@
+"""Forward-only, named schema migrations.
+
+Each migration is a function registered with :func:`migration`; its name is recorded in the ``_migrations`` table
+when applied, so it runs once per database. Migrations are never edited or reordered after release: a schema change
+is a new function appended to the list.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Callable
+
+import sqlite_utils
+
+MigrationFn = Callable[[sqlite_utils.Database], None]
+
+MIGRATIONS_TABLE = "_migrations"
+
+_REGISTRY: list[tuple[str, MigrationFn]] = []
+
+
+def migration(fn: MigrationFn) -> MigrationFn:
+    """Register ``fn`` as the next migration, named after the function."""
+    if any(name == fn.__name__ for name, _ in _REGISTRY):
+        raise ValueError(f"duplicate migration name {fn.__name__!r}")
+    _REGISTRY.append((fn.__name__, fn))
+    return fn
+
+
+def registered() -> list[str]:
+    """Names of all known migrations, in the order they apply."""
+    return [name for name, _ in _REGISTRY]
+
+
+def applied(db: sqlite_utils.Database) -> list[str]:
+    """Names of the migrations already applied to ``db``, oldest first."""
+    if MIGRATIONS_TABLE not in db.table_names():
+        return []
+    return [row["name"] for row in db[MIGRATIONS_TABLE].rows_where(order_by="id")]
+
+
+def apply_migrations(db: sqlite_utils.Database) -> list[str]:
+    """Apply every registered migration ``db`` lacks, each in its own transaction.
+
+    Returns:
+        The names of the migrations applied by this call.
+    """
+    db[MIGRATIONS_TABLE].create(
+        {"id": int, "name": str, "applied": str}, pk="id", not_null={"name", "applied"}, if_not_exists=True
+    )
+    done = set(applied(db))
+    ran: list[str] = []
+    for name, fn in _REGISTRY:
+        if name in done:
+            continue
+        with db.conn:
+            fn(db)
+            db[MIGRATIONS_TABLE].insert(
+                {"name": name, "applied": _dt.datetime.now(_dt.timezone.utc).isoformat()}
+            )
+        ran.append(name)
+    return ran
+
+
+# --- the migrations, oldest first -------------------------------------------------------------------------------
+
+
+@migration
+def m001_conversations_and_messages(db: sqlite_utils.Database) -> None:
+    """Conversations, their messages, and full-text search over message content."""
+    db["conversations"].create(
+        {
+            "id": int,
+            "title": str,
+            "created": str,
+            "updated": str,
+            "model": str,
+            "settings": str,  # JSON object: system prompt and sampling overrides
+        },
+        pk="id",
+        not_null={"title", "created", "updated"},
+        defaults={"settings": "{}"},
+    )
+    db["messages"].create(
+        {
+            "id": int,
+            "conversation_id": int,
+            "role": str,
+            "content": str,
+            "created": str,
+            "model": str,
+            "stats": str,  # JSON object: token counts, timings, finish reason
+        },
+        pk="id",
+        not_null={"conversation_id", "role", "content", "created"},
+        defaults={"content": "", "stats": "{}"},
+        foreign_keys=[("conversation_id", "conversations", "id")],
+    )
+    db["messages"].create_index(["conversation_id", "id"])
+    db["conversations"].create_index(["updated"])
+    db["messages"].enable_fts(["content"], create_triggers=True, tokenize="porter")
+
+
+@migration
+def m002_models(db: sqlite_utils.Database) -> None:
+    """The model library catalogue: one row per local GGUF file."""
+    db["models"].create(
+        {
+            "name": str,  # unique short name used on the CLI and the API
+            "path": str,
+            "size": int,
+            "repo_id": str,
+            "filename": str,
+            "sha256": str,
+            "quantization": str,
+            "architecture": str,
+            "parameters": int,
+            "context_length": int,
+            "chat_template": int,  # 1 when the file carries its own chat template
+            "vocab_fingerprint": str,
+            "aliases": str,  # JSON list of alternative names
+            "added": str,
+            "last_used": str,
+        },
+        pk="name",
+        not_null={"path", "size", "added"},
+        defaults={"aliases": "[]"},
+    )

@@ -1,0 +1,36 @@
+"""Fixtures shared by every test: a private EMBER_HOME, offscreen Qt, and log warnings that fail the test."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+
+@pytest.fixture(autouse=True)
+def ember_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point EMBER_HOME at a fresh temporary folder so no test touches real user data."""
+    home = tmp_path / "ember-home"
+    monkeypatch.setenv("EMBER_HOME", str(home))
+    return home
+
+
+@pytest.fixture(autouse=True)
+def fail_on_log_warnings(caplog: pytest.LogCaptureFixture, request: pytest.FixtureRequest):
+    """An unexpected WARNING (or worse) logged by Ember's code fails the test.
+
+    Tests that expect a warning mark themselves ``@pytest.mark.allow_log_warnings``.
+    """
+    caplog.set_level(logging.INFO)
+    yield
+    if request.node.get_closest_marker("allow_log_warnings"):
+        return
+    bad = [r for r in caplog.get_records("call") if r.levelno >= logging.WARNING
+           and r.name.split(".")[0] in {"ember", "app", "ui", "inference", "models", "storage"}]
+    if bad:
+        pytest.fail("unexpected log warnings:\n" + "\n".join(f"{r.levelname} {r.name}: {r.getMessage()}"
+                                                            for r in bad))

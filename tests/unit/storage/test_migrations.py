@@ -1,0 +1,54 @@
+import sqlite3
+
+import sqlite_utils
+
+from storage.database import open_database
+from storage import migrations
+from storage.migrations import applied, apply_migrations, registered
+
+
+def test_fresh_database_gets_every_migration_once(tmp_path):
+    db = open_database(tmp_path / "ember.db")
+    assert applied(db) == registered()
+    assert {"conversations", "messages", "messages_fts", "models"} <= set(db.table_names())
+    assert apply_migrations(db) == []  # second run does nothing
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_existing_database_gets_only_missing_migrations(tmp_path):
+    """A database written by a release that knew only the first migration keeps its data and gets the rest."""
+    path = tmp_path / "ember.db"
+    db = sqlite_utils.Database(path)
+    first_name, first_fn = migrations._REGISTRY[0]
+    db["_migrations"].create({"id": int, "name": str, "applied": str}, pk="id")
+    first_fn(db)
+    db["_migrations"].insert({"name": first_name, "applied": "2026-01-01T00:00:00+00:00"})
+    db["conversations"].insert({"title": "old chat", "created": "c", "updated": "u", "settings": "{}"})
+    db.conn.close()
+
+    db = open_database(path)
+    assert applied(db) == registered()
+    stamps = [r["applied"] for r in db["_migrations"].rows_where(order_by="id")]
+    assert stamps[0] == "2026-01-01T00:00:00+00:00"  # the old record is kept, not re-applied
+    assert [r["title"] for r in db["conversations"].rows] == ["old chat"]
+    assert "models" in db.table_names()
+
+
+def test_migrations_apply_to_memory_database():
+    db = open_database(":memory:")
+    assert applied(db) == registered()
+
+
+def test_not_a_database_is_a_clear_error(tmp_path):
+    path = tmp_path / "ember.db"
+    path.write_bytes(b"this is not sqlite" * 100)
+    try:
+        open_database(path)
+    except Exception as exc:  # noqa: BLE001 - checking the type below
+        from storage.errors import StorageError
+
+        assert isinstance(exc, StorageError)
+        assert "move it aside" in str(exc)
+        assert isinstance(exc.__cause__, sqlite3.DatabaseError)
+    else:
+        raise AssertionError("opening garbage as a database must fail")
