@@ -34,6 +34,7 @@ class EngineSettings(BaseModel):
                                                                   "(empty: the number of physical cores).")
     n_gpu_layers: int = Field(-1, ge=-1, le=10000, description="Layers offloaded to the GPU "
                                                                "(-1: as many as the model has).")
+    flash_attn: bool | None = Field(None, description="Flash attention (empty: llama.cpp decides).")
 
 
 class ChatSettings(BaseModel):
@@ -43,8 +44,8 @@ class ChatSettings(BaseModel):
 
     model: str = Field("default", min_length=1, description="Library model (name, alias or .gguf path) "
                                                             "used for new chats.")
-    system_prompt: str = Field("", max_length=100_000, description="System prompt for new chats "
-                                                                   "(empty: none).")
+    system_prompt: str = Field("You are a helpful assistant.", max_length=100_000,
+                               description="System prompt for new chats (empty: none).")
     stream_flush_interval: float = Field(0.5, gt=0.0, le=0.5, description="Seconds between saves of a "
                                                                            "reply while it streams.")
 

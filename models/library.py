@@ -58,7 +58,7 @@ class Library:
         with self._lock:
             rows = list(self._db["models"].rows_where("name = ?", [name]))
             if not rows:
-                rows = [r for r in self._db["models"].rows() if name in json.loads(r["aliases"] or "[]")]
+                rows = [r for r in self._db["models"].rows if name in json.loads(r["aliases"] or "[]")]
         if not rows:
             known = ", ".join(m.name for m in self.list()) or "none"
             raise ModelNotFoundError(

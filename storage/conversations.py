@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
@@ -11,7 +12,7 @@ from typing import Any
 
 import sqlite_utils
 
-from storage.errors import NotFoundError
+from storage.errors import NotFoundError, StorageError
 
 
 def now_iso() -> str:
@@ -138,8 +139,12 @@ class ConversationStore:
         changes: dict[str, Any] = {"content": content}
         if stats is not None:
             changes["stats"] = json.dumps(stats)
-        with self._lock, self._db.conn:
-            self._db["messages"].update(message_id, changes)
+        try:
+            with self._lock, self._db.conn:
+                self._db["messages"].update(message_id, changes)
+        except sqlite3.OperationalError as exc:
+            raise StorageError(f"Ember could not save the reply ({exc}). Free some disk space; the text "
+                               "shown so far was saved up to the last successful write.") from exc
 
     def message(self, message_id: int) -> Message:
         """The message with this id.

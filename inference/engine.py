@@ -1,0 +1,293 @@
+"""The engine service: one worker thread owns every llama.cpp context and runs jobs from a queue.
+
+Front ends (the chat window, the local API, the CLI) submit jobs and read events back from a :class:`JobHandle`,
+by iterating it or through a callback. Cancelling a job sets a flag that the worker checks before every token.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+from inference.chat_template import ChatTemplate
+from inference.errors import EngineError
+from inference.events import EngineEvent, Failed, Finished, GenerationStats, LoadProgress, TokenText
+from inference.generate import generate
+from inference.llama_model import ContextParams, LlamaModel
+from inference.sampling import SamplingOptions
+from storage.errors import EmberError
+
+log = logging.getLogger(__name__)
+
+Message = Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which model to load and how: a name for display, the file, and the context parameters."""
+
+    name: str
+    path: Path
+    params: ContextParams = field(default_factory=ContextParams)
+
+
+@dataclass(frozen=True)
+class ChatResult:
+    """A finished reply: its text and figures."""
+
+    text: str
+    stats: GenerationStats
+
+
+class JobHandle:
+    """A submitted job: iterate it for events, :meth:`cancel` it, or :meth:`wait` for its result."""
+
+    _ids = itertools.count(1)
+
+    def __init__(self, kind: str, on_event: Callable[[EngineEvent], None] | None = None) -> None:
+        self.id = next(self._ids)
+        self.kind = kind
+        self.submitted = time.perf_counter()
+        self._events: queue.SimpleQueue[EngineEvent] = queue.SimpleQueue()
+        self._cancel = threading.Event()
+        self._done = threading.Event()
+        self._on_event = on_event
+        self._final: EngineEvent | None = None
+
+    # -- for callers ---------------------------------------------------------------------------------------------
+
+    def cancel(self) -> None:
+        """Ask the job to stop; a generation ends at the next token, a load at the next progress step."""
+        self._cancel.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def __iter__(self) -> Iterator[EngineEvent]:
+        """Events as they come, ending with the :class:`Finished` or :class:`Failed` event."""
+        while True:
+            event = self._events.get()
+            yield event
+            if isinstance(event, (Finished, Failed)):
+                return
+
+    def wait(self, timeout: float | None = None) -> Any:
+        """Block until the job ends and return its result.
+
+        Raises:
+            TimeoutError: the job did not end within ``timeout`` seconds.
+            EmberError: the job failed with a known error (any other exception for a bug).
+        """
+        if not self._done.wait(timeout):
+            raise TimeoutError(f"engine job {self.id} ({self.kind}) did not finish in {timeout} s")
+        final = self._final
+        if isinstance(final, Failed):
+            raise final.error
+        assert isinstance(final, Finished)
+        return final.result
+
+    # -- for the worker ------------------------------------------------------------------------------------------
+
+    def emit(self, event: EngineEvent) -> None:
+        # The callback runs first, so whoever reads the event from the queue sees its effects (a stored reply).
+        if self._on_event is not None:
+            try:
+                self._on_event(event)
+            except Exception:
+                log.exception("engine event callback failed")
+        if isinstance(event, (Finished, Failed)):
+            self._final = event
+        self._events.put(event)
+        if isinstance(event, (Finished, Failed)):
+            self._done.set()
+
+
+@dataclass
+class _Job:
+    handle: JobHandle
+    run: Callable[[JobHandle], Any]
+
+
+class EngineService:
+    """Owns the loaded model on one worker thread; every operation is a job in a FIFO queue.
+
+    Args:
+        name: thread name (for logs and debuggers).
+    """
+
+    def __init__(self, *, name: str = "ember-engine") -> None:
+        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._worker, name=name, daemon=True)
+        self._model: LlamaModel | None = None
+        self._spec: ModelSpec | None = None
+        self._template: ChatTemplate | None = None
+        self._lock = threading.Lock()
+        self._started = False
+        self._stopped = False
+
+    # -- lifetime ------------------------------------------------------------------------------------------------
+
+    def start(self) -> "EngineService":
+        """Start the worker thread (idempotent)."""
+        with self._lock:
+            if not self._started:
+                self._thread.start()
+                self._started = True
+        return self
+
+    def shutdown(self, *, timeout: float | None = 10.0) -> None:
+        """Cancel nothing, finish queued jobs, free the model and stop the worker."""
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
+        if self._started:
+            self._queue.put(None)
+            self._thread.join(timeout)
+        else:
+            self._free()
+
+    def __enter__(self) -> "EngineService":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+    @property
+    def loaded(self) -> ModelSpec | None:
+        """The spec of the loaded model, or None."""
+        return self._spec
+
+    # -- jobs ----------------------------------------------------------------------------------------------------
+
+    def load(self, spec: ModelSpec, *, on_event: Callable[[EngineEvent], None] | None = None) -> JobHandle:
+        """Load a model (replacing the loaded one); a no-op when the same spec is already loaded.
+
+        Emits :class:`LoadProgress` events; cancelling the handle stops the load.
+        """
+        return self._submit("load", lambda h: self._ensure_loaded(spec, h), on_event)
+
+    def unload(self) -> JobHandle:
+        """Free the loaded model."""
+        return self._submit("unload", lambda h: self._free(), None)
+
+    def reset(self) -> JobHandle:
+        """Forget the KV cache of the loaded model (the next prompt is evaluated from scratch)."""
+        return self._submit("reset", lambda h: self._model.clear() if self._model else None, None)
+
+    def chat(self, messages: Sequence[Message], options: SamplingOptions, *, model: ModelSpec | None = None,
+             on_event: Callable[[EngineEvent], None] | None = None) -> JobHandle:
+        """Generate the assistant's reply to ``messages`` (dicts with ``role`` and ``content``).
+
+        The prompt is built with the model's own chat template. When ``model`` is given it is loaded first if it
+        is not the loaded one. Events: :class:`TokenText` as the reply streams, then :class:`Finished` whose result
+        is a :class:`ChatResult`.
+        """
+        msgs = [{"role": m["role"], "content": m["content"]} for m in messages]
+
+        def run(handle: JobHandle) -> ChatResult:
+            llm = self._ensure_loaded(model, handle)
+            started = time.perf_counter()
+            assert self._template is not None
+            prompt = llm.tokenize(self._template.render(msgs), add_special=True, parse_special=True)
+            return self._generate(llm, prompt, options, handle, started)
+
+        return self._submit("chat", run, on_event)
+
+    def complete(self, prompt: str, options: SamplingOptions, *, model: ModelSpec | None = None,
+                 on_event: Callable[[EngineEvent], None] | None = None) -> JobHandle:
+        """Continue raw ``prompt`` text (no chat template). Same events as :meth:`chat`."""
+
+        def run(handle: JobHandle) -> ChatResult:
+            llm = self._ensure_loaded(model, handle)
+            started = time.perf_counter()
+            tokens = llm.tokenize(prompt, add_special=True, parse_special=False)
+            return self._generate(llm, tokens, options, handle, started)
+
+        return self._submit("complete", run, on_event)
+
+    def call(self, fn: Callable[[LlamaModel | None], Any]) -> JobHandle:
+        """Run ``fn(model)`` on the worker thread (for tools and tests that need the context itself)."""
+        return self._submit("call", lambda h: fn(self._model), None)
+
+    # -- worker side ---------------------------------------------------------------------------------------------
+
+    def _submit(self, kind: str, run: Callable[[JobHandle], Any],
+                on_event: Callable[[EngineEvent], None] | None) -> JobHandle:
+        if self._stopped:
+            raise EngineError("The engine has been shut down.")
+        self.start()
+        handle = JobHandle(kind, on_event)
+        self._queue.put(_Job(handle, run))
+        return handle
+
+    def _worker(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                break
+            handle = job.handle
+            try:
+                result = job.run(handle)
+                stats = result.stats if isinstance(result, ChatResult) else None
+                handle.emit(Finished(result=result, stats=stats))
+            except EmberError as exc:
+                handle.emit(Failed(exc))
+            except Exception as exc:  # a bug: keep the traceback in the log, report it, keep serving
+                log.exception("engine job %s (%s) failed", handle.id, handle.kind)
+                handle.emit(Failed(exc))
+        self._free()
+
+    def _ensure_loaded(self, spec: ModelSpec | None, handle: JobHandle) -> LlamaModel:
+        if spec is None or spec == self._spec:
+            if self._model is None:
+                raise EngineError("No model is loaded. Choose a model first.")
+            return self._model
+        self._free()
+        last = [-1.0]
+
+        def progress(fraction: float) -> bool:
+            if fraction - last[0] >= 0.01 or fraction >= 1.0:
+                last[0] = fraction
+                handle.emit(LoadProgress(fraction))
+            return not handle.cancelled
+
+        model = LlamaModel(spec.path, spec.params, progress=progress)
+        try:
+            template = ChatTemplate(model.chat_template(), bos_token=model.token_text(model.bos_id),
+                                    eos_token=model.token_text(model.eos_id), strip_bos=model.add_bos)
+        except BaseException:
+            model.close()
+            raise
+        self._model, self._spec, self._template = model, spec, template
+        log.info("loaded %s (%s): n_ctx=%d threads=%d", spec.name, spec.path, model.n_ctx, model.n_threads)
+        return model
+
+    def _generate(self, llm: LlamaModel, prompt: Sequence[int], options: SamplingOptions,
+                  handle: JobHandle, started: float) -> ChatResult:
+        """Run the decode loop; TTFT counts from ``started`` (after any model load, before templating)."""
+        parts: list[str] = []
+
+        def on_text(text: str) -> None:
+            parts.append(text)
+            handle.emit(TokenText(text))
+
+        stats = generate(llm, prompt, options, should_stop=lambda: handle.cancelled, on_text=on_text,
+                         started=started)
+        return ChatResult("".join(parts), stats)
+
+    def _free(self) -> None:
+        if self._model is not None:
+            self._model.close()
+        self._model = self._spec = self._template = None

@@ -1,0 +1,55 @@
+"""What the engine reports while it works: token text, load progress, the end of a job, or its failure."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Union
+
+
+@dataclass(frozen=True)
+class GenerationStats:
+    """Figures for one reply."""
+
+    prompt_tokens: int
+    cached_tokens: int  # prompt tokens reused from the KV cache, not evaluated
+    completion_tokens: int
+    ttft_ms: float  # job start to the first generated token
+    prompt_ms: float  # evaluating the uncached part of the prompt
+    tokens_per_s: float  # generation speed after the first token
+    total_ms: float
+    finish_reason: str  # "stop" | "length" | "cancelled"
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TokenText:
+    """New reply text (one or more tokens' worth)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class LoadProgress:
+    """Model load progress, 0..1."""
+
+    fraction: float
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The job ended; ``result`` is job-specific (the reply text for generation)."""
+
+    result: Any = None
+    stats: GenerationStats | None = None
+
+
+@dataclass(frozen=True)
+class Failed:
+    """The job failed; ``error`` is a known ``EmberError`` or, for a bug, any exception."""
+
+    error: BaseException
+
+
+EngineEvent = Union[TokenText, LoadProgress, Finished, Failed]

@@ -1,0 +1,84 @@
+"""The decode loop: evaluate the prompt (reusing the cached prefix), then sample token by token."""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Sequence
+
+from inference.events import GenerationStats
+from inference.llama_model import LlamaModel, ShouldStop
+from inference.sampler import Sampler
+from inference.sampling import SamplingOptions
+from inference.text_stream import TextStream
+
+
+def generate(model: LlamaModel, prompt: Sequence[int], options: SamplingOptions, *,
+             should_stop: ShouldStop, on_text: Callable[[str], None],
+             started: float | None = None) -> GenerationStats:
+    """Generate a reply to ``prompt`` with ``model``, streaming its text to ``on_text``.
+
+    ``should_stop`` is checked before every token and between prompt batches; when it turns true the reply ends
+    with finish reason ``cancelled``.
+
+    Args:
+        model: the loaded model; its KV cache is reused where it matches ``prompt``.
+        prompt: prompt token ids.
+        options: sampling settings (also ``max_tokens`` and ``stop``).
+        should_stop: polled for cancellation.
+        on_text: receives text as it becomes final.
+        started: ``time.perf_counter()`` when the request began (default: now); TTFT counts from here.
+
+    Raises:
+        EngineError: the prompt does not fit or llama.cpp failed.
+    """
+    t0 = started if started is not None else time.perf_counter()
+    t_prompt = time.perf_counter()
+    try:
+        cached = model.ingest_prompt(prompt, should_stop=should_stop)
+    except InterruptedError:
+        now = time.perf_counter()
+        return GenerationStats(len(prompt), 0, 0, 0.0, (now - t_prompt) * 1000, 0.0, (now - t0) * 1000,
+                               "cancelled")
+    prompt_ms = (time.perf_counter() - t_prompt) * 1000
+    stream = TextStream(options.stop)
+    n_gen = 0
+    n_decoded = 0  # generated tokens evaluated between the first and the last sample
+    finish = "length"
+    t_first = t_last = None
+    with Sampler(options, n_vocab=model.n_vocab) as sampler:
+        sampler.prime(prompt)
+        while n_gen < options.max_tokens:
+            if should_stop():
+                finish = "cancelled"
+                break
+            token = sampler.sample(model.ctx, -1)
+            t_last = time.perf_counter()
+            if t_first is None:
+                t_first = t_last
+            if model.is_eog(token):
+                finish = "stop"
+                break
+            n_gen += 1
+            text = stream.push(model.piece(token))
+            if text:
+                on_text(text)
+            if stream.stopped:
+                finish = "stop"
+                break
+            if n_gen >= options.max_tokens or len(model.tokens) + 1 >= model.n_ctx:
+                finish = "length"
+                break
+            model.decode([token])
+            n_decoded += 1
+    tail = stream.flush()
+    if tail:
+        on_text(tail)
+    end = time.perf_counter()
+    ttft = ((t_first or end) - t0) * 1000
+    span = (t_last - t_first) if t_first is not None and t_last is not None else 0.0
+    rate = n_decoded / span if n_decoded and span > 0 else 0.0
+    return GenerationStats(
+        prompt_tokens=len(prompt), cached_tokens=cached, completion_tokens=n_gen, ttft_ms=round(ttft, 2),
+        prompt_ms=round(prompt_ms, 2), tokens_per_s=round(rate, 2), total_ms=round((end - t0) * 1000, 2),
+        finish_reason=finish,
+    )

@@ -1,0 +1,319 @@
+"""One llama.cpp model with its context, on the low-level API.
+
+The object is owned by the engine's worker thread: nothing here is thread-safe and nothing here knows about jobs.
+It keeps the list of tokens whose KV entries are in the context (sequence 0), so a new prompt that shares a prefix
+with what is cached only evaluates the rest.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import llama_cpp
+
+from inference import llama_log
+from inference.errors import EngineError, LoadCancelled, ModelLoadError
+from inference.hardware import physical_cores
+
+log = logging.getLogger(__name__)
+
+ShouldStop = Callable[[], bool]
+
+
+@dataclass(frozen=True)
+class ContextParams:
+    """How a model is loaded: context size, batch, threads and GPU offload."""
+
+    n_ctx: int = 4096
+    n_batch: int = 512
+    n_threads: int | None = None
+    n_gpu_layers: int = -1
+    flash_attn: bool | None = None  # None: llama.cpp decides
+
+
+class LlamaModel:
+    """A loaded GGUF model and one context over it.
+
+    Args:
+        path: the GGUF file.
+        params: context size, batch, threads, GPU layers.
+        progress: called with the load fraction in [0, 1]; return False to cancel the load.
+
+    Raises:
+        LoadCancelled: ``progress`` returned False.
+        ModelLoadError: llama.cpp could not load the model or create its context.
+    """
+
+    def __init__(self, path: Path | str, params: ContextParams, *,
+                 progress: Callable[[float], bool] | None = None) -> None:
+        llama_log.install()
+        self.path = Path(path)
+        self.params = params
+        self._model = None
+        self._ctx = None
+        self._batch = None
+        self._stop: ShouldStop | None = None
+        cancelled = False
+
+        def on_progress(fraction: float, _user: ctypes.c_void_p) -> bool:
+            nonlocal cancelled
+            try:
+                keep_going = progress(float(fraction)) if progress else True
+            except Exception:  # a bug in the callback must not crash inside C
+                log.exception("model load progress callback failed")
+                keep_going = False
+            cancelled = not keep_going
+            return keep_going
+
+        self._progress_cb = llama_cpp.llama_progress_callback(on_progress)
+        mparams = llama_cpp.llama_model_default_params()
+        mparams.n_gpu_layers = params.n_gpu_layers
+        mparams.progress_callback = self._progress_cb
+        llama_log.take_recent_errors()
+        self._model = llama_cpp.llama_model_load_from_file(str(self.path).encode(), mparams)
+        if not self._model:
+            if cancelled:
+                raise LoadCancelled(f"Loading {self.path.name} was cancelled.")
+            raise ModelLoadError(_load_failure(f"llama.cpp could not load {self.path.name}",
+                                               "Check that the file is a complete GGUF model of an architecture "
+                                               "this llama.cpp supports, and that there is enough free memory."))
+        self._vocab = llama_cpp.llama_model_get_vocab(self._model)
+        self.n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
+        self.n_ctx_train = llama_cpp.llama_model_n_ctx_train(self._model)
+
+        cparams = llama_cpp.llama_context_default_params()
+        n_ctx = params.n_ctx if self.n_ctx_train <= 0 else min(params.n_ctx, self.n_ctx_train)
+        cparams.n_ctx = n_ctx
+        cparams.n_batch = params.n_batch
+        cparams.n_ubatch = params.n_batch
+        threads = params.n_threads or physical_cores()
+        cparams.n_threads = threads
+        cparams.n_threads_batch = threads
+        cparams.no_perf = True
+        cparams.flash_attn_type = {None: llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO,
+                                   True: llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED,
+                                   False: llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED}[params.flash_attn]
+        self._ctx = llama_cpp.llama_init_from_model(self._model, cparams)
+        if not self._ctx:
+            self.close()
+            raise ModelLoadError(_load_failure(
+                f"llama.cpp could not create a {n_ctx}-token context for {self.path.name}",
+                "There is probably not enough memory: lower the context length or the GPU layers in settings."))
+        self.n_ctx = llama_cpp.llama_n_ctx(self._ctx)
+        self.n_batch = params.n_batch
+        self.n_threads = threads
+        self._mem = llama_cpp.llama_get_memory(self._ctx)
+        self._batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
+        self._abort_cb = llama_cpp.ggml_abort_callback(self._should_abort)
+        self._pieces: dict[int, bytes] = {}
+        self.tokens: list[int] = []  # tokens whose KV entries are in sequence 0, in order
+        self.bos_id = llama_cpp.llama_vocab_bos(self._vocab)
+        self.eos_id = llama_cpp.llama_vocab_eos(self._vocab)
+        self.add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
+
+    # -- lifetime ------------------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Free the context and the model (idempotent)."""
+        if self._batch is not None:
+            llama_cpp.llama_batch_free(self._batch)
+            self._batch = None
+        if self._ctx:
+            llama_cpp.llama_free(self._ctx)
+            self._ctx = None
+        if self._model:
+            llama_cpp.llama_model_free(self._model)
+            self._model = None
+
+    def __del__(self) -> None:  # pragma: no cover - safety net for leaked objects
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    @property
+    def ctx(self) -> llama_cpp.llama_context_p:
+        """The raw llama.cpp context (for samplers)."""
+        return self._ctx
+
+    @property
+    def vocab(self) -> llama_cpp.llama_vocab_p:
+        return self._vocab
+
+    # -- metadata and vocabulary ---------------------------------------------------------------------------------
+
+    def meta(self, key: str) -> str | None:
+        """A GGUF metadata value as llama.cpp renders it, or None."""
+        size = 256
+        while True:
+            buf = ctypes.create_string_buffer(size)
+            n = llama_cpp.llama_model_meta_val_str(self._model, key.encode(), buf, size)
+            if n < 0:
+                return None
+            if n < size:
+                return buf.value.decode("utf-8", errors="replace")
+            size = n + 1
+
+    def chat_template(self) -> str | None:
+        """The model's own chat template (Jinja), or None when the file has none."""
+        raw = llama_cpp.llama_model_chat_template(self._model, None)
+        return raw.decode("utf-8", errors="replace") if raw else None
+
+    def token_text(self, token: int) -> str:
+        """The vocabulary text of a token (special tokens included), e.g. ``<|im_end|>``."""
+        raw = llama_cpp.llama_vocab_get_text(self._vocab, token)
+        return raw.decode("utf-8", errors="replace") if raw else ""
+
+    def tokenize(self, text: str, *, add_special: bool, parse_special: bool = True) -> list[int]:
+        """Token ids of ``text``; ``add_special`` adds BOS/EOS as the model wants, ``parse_special`` reads
+        special-token text such as ``<|im_start|>`` as those tokens."""
+        data = text.encode("utf-8")
+        capacity = len(data) + 8
+        buf = (llama_cpp.llama_token * capacity)()
+        n = llama_cpp.llama_tokenize(self._vocab, data, len(data), buf, capacity, add_special, parse_special)
+        if n < 0:
+            capacity = -n
+            buf = (llama_cpp.llama_token * capacity)()
+            n = llama_cpp.llama_tokenize(self._vocab, data, len(data), buf, capacity, add_special, parse_special)
+            if n < 0:
+                raise EngineError("The text could not be tokenised.")
+        return list(buf[:n])
+
+    def piece(self, token: int) -> bytes:
+        """The bytes a generated token adds to the text (special tokens render as nothing)."""
+        cached = self._pieces.get(token)
+        if cached is not None:
+            return cached
+        size = 64
+        buf = ctypes.create_string_buffer(size)
+        n = llama_cpp.llama_token_to_piece(self._vocab, token, buf, size, 0, False)
+        if n < 0:
+            size = -n
+            buf = ctypes.create_string_buffer(size)
+            n = llama_cpp.llama_token_to_piece(self._vocab, token, buf, size, 0, False)
+        piece = buf.raw[: max(n, 0)]
+        self._pieces[token] = piece
+        return piece
+
+    def is_eog(self, token: int) -> bool:
+        """True for end-of-generation tokens (EOS, EOT, ...)."""
+        return bool(llama_cpp.llama_vocab_is_eog(self._vocab, token))
+
+    # -- KV cache and evaluation ---------------------------------------------------------------------------------
+
+    def truncate(self, n_keep: int) -> None:
+        """Drop every cached token from position ``n_keep`` on, in the KV cache and in :attr:`tokens`."""
+        if n_keep >= len(self.tokens):
+            return
+        if not llama_cpp.llama_memory_seq_rm(self._mem, 0, n_keep, -1):
+            llama_cpp.llama_memory_clear(self._mem, True)
+            n_keep = 0
+        del self.tokens[n_keep:]
+
+    def clear(self) -> None:
+        """Forget every cached token."""
+        llama_cpp.llama_memory_clear(self._mem, True)
+        self.tokens.clear()
+
+    def common_prefix(self, tokens: Sequence[int]) -> int:
+        """How many leading tokens of ``tokens`` are already cached."""
+        n = 0
+        for a, b in zip(self.tokens, tokens):
+            if a != b:
+                break
+            n += 1
+        return n
+
+    def ingest_prompt(self, prompt: Sequence[int], *, should_stop: ShouldStop | None = None) -> int:
+        """Make the cache hold ``prompt`` with logits ready for its last token, reusing the cached prefix.
+
+        Returns:
+            How many prompt tokens were reused from the cache (not evaluated).
+
+        Raises:
+            EngineError: the prompt does not fit the context, or llama.cpp failed.
+            InterruptedError: ``should_stop`` became true while the prompt was evaluated.
+        """
+        if not prompt:
+            raise EngineError("Nothing to evaluate: the prompt is empty.")
+        if len(prompt) >= self.n_ctx:
+            raise EngineError(
+                f"The prompt is {len(prompt)} tokens, longer than the {self.n_ctx}-token context. Start a new "
+                "conversation or raise the context length in settings."
+            )
+        reused = self.common_prefix(prompt)
+        if reused == len(prompt):
+            reused -= 1  # the last token is evaluated again so its logits are fresh
+        self.truncate(reused)
+        rest = list(prompt[reused:])
+        self._stop = should_stop
+        if should_stop is not None and len(rest) > 1:
+            llama_cpp.llama_set_abort_callback(self._ctx, self._abort_cb, None)
+        try:
+            for start in range(0, len(rest), self.n_batch):
+                if should_stop is not None and should_stop():
+                    raise InterruptedError("stopped while reading the prompt")
+                chunk = rest[start:start + self.n_batch]
+                last_chunk = start + self.n_batch >= len(rest)
+                self.decode(chunk, logits_last=last_chunk)
+        finally:
+            if should_stop is not None and len(rest) > 1:
+                llama_cpp.llama_set_abort_callback(self._ctx, ctypes.cast(None, llama_cpp.ggml_abort_callback),
+                                                   None)
+            self._stop = None
+        return reused
+
+    def decode(self, tokens: Sequence[int], *, logits_last: bool = True,
+               logits: Sequence[bool] | None = None) -> None:
+        """Evaluate ``tokens`` (at most ``n_batch``) after the cached ones and append them to the cache.
+
+        Args:
+            tokens: the tokens to evaluate.
+            logits_last: compute logits for the last token only (the usual case).
+            logits: instead, a flag per token saying which positions need logits.
+
+        Raises:
+            EngineError: the context is full or llama.cpp failed; the cache is left as before the call.
+            InterruptedError: the abort callback stopped the evaluation.
+        """
+        n = len(tokens)
+        if n == 0 or n > self.n_batch:
+            raise ValueError(f"decode takes 1..{self.n_batch} tokens, got {n}")
+        pos0 = len(self.tokens)
+        if pos0 + n > self.n_ctx:
+            raise EngineError(f"The context is full ({self.n_ctx} tokens).")
+        batch = self._batch
+        batch.n_tokens = n
+        for i, tok in enumerate(tokens):
+            batch.token[i] = tok
+            batch.pos[i] = pos0 + i
+            batch.n_seq_id[i] = 1
+            batch.seq_id[i][0] = 0
+            batch.logits[i] = logits[i] if logits is not None else (logits_last and i == n - 1)
+        rc = llama_cpp.llama_decode(self._ctx, batch)
+        if rc != 0:
+            llama_cpp.llama_memory_seq_rm(self._mem, 0, pos0, -1)
+            if rc == 2:
+                raise InterruptedError("evaluation aborted")
+            if rc == 1:
+                raise EngineError(f"The context is full ({self.n_ctx} tokens): no room for {n} more tokens.")
+            raise EngineError(f"llama.cpp failed to evaluate {n} tokens (code {rc}).")
+        self.tokens.extend(tokens)
+
+    def _should_abort(self, _data: ctypes.c_void_p) -> bool:
+        stop = self._stop
+        try:
+            return bool(stop and stop())
+        except Exception:  # never raise into C
+            log.exception("abort callback failed")
+            return True
+
+
+def _load_failure(what: str, advice: str) -> str:
+    details = [line for line in llama_log.take_recent_errors() if line]
+    reason = f" (llama.cpp said: {details[-1]})" if details else ""
+    return f"{what}{reason}. {advice}"

@@ -1,0 +1,62 @@
+"""A llama.cpp sampler chain built from :class:`SamplingOptions`."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import llama_cpp
+
+from inference.sampling import SamplingOptions
+
+
+class Sampler:
+    """Picks tokens from a context's logits: penalties, top-k, top-p, min-p, temperature, then a draw.
+
+    At temperature 0 the chain is greedy (after penalties), as in llama.cpp.
+    """
+
+    def __init__(self, options: SamplingOptions, *, n_vocab: int) -> None:
+        params = llama_cpp.llama_sampler_chain_default_params()
+        params.no_perf = True
+        self._chain = llama_cpp.llama_sampler_chain_init(params)
+        add = lambda s: llama_cpp.llama_sampler_chain_add(self._chain, s)  # noqa: E731
+        self.uses_history = options.repeat_penalty != 1.0 and options.repeat_last_n > 0
+        if self.uses_history:
+            add(llama_cpp.llama_sampler_init_penalties(n_vocab, options.repeat_last_n,
+                                                       options.repeat_penalty, 0.0, 0.0))
+        self.history_len = options.repeat_last_n
+        if options.temperature <= 0.0:
+            add(llama_cpp.llama_sampler_init_greedy())
+        else:
+            if options.top_k > 0:
+                add(llama_cpp.llama_sampler_init_top_k(options.top_k))
+            if options.top_p < 1.0:
+                add(llama_cpp.llama_sampler_init_top_p(options.top_p, 1))
+            if options.min_p > 0.0:
+                add(llama_cpp.llama_sampler_init_min_p(options.min_p, 1))
+            add(llama_cpp.llama_sampler_init_temp(options.temperature))
+            seed = llama_cpp.LLAMA_DEFAULT_SEED if options.seed is None else options.seed
+            add(llama_cpp.llama_sampler_init_dist(seed))
+
+    def prime(self, history: Sequence[int]) -> None:
+        """Feed the recent context (prompt tokens) to the penalties, so repeats of the prompt count too."""
+        if not self.uses_history:
+            return
+        for tok in history[-self.history_len:]:
+            llama_cpp.llama_sampler_accept(self._chain, tok)
+
+    def sample(self, ctx: llama_cpp.llama_context_p, idx: int = -1) -> int:
+        """Sample from the logits at batch index ``idx`` (the chain also records the token)."""
+        return llama_cpp.llama_sampler_sample(self._chain, ctx, idx)
+
+    def close(self) -> None:
+        """Free the chain (idempotent)."""
+        if self._chain is not None:
+            llama_cpp.llama_sampler_free(self._chain)
+            self._chain = None
+
+    def __enter__(self) -> "Sampler":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
