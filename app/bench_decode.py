@@ -1,0 +1,125 @@
+"""``ember bench decode``: Ember's engine against llama-cpp-python's ``Llama.create_completion``.
+
+Both load the same file with the same context size, batch, threads and flash-attention setting, generate the same
+number of tokens greedily from the same prompt, and alternate runs in one process so drift in machine load hits
+both alike. Each run starts from an empty KV cache. Decode speed is measured from outside the same way for both:
+(tokens after the first) / (time from the first streamed token to the last).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any, Callable
+
+from app.core import Ember
+from inference.engine import EngineService, ModelSpec
+from inference.events import TokenText
+from inference.llama_model import ContextParams
+from inference.hardware import physical_cores
+from inference.sampling import SamplingOptions
+
+PROMPT = ("The history of the city of Paris begins in the third century BC, when a Celtic people called the "
+          "Parisii settled on an island in the river Seine. Over the following centuries")
+
+
+def bench_decode(core: Ember, *, model: str | None = None, tokens: int = 128, runs: int = 5,
+                 threads: int | None = None, n_ctx: int = 2048, flash_attn: bool = True,
+                 progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Time both engines and return the medians and their ratio (see the module docstring).
+
+    Returns:
+        ``model``, ``tokens``, ``runs``, ``threads``, ``ember_tok_s``, ``reference_tok_s``, ``ratio``,
+        ``ember_ttft_ms``, ``reference_ttft_ms``, ``same_text`` and the per-run figures.
+    """
+    from llama_cpp import Llama
+
+    say = progress or (lambda _t: None)
+    base = core.model_spec(model)
+    n_threads = threads or core.settings.engine.n_threads or physical_cores()
+    params = ContextParams(n_ctx=n_ctx, n_batch=512, n_threads=n_threads,
+                           n_gpu_layers=core.settings.engine.n_gpu_layers, flash_attn=flash_attn)
+    spec = ModelSpec(name=base.name, path=base.path, params=params)
+    options = SamplingOptions(temperature=0.0, repeat_penalty=1.0, max_tokens=tokens)
+
+    engine = EngineService(name="bench-engine").start()
+    try:
+        say(f"loading {spec.name} twice ({n_threads} threads, n_ctx {n_ctx})")
+        engine.load(spec).wait()
+        ref = Llama(str(spec.path), n_ctx=n_ctx, n_batch=512, n_ubatch=512, n_threads=n_threads,
+                    n_threads_batch=n_threads, n_gpu_layers=params.n_gpu_layers, flash_attn=flash_attn,
+                    verbose=False)
+
+        def run_ember() -> tuple[float, float, int, str]:
+            engine.reset().wait()
+            t0 = time.perf_counter()
+            handle = engine.complete(PROMPT, options)
+            return _timed_stream(t0, (ev.text for ev in handle if isinstance(ev, TokenText)))
+
+        def run_reference() -> tuple[float, float, int, str]:
+            ref.reset()
+            t0 = time.perf_counter()
+            stream = ref.create_completion(PROMPT, max_tokens=tokens, temperature=0.0, repeat_penalty=1.0,
+                                           stream=True)
+            return _timed_stream(t0, (chunk["choices"][0]["text"] for chunk in stream))
+
+        run_ember()  # warm-up: page in weights, build graphs
+        run_reference()
+        ember_runs, ref_runs = [], []
+        for i in range(runs):
+            order = (run_ember, run_reference) if i % 2 == 0 else (run_reference, run_ember)
+            for fn in order:
+                (ember_runs if fn is run_ember else ref_runs).append(fn())
+            say(f"run {i + 1}/{runs}: ember {ember_runs[-1][1]:.1f} tok/s, reference {ref_runs[-1][1]:.1f} tok/s")
+    finally:
+        engine.shutdown()
+
+    ember_tok_s = statistics.median(r[1] for r in ember_runs)
+    ref_tok_s = statistics.median(r[1] for r in ref_runs)
+    return {
+        "model": spec.name,
+        "path": str(spec.path),
+        "tokens": tokens,
+        "generated_tokens": {"ember": ember_runs[-1][2], "reference": ref_runs[-1][2]},
+        "runs": runs,
+        "threads": n_threads,
+        "n_ctx": n_ctx,
+        "flash_attn": flash_attn,
+        "ember_tok_s": round(ember_tok_s, 2),
+        "reference_tok_s": round(ref_tok_s, 2),
+        "ratio": round(ember_tok_s / ref_tok_s, 3) if ref_tok_s else None,
+        "ember_ttft_ms": round(statistics.median(r[0] for r in ember_runs), 2),
+        "reference_ttft_ms": round(statistics.median(r[0] for r in ref_runs), 2),
+        "same_text": ember_runs[-1][3] == ref_runs[-1][3],
+        "per_run_tok_s": {"ember": [round(r[1], 2) for r in ember_runs],
+                          "reference": [round(r[1], 2) for r in ref_runs]},
+        "command": f"ember bench decode --json --tokens {tokens} --runs {runs} --n-ctx {n_ctx}"
+                   + (f" --threads {threads}" if threads else "") + (f" --model {model}" if model else ""),
+    }
+
+
+def _timed_stream(t0: float, texts) -> tuple[float, float, int, str]:
+    """(TTFT ms, tok/s after the first token, pieces, text) for a stream of per-token texts."""
+    first = last = None
+    n = 0
+    parts = []
+    for text in texts:
+        now = time.perf_counter()
+        if first is None:
+            first = now
+        last = now
+        n += 1
+        parts.append(text)
+    if first is None or last is None:
+        return 0.0, 0.0, 0, ""
+    rate = (n - 1) / (last - first) if n > 1 and last > first else 0.0
+    return (first - t0) * 1000, rate, n, "".join(parts)
+
+
+def format_decode(r: dict[str, Any]) -> str:
+    """The result as a few readable lines."""
+    return (f"{r['model']}: {r['tokens']} tokens x {r['runs']} runs, {r['threads']} threads\n"
+            f"  ember     {r['ember_tok_s']:8.2f} tok/s   TTFT {r['ember_ttft_ms']:7.1f} ms\n"
+            f"  reference {r['reference_tok_s']:8.2f} tok/s   TTFT {r['reference_ttft_ms']:7.1f} ms\n"
+            f"  ratio {r['ratio']}  same text: {r['same_text']}\n"
+            f"  reproduce: {r['command']}")
