@@ -1,0 +1,130 @@
+"""The ``ember`` command end to end, in subprocesses, with the real starter model and a real SQLite file."""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import starter_path
+
+EMBER = [sys.executable, "-m", "app"]
+
+
+def run_ember(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([*EMBER, *args], capture_output=True, text=True, timeout=timeout, env=os.environ.copy())
+
+
+def db_rows(home: Path, sql: str) -> list[tuple]:
+    conn = sqlite3.connect(home / "ember.db")
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+def test_version():
+    out = run_ember("--version")
+    assert out.returncode == 0 and out.stdout.startswith("ember ")
+
+
+def test_one_shot_answer_is_printed_and_stored(ember_home):
+    out = run_ember("chat", "--temperature", "0", "What is the capital of France?")
+    assert out.returncode == 0, out.stderr
+    assert "Paris" in out.stdout
+    assert out.stderr == ""
+    convs = db_rows(ember_home, "SELECT id, title, model FROM conversations")
+    assert convs == [(1, "What is the capital of France?", "smollm2-135m-instruct")]
+    msgs = db_rows(ember_home, "SELECT role, content, stats FROM messages WHERE conversation_id = 1 ORDER BY id")
+    assert [m[0] for m in msgs] == ["user", "assistant"]
+    assert msgs[0][1] == "What is the capital of France?"
+    assert msgs[1][1].strip() == out.stdout.strip()
+    stats = json.loads(msgs[1][2])
+    assert stats["finish_reason"] == "stop" and stats["completion_tokens"] > 0
+
+
+def test_continuing_a_conversation_keeps_history(ember_home):
+    assert run_ember("chat", "--temperature", "0", "--max-tokens", "8", "My name is Ada.").returncode == 0
+    out = run_ember("chat", "--conversation", "1", "--temperature", "0", "--max-tokens", "8", "-v", "Hi again")
+    assert out.returncode == 0, out.stderr
+    assert "cached" in out.stderr  # --verbose prints stats
+    assert db_rows(ember_home, "SELECT count(*) FROM messages WHERE conversation_id = 1") == [(4,)]
+
+
+@pytest.mark.parametrize("kind", ["truncated", "not-gguf", "missing"])
+def test_bad_model_file_is_one_line_error(tmp_path, kind):
+    path = tmp_path / "model.gguf"
+    if kind == "truncated":
+        src = starter_path()
+        with src.open("rb") as f:
+            path.write_bytes(f.read(src.stat().st_size - 1000))
+    elif kind == "not-gguf":
+        path.write_text("<html>Not found</html>")
+    out = run_ember("chat", "--model", str(path), "hello")
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ember: error: ")
+    expected = {"truncated": "truncated", "not-gguf": "not a GGUF", "missing": "does not exist"}[kind]
+    assert expected in lines[0]
+
+
+def test_unknown_model_name_lists_installed():
+    out = run_ember("chat", "--model", "llama-9000", "hi")
+    assert out.returncode == 1 and "smollm2-135m-instruct" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_sigkill_while_streaming_keeps_the_partial_reply(ember_home):
+    proc = subprocess.Popen(
+        [*EMBER, "chat", "--temperature", "0.8", "--seed", "5", "--max-tokens", "4000",
+         "Write a very long story about a lighthouse keeper."],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ.copy(),
+    )
+    printed = b""
+    deadline = time.monotonic() + 60
+    while len(printed) < 400 and time.monotonic() < deadline:
+        chunk = os.read(proc.stdout.fileno(), 256)
+        if not chunk:
+            break
+        printed += chunk
+    time.sleep(0.8)  # more than one flush interval after the text we saw
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    proc.stdout.close()
+    proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL
+    assert db_rows(ember_home, "PRAGMA integrity_check") == [("ok",)]
+    rows = db_rows(ember_home, "SELECT content, stats FROM messages WHERE role = 'assistant'")
+    assert len(rows) == 1
+    content, stats = rows[0]
+    text = printed.decode("utf-8", errors="ignore")
+    assert len(content) >= len(text.strip()) * 0.9  # all but the last moments of what was shown
+    assert content[:200] == text[:200]
+    assert json.loads(stats)["finish_reason"] == "streaming"  # it never finished, and says so
+
+
+def test_doctor_json():
+    out = run_ember("doctor", "--json")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert "CPU" in report["llama_cpp"]["backends"]
+    assert isinstance(report["llama_cpp"]["gpu_offload"], bool)
+    assert report["paths"]["home"] == os.environ["EMBER_HOME"]
+    assert report["keyring"]["backend"]
+    assert report["cpu"]["physical_cores"] >= 1 and report["memory"]["total_bytes"] > 0
+
+
+def test_bench_decode_json_has_the_figures():
+    out = run_ember("bench", "decode", "--json", "--runs", "1", "--tokens", "16")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    for key in ("model", "tokens", "ember_tok_s", "reference_tok_s", "ratio", "ember_ttft_ms",
+                "reference_ttft_ms"):
+        assert key in result
+    assert result["ember_tok_s"] > 0 and result["reference_tok_s"] > 0 and result["tokens"] == 16
+    assert result["same_text"] is True

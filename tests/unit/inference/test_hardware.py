@@ -1,0 +1,20 @@
+from inference import hardware
+
+
+def test_cores_and_memory_are_sane():
+    assert 1 <= hardware.physical_cores() <= hardware.logical_cores()
+    mem = hardware.memory()
+    assert mem.total is None or mem.total > 0
+    if mem.total and mem.available:
+        assert mem.available <= mem.total
+
+
+def test_parse_backends():
+    assert hardware.parse_backends("CPU : SSE3 = 1 | AVX = 1 |") == ["CPU"]
+    info = "CUDA : ARCHS = 890 | USE_GRAPHS = 1 | CPU : SSE3 = 1 | AVX2 = 1 |"
+    assert hardware.parse_backends(info) == ["CUDA", "CPU"]
+
+
+def test_backend_info_reports_cpu():
+    info = hardware.backend_info()
+    assert "CPU" in info.backends and isinstance(info.gpu_offload, bool)
