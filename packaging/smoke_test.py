@@ -1,0 +1,89 @@
+"""Smoke test of the frozen bundle in dist/ember: it starts, chats, serves and opens its window.
+
+Each step runs the bundle's own executable with a fresh EMBER_HOME and no network. A step fails on a non-zero exit,
+a missing answer, or any stderr line that reads as an error. Usage: python packaging/smoke_test.py [DIST_DIR]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+ERROR_LINE = re.compile(r"error|traceback|exception|fatal|critical", re.IGNORECASE)
+
+
+def _env(home: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
+    env.update(EMBER_HOME=home, QT_QPA_PLATFORM="offscreen", HF_HUB_OFFLINE="1")
+    return env
+
+
+def _check_stderr(step: str, stderr: str) -> None:
+    bad = [line for line in stderr.splitlines() if ERROR_LINE.search(line)]
+    if bad:
+        raise AssertionError(f"{step}: error lines on stderr:\n" + "\n".join(bad))
+
+
+def _run(exe: Path, step: str, *args: str, timeout: float = 120) -> str:
+    with tempfile.TemporaryDirectory() as home:
+        out = subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=timeout, env=_env(home))
+    if out.returncode != 0:
+        raise AssertionError(f"{step}: exit code {out.returncode}\n{out.stderr}")
+    _check_stderr(step, out.stderr)
+    return out.stdout
+
+
+def smoke(dist: Path) -> list[tuple[str, float]]:
+    """Run every step; returns (step, seconds) pairs. Raises AssertionError on the first failure."""
+    exe = dist / ("ember.exe" if sys.platform == "win32" else "ember")
+    if not exe.exists():
+        raise AssertionError(f"{exe} does not exist: run `make package` first")
+    timings = []
+
+    def step(name, fn):
+        t = time.monotonic()
+        fn()
+        timings.append((name, time.monotonic() - t))
+        print(f"smoke: {name} ok ({timings[-1][1]:.1f} s)", flush=True)
+
+    def version():
+        assert _run(exe, "--version", "--version").startswith("ember ")
+
+    def chat():
+        answer = _run(exe, "chat", "chat", "--temperature", "0", "What is the capital of France?")
+        assert "Paris" in answer, f"chat: no Paris in {answer!r}"
+
+    def doctor():
+        report = json.loads(_run(exe, "doctor", "doctor", "--json"))
+        assert report["build"] and report["build"]["backends"], f"doctor: no build info in {report.get('build')}"
+        assert report["starter_model"], "doctor: the bundled starter model was not found"
+
+    step("version", version)
+    step("chat", chat)
+    step("doctor", doctor)
+    return timings
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+if __name__ == "__main__":
+    dist_dir = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "dist" / "ember"
+    try:
+        total = sum(t for _, t in smoke(dist_dir))
+    except AssertionError as exc:
+        print(f"smoke: FAILED: {exc}", file=sys.stderr)
+        sys.exit(1)
+    print(f"smoke: all steps passed in {total:.1f} s")
