@@ -1,0 +1,56 @@
+"""Linux desktop integration: the ``.desktop`` entry and icon under the user's XDG data folder.
+
+``ember install-desktop`` writes them (the packaging script can call it with a prefix); menus and docks then show
+Ember with its icon, and the tray and autostart use the same application id.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from importlib import resources
+from pathlib import Path
+
+from app import APP_ID
+
+
+def xdg_data_home() -> Path:
+    """``$XDG_DATA_HOME`` or ``~/.local/share``."""
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+
+
+def launcher_command() -> str:
+    """The command that starts this Ember: the frozen executable, or this Python running ``-m app``."""
+    if getattr(sys, "frozen", False):
+        return shlex.quote(sys.executable)
+    return f"{shlex.quote(sys.executable)} -m app"
+
+
+def desktop_entry(exec_command: str) -> str:
+    """The text of Ember's ``.desktop`` file."""
+    return (
+        "[Desktop Entry]\n"
+        "Type=Application\n"
+        "Name=Ember\n"
+        "GenericName=Local AI chat\n"
+        "Comment=Run open-weight language models on this computer\n"
+        f"Exec={exec_command}\n"
+        f"Icon={APP_ID}\n"
+        "Terminal=false\n"
+        "Categories=Utility;Development;Chat;\n"
+        "Keywords=AI;LLM;chat;llama;GGUF;\n"
+        f"StartupWMClass={APP_ID}\n"
+    )
+
+
+def install_desktop(*, data_home: Path | None = None, exec_command: str | None = None) -> list[Path]:
+    """Write the desktop entry and the scalable icon; returns the files written."""
+    base = data_home or xdg_data_home()
+    entry = base / "applications" / f"{APP_ID}.desktop"
+    icon = base / "icons" / "hicolor" / "scalable" / "apps" / f"{APP_ID}.svg"
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    icon.parent.mkdir(parents=True, exist_ok=True)
+    entry.write_text(desktop_entry(exec_command or launcher_command()), encoding="utf-8")
+    icon.write_bytes(resources.files("app").joinpath(f"resources/{APP_ID}.svg").read_bytes())
+    return [entry, icon]
