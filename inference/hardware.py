@@ -37,9 +37,9 @@ def physical_cores() -> int:
         elif system == "Darwin":
             # Performance cores on Apple silicon; physical cores elsewhere.
             for key in ("hw.perflevel0.physicalcpu", "hw.physicalcpu"):
-                out = subprocess.run(["sysctl", "-n", key], capture_output=True, text=True, timeout=2)
-                if out.returncode == 0 and out.stdout.strip().isdigit():
-                    return int(out.stdout.strip())
+                value = _sysctl_int(key)
+                if value:
+                    return value
     except (OSError, ValueError, subprocess.SubprocessError):
         pass
     return logical_cores()
@@ -71,6 +71,61 @@ def memory() -> Memory:
         except (ValueError, OSError):
             pass
     return Memory(None, None)
+
+
+@dataclass(frozen=True)
+class GPU:
+    """One GPU's name and memory in bytes (``free`` None where the driver does not say)."""
+
+    name: str
+    kind: str  # "cuda" | "metal"
+    total: int
+    free: int | None
+    unified: bool = False  # memory shared with the CPU (Apple silicon)
+
+
+def gpus() -> list[GPU]:
+    """The GPUs llama.cpp could use: NVIDIA through ``nvidia-smi``, Apple silicon through its unified memory."""
+    found = _nvidia_gpus()
+    if not found and platform.system() == "Darwin" and platform.machine() == "arm64":
+        total = _sysctl_int("hw.memsize")
+        if total:
+            # Metal lets a process wire about three quarters of unified memory (recommendedMaxWorkingSetSize).
+            budget = int(total * 0.75)
+            found.append(GPU(name="Apple silicon GPU", kind="metal", total=budget, free=budget, unified=True))
+    return found
+
+
+def parse_nvidia_smi(text: str) -> list[GPU]:
+    """GPUs from ``nvidia-smi --query-gpu=name,memory.total,memory.free --format=csv,noheader,nounits``."""
+    result = []
+    for line in text.strip().splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) != 3:
+            continue
+        name, total, free = parts
+        try:
+            result.append(GPU(name=name, kind="cuda", total=int(float(total)) << 20, free=int(float(free)) << 20))
+        except ValueError:
+            continue
+    return result
+
+
+def _nvidia_gpus() -> list[GPU]:
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,memory.free",
+                              "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return parse_nvidia_smi(out.stdout) if out.returncode == 0 else []
+
+
+def _sysctl_int(key: str) -> int | None:
+    try:
+        out = subprocess.run(["sysctl", "-n", key], capture_output=True, text=True, timeout=2)
+        return int(out.stdout.strip()) if out.returncode == 0 else None
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return None
 
 
 @dataclass(frozen=True)
@@ -118,6 +173,7 @@ def report() -> dict[str, Any]:
         "cpu": {"logical_cores": logical_cores(), "physical_cores": physical_cores(),
                 "model": _cpu_model()},
         "memory": {"total_bytes": mem.total, "available_bytes": mem.available},
+        "gpus": [asdict(g) for g in gpus()],
         "llama_cpp": asdict(backend_info()),
     }
 

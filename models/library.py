@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
+import shutil
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,9 +14,11 @@ from typing import Any
 
 import sqlite_utils
 
-from models.errors import ModelNotFoundError
+from models.errors import DiskSpaceError, ModelNotFoundError
 from models.gguf import GGUFInfo, read_gguf
+from models.quant import parse_quant, parse_shard
 from models.starter import STARTER_ALIASES, STARTER_NAME, find_starter_file
+from models.vocab import fingerprint
 from storage.conversations import now_iso
 
 
@@ -35,6 +40,22 @@ class LibraryModel:
     aliases: tuple[str, ...] = field(default_factory=tuple)
     added: str | None = None
     last_used: str | None = None
+    vocab_fingerprint: str | None = None
+
+    @property
+    def files(self) -> list[Path]:
+        """Every file of the model: the file itself, or all shards of a split model."""
+        return shard_paths(self.path)
+
+
+@dataclass(frozen=True)
+class DeletePlan:
+    """What removing a model would do, shown before it is done."""
+
+    model: LibraryModel
+    delete: tuple[Path, ...]  # files under the library folder that will be deleted
+    keep: tuple[Path, ...]  # imported files outside the library folder: only un-catalogued
+    freed: int  # bytes the deletion frees
 
 
 class Library:
@@ -82,25 +103,78 @@ class Library:
         return self.get(name_or_path)
 
     def add(self, path: Path | str, *, name: str | None = None, aliases: tuple[str, ...] = (),
-            repo_id: str | None = None, sha256: str | None = None) -> LibraryModel:
+            repo_id: str | None = None, sha256: str | None = None, filename: str | None = None) -> LibraryModel:
         """Catalogue a local GGUF file (its header is read and checked), replacing an entry of the same name.
 
+        Args:
+            path: the GGUF file, or the first shard of a split model (every shard is checked).
+            name: the library name (default: made from the file name).
+            aliases: other names that resolve to this model.
+            repo_id, sha256, filename: where the file came from on the Hub (filename: the model's name there).
+
         Raises:
-            ModelFileError: the file is not a complete GGUF file.
+            ModelFileError: the file (or a shard) is not a complete GGUF file.
         """
         path = Path(path).resolve()
-        info = read_gguf(path)
-        model = _from_info(name or slug(path.stem), path, info)
+        info = read_gguf(path, load_arrays=True)
+        files = shard_paths(path)
+        for other in files[1:]:
+            read_gguf(other)
+        model = _from_info(name or default_name(path.name), path, info)
         row = {
-            "name": model.name, "path": str(path), "size": model.size, "repo_id": repo_id,
-            "filename": path.name, "sha256": sha256, "quantization": model.quantization,
+            "name": model.name, "path": str(path), "size": sum(f.stat().st_size for f in files),
+            "repo_id": repo_id, "filename": filename or path.name, "sha256": sha256,
+            "quantization": model.quantization or parse_quant(filename or path.name),
             "architecture": model.architecture, "parameters": model.parameters,
             "context_length": model.context_length, "chat_template": int(model.chat_template),
-            "aliases": json.dumps(list(aliases)), "added": now_iso(),
+            "vocab_fingerprint": fingerprint(info), "aliases": json.dumps(list(aliases)), "added": now_iso(),
         }
         with self._lock, self._db.conn:
             self._db["models"].upsert(row, pk="name")
         return self.get(model.name)
+
+    def import_file(self, path: Path | str, *, name: str | None = None,
+                    copy_into: Path | None = None) -> LibraryModel:
+        """Catalogue a local GGUF file after checking it (magic, version, metadata, size against its tensors).
+
+        Args:
+            path: the file (or a split model's first shard).
+            name: the library name (default: from the file name).
+            copy_into: copy the file(s) into this folder first (the library folder); default: use it in place.
+
+        Raises:
+            ModelFileError: not a GGUF file, damaged or truncated (nothing is catalogued).
+            DiskSpaceError: ``copy_into`` has too little free space.
+        """
+        path = Path(path).expanduser()
+        read_gguf(path)  # refuse a bad file before copying anything
+        if copy_into is not None:
+            path = _copy_files(shard_paths(path.resolve()), copy_into)
+        return self.add(path, name=name)
+
+    def plan_delete(self, name: str, *, library_dir: Path) -> DeletePlan:
+        """What removing ``name`` deletes and frees: files under ``library_dir`` are deleted, others kept.
+
+        Raises:
+            ModelNotFoundError: no such model.
+        """
+        model = self.get(name)
+        root = library_dir.resolve()
+        delete, keep = [], []
+        for f in model.files:
+            (delete if f.resolve().is_relative_to(root) else keep).append(f)
+        freed = sum(f.stat().st_size for f in delete if f.exists())
+        return DeletePlan(model=model, delete=tuple(delete), keep=tuple(keep), freed=freed)
+
+    def delete(self, plan: DeletePlan) -> None:
+        """Carry out a :meth:`plan_delete` plan: delete its files, then the catalogue entry."""
+        for f in plan.delete:
+            f.unlink(missing_ok=True)
+        for folder in {f.parent for f in plan.delete}:
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only when empty
+        with self._lock, self._db.conn:
+            self._db.execute("DELETE FROM models WHERE name = ?", [plan.model.name])
 
     def touch(self, name: str) -> None:
         """Record that a model was just used."""
@@ -114,9 +188,49 @@ class Library:
             return None
         with self._lock:
             rows = list(self._db["models"].rows_where("name = ?", [STARTER_NAME]))
-            if rows and rows[0]["path"] == str(path.resolve()) and Path(rows[0]["path"]).is_file():
+            if (rows and rows[0]["path"] == str(path.resolve()) and Path(rows[0]["path"]).is_file()
+                    and rows[0].get("vocab_fingerprint")):
                 return _model(rows[0])
             return self.add(path, name=STARTER_NAME, aliases=STARTER_ALIASES)
+
+
+def default_name(filename: str) -> str:
+    """The library name for a file: its slug, without a split model's ``-00001-of-00003`` suffix."""
+    shard = parse_shard(Path(filename).name)
+    return slug(Path(shard.group if shard else filename).stem)
+
+
+def shard_paths(path: Path) -> list[Path]:
+    """All files of the model whose (first) file is ``path``: the shards that exist beside it, in order."""
+    shard = parse_shard(path.name)
+    if shard is None:
+        return [path]
+    stem = shard.group[: -len(".gguf")]
+    found = [path.parent / f"{stem}-{i:05d}-of-{shard.count:05d}.gguf" for i in range(1, shard.count + 1)]
+    return [p for p in found if p.exists()] or [path]
+
+
+def _copy_files(files: list[Path], folder: Path) -> Path:
+    """Copy files into ``folder`` (each via a temporary name, renamed when complete); returns the first copy."""
+    folder.mkdir(parents=True, exist_ok=True)
+    need = sum(f.stat().st_size for f in files)
+    free = shutil.disk_usage(folder).free
+    if need > free:
+        raise DiskSpaceError(f"Copying {files[0].name} into the library needs {need / (1 << 30):.1f} GiB and only "
+                             f"{free / (1 << 30):.1f} GiB are free in {folder}. Free some space or import without "
+                             "--copy to use the file where it is.")
+    out = []
+    for f in files:
+        dest = folder / f.name
+        tmp = folder / f".{f.name}.importing"
+        try:
+            shutil.copyfile(f, tmp)
+            os.replace(tmp, dest)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        out.append(dest)
+    return out[0]
 
 
 def slug(text: str) -> str:
@@ -138,5 +252,5 @@ def _model(row: dict[str, Any]) -> LibraryModel:
         architecture=row["architecture"], parameters=row["parameters"], context_length=row["context_length"],
         chat_template=bool(row["chat_template"]), repo_id=row["repo_id"], filename=row["filename"],
         sha256=row["sha256"], aliases=tuple(json.loads(row["aliases"] or "[]")), added=row["added"],
-        last_used=row["last_used"],
+        last_used=row["last_used"], vocab_fingerprint=row.get("vocab_fingerprint"),
     )

@@ -126,3 +126,39 @@ def m002_models(db: sqlite_utils.Database) -> None:
         not_null={"path", "size", "added"},
         defaults={"aliases": "[]"},
     )
+
+
+@migration
+def m003_downloads(db: sqlite_utils.Database) -> None:
+    """Model downloads: one row per model (job) and one per file (shard), so a restart resumes them."""
+    db["downloads"].create(
+        {
+            "id": int,
+            "repo_id": str,
+            "revision": str,  # the commit the files are pinned to
+            "model_file": str,  # the model's file name in the repo (a split model's group name)
+            "name": str,  # library name to register when done
+            "state": str,  # queued / running / paused / failed / done / cancelled
+            "error": str,
+            "created": str,
+            "updated": str,
+        },
+        pk="id",
+        not_null={"repo_id", "revision", "model_file", "state", "created", "updated"},
+    )
+    db["download_files"].create(
+        {
+            "id": int,
+            "download_id": int,
+            "idx": int,  # 1-based shard index
+            "path": str,  # path in the repo
+            "size": int,
+            "sha256": str,
+            "done": int,  # bytes verified-written so far (the partial file's length is authoritative)
+        },
+        pk="id",
+        not_null={"download_id", "idx", "path", "size"},
+        defaults={"done": 0},
+        foreign_keys=[("download_id", "downloads", "id")],
+    )
+    db["download_files"].create_index(["download_id", "idx"], unique=True)

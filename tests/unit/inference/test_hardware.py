@@ -18,3 +18,11 @@ def test_parse_backends():
 def test_backend_info_reports_cpu():
     info = hardware.backend_info()
     assert "CPU" in info.backends and isinstance(info.gpu_offload, bool)
+
+
+def test_parse_nvidia_smi():
+    text = "NVIDIA H100 80GB HBM3, 81559, 80640\nNVIDIA GeForce RTX 3060, 12288, 11000\n"
+    gpus = hardware.parse_nvidia_smi(text)
+    assert [g.name for g in gpus] == ["NVIDIA H100 80GB HBM3", "NVIDIA GeForce RTX 3060"]
+    assert gpus[1].total == 12288 << 20 and gpus[1].free == 11000 << 20 and gpus[1].kind == "cuda"
+    assert hardware.parse_nvidia_smi("garbage\n") == []

@@ -1,0 +1,598 @@
+"""Downloads that never corrupt the library.
+
+A download is one model (a file, or every shard of a split model) from one pinned commit. Its bytes go to a
+partial file under ``<library>/.partial/``; an interrupted download (dropped connection, pause, crash, SIGKILL)
+continues from the partial file's length with an HTTP Range request. Each file's sha256 is checked against the
+Hub's LFS record; only when every shard is verified are they renamed into the library and catalogued. A checksum
+mismatch, a cancel or a full disk removes the partial files. State lives in SQLite, so a restart resumes.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import logging
+import os
+import shutil
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any, Callable
+
+import httpx2
+import sqlite_utils
+from huggingface_hub.utils import hf_raise_for_status
+
+from models.errors import ChecksumError, DiskSpaceError, DownloadError
+from models.hub import HubClient
+from models.library import Library, LibraryModel, default_name
+from models.quant import ModelFiles
+from storage.conversations import now_iso
+from storage.errors import EmberError, NotFoundError
+
+log = logging.getLogger(__name__)
+
+PARTIAL_DIR = ".partial"
+DISK_MARGIN = 16 << 20  # keep this much free beyond the download itself
+PROGRESS_SAVE_INTERVAL = 1.0  # seconds between saves of the byte count
+RATE_WINDOW = 5.0  # seconds of history behind the rate and ETA
+
+
+class DownloadState(str, Enum):
+    """Where a download stands."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    PAUSED = "paused"
+    FAILED = "failed"
+    DONE = "done"
+    CANCELLED = "cancelled"
+
+
+FINISHED = (DownloadState.DONE, DownloadState.CANCELLED)
+
+
+class DownloadStopped(EmberError, InterruptedError):
+    """A running download was paused or cancelled on request."""
+
+
+@dataclass(frozen=True)
+class DownloadFile:
+    """One file of a download (a shard, or the model's only file)."""
+
+    id: int
+    idx: int
+    path: str
+    size: int
+    sha256: str | None
+    done: int
+
+
+@dataclass(frozen=True)
+class Download:
+    """One model being fetched from the Hub."""
+
+    id: int
+    repo_id: str
+    revision: str
+    model_file: str
+    name: str | None
+    state: DownloadState
+    error: str | None
+    files: tuple[DownloadFile, ...]
+
+    @property
+    def total(self) -> int:
+        return sum(f.size for f in self.files)
+
+    @property
+    def done(self) -> int:
+        return sum(f.done for f in self.files)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A progress report: bytes done of total for the whole model, rate (bytes/s) and ETA (s, None if unknown)."""
+
+    download_id: int
+    state: DownloadState
+    done: int
+    total: int
+    rate: float
+    eta: float | None
+    file: str
+
+
+ProgressFn = Callable[[Progress], None]
+
+
+class DownloadManager:
+    """A queue of downloads into one library folder, with pause, resume, cancel and restart recovery.
+
+    :meth:`run` downloads one queued model in the calling thread (the CLI); :meth:`start` runs the queue on a
+    worker thread (the desktop app). :meth:`pause` and :meth:`cancel` may be called from any thread.
+    """
+
+    def __init__(self, db: sqlite_utils.Database, library: Library, hub: HubClient, *, library_dir: Path,
+                 retries: int = 4, backoff: float = 1.0, chunk_size: int = 1 << 20,
+                 on_progress: ProgressFn | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
+        """
+        Args:
+            db: the database (migrated), holding the ``downloads`` tables.
+            library: the catalogue verified models are added to.
+            hub: the Hub client (endpoint and token).
+            library_dir: the library folder; partial files live in its ``.partial`` subfolder.
+            retries: attempts after a dropped connection (with no progress in between) before failing.
+            backoff: seconds before the first retry, doubling on each further one.
+            chunk_size: bytes read and written at a time (pause/cancel are checked between chunks).
+            on_progress: called with every progress report of every download.
+            sleep: the pause between retries (tests pass a no-op).
+        """
+        self._db = db
+        self._library = library
+        self._hub = hub
+        self.library_dir = Path(library_dir)
+        self.retries = retries
+        self.backoff = backoff
+        self.chunk_size = chunk_size
+        self._on_progress = on_progress
+        self._sleep = sleep
+        self._lock = threading.RLock()
+        self._requests: dict[int, DownloadState] = {}  # pause/cancel asked of running downloads
+        self._running: set[int] = set()
+        self._wake = threading.Condition(self._lock)
+        self._worker: threading.Thread | None = None
+        self._stopping = False
+        with self._lock, self._db.conn:  # a download that was running when the process died resumes
+            self._db.execute("UPDATE downloads SET state = ? WHERE state = ?",
+                             [DownloadState.QUEUED.value, DownloadState.RUNNING.value])
+
+    # --- queue -----------------------------------------------------------------------------------------------
+
+    def enqueue(self, repo_id: str, model: ModelFiles, *, revision: str, name: str | None = None) -> Download:
+        """Queue a model for download, or return the unfinished download of the same files (to resume it).
+
+        Args:
+            repo_id: the repository.
+            model: the model's files (from :meth:`HubClient.files`), with sizes and sha256.
+            revision: the commit the files are pinned to.
+            name: library name when done (default: from the file name).
+
+        Raises:
+            DiskSpaceError: the library's disk lacks the space the remaining bytes need.
+            DownloadError: the Hub did not give a file's size.
+        """
+        if any(f.size is None for f in model.files):
+            raise DownloadError(f"The Hub did not give the size of every file of {model.name}; Ember cannot "
+                                "check disk space or completeness. Try again later.")
+        with self._lock:
+            existing = self._find(repo_id, model.name)
+            if existing is not None and (existing.revision != revision
+                                         or [f.sha256 for f in existing.files] != [f.sha256 for f in model.files]):
+                log.info("download %s: %s changed on the Hub, starting over", existing.id, model.name)
+                self.cancel(existing.id)
+                existing = None
+            if existing is not None:
+                self.check_disk_space(existing)
+                if existing.state is not DownloadState.RUNNING:
+                    self._set_state(existing.id, DownloadState.QUEUED, None)
+                self._wake.notify_all()
+                return self.get(existing.id)
+            stamp = now_iso()
+            with self._db.conn:
+                dl_id = self._db["downloads"].insert({
+                    "repo_id": repo_id, "revision": revision, "model_file": model.name, "name": name,
+                    "state": DownloadState.QUEUED.value, "error": None, "created": stamp, "updated": stamp,
+                }).last_pk
+                self._db["download_files"].insert_all(
+                    {"download_id": dl_id, "idx": i, "path": f.path, "size": f.size, "sha256": f.sha256, "done": 0}
+                    for i, f in enumerate(model.files, start=1)
+                )
+            dl = self.get(dl_id)
+            try:
+                self.check_disk_space(dl)
+            except DiskSpaceError as exc:
+                self._set_state(dl_id, DownloadState.FAILED, str(exc))
+                raise
+            self._wake.notify_all()
+            return dl
+
+    def get(self, download_id: int) -> Download:
+        """One download by id.
+
+        Raises:
+            NotFoundError: no such download.
+        """
+        with self._lock:
+            rows = list(self._db["downloads"].rows_where("id = ?", [download_id]))
+            if not rows:
+                raise NotFoundError(f"There is no download {download_id}. `ember models pull` lists and "
+                                    "resumes downloads.")
+            files = self._db["download_files"].rows_where("download_id = ?", [download_id], order_by="idx")
+            return _download(rows[0], list(files))
+
+    def list(self, *, unfinished: bool = False) -> list[Download]:
+        """Downloads, oldest first (``unfinished``: only those not done or cancelled)."""
+        with self._lock:
+            ids = [r["id"] for r in self._db["downloads"].rows_where(order_by="id")]
+            found = [self.get(i) for i in ids]
+        return [d for d in found if not unfinished or d.state not in FINISHED]
+
+    def check_disk_space(self, dl: Download) -> None:
+        """Refuse a download the library's disk has no room for (counting bytes already in partial files).
+
+        Raises:
+            DiskSpaceError: too little free space; the message says how much is needed.
+        """
+        self.library_dir.mkdir(parents=True, exist_ok=True)
+        remaining = sum(max(0, f.size - _size(self._part(dl, f))) for f in dl.files)
+        free = shutil.disk_usage(self.library_dir).free
+        if remaining + DISK_MARGIN > free:
+            raise DiskSpaceError(
+                f"Not enough disk space for {dl.model_file}: it needs {_gib(remaining)} more and only {_gib(free)} "
+                f"are free on the disk of {self.library_dir}. Free some space (`ember models rm` removes models) "
+                "and run the same command again."
+            )
+
+    def bytes_on_disk(self, dl: Download) -> int:
+        """Bytes already in the download's partial files (what a resume will not fetch again)."""
+        return sum(min(f.size, _size(self._part(dl, f))) for f in dl.files)
+
+    # --- control ---------------------------------------------------------------------------------------------
+
+    def pause(self, download_id: int) -> None:
+        """Pause a download: a running one stops after its current chunk; its partial files are kept."""
+        with self._lock:
+            dl = self.get(download_id)
+            if download_id in self._running:
+                self._requests[download_id] = DownloadState.PAUSED
+            elif dl.state in (DownloadState.QUEUED, DownloadState.FAILED):
+                self._set_state(download_id, DownloadState.PAUSED, None)
+
+    def resume(self, download_id: int) -> None:
+        """Queue a paused or failed download again (it continues from its partial files)."""
+        with self._lock:
+            if self.get(download_id).state in (DownloadState.PAUSED, DownloadState.FAILED):
+                self._set_state(download_id, DownloadState.QUEUED, None)
+                self._wake.notify_all()
+
+    def cancel(self, download_id: int) -> None:
+        """Cancel a download and remove its partial files (a running one stops after its current chunk)."""
+        with self._lock:
+            dl = self.get(download_id)
+            if download_id in self._running:
+                self._requests[download_id] = DownloadState.CANCELLED
+                return
+            if dl.state is not DownloadState.DONE:
+                self._remove_partials(dl)
+                self._set_state(download_id, DownloadState.CANCELLED, None)
+
+    # --- running ---------------------------------------------------------------------------------------------
+
+    def run(self, download_id: int, *, on_progress: ProgressFn | None = None) -> LibraryModel:
+        """Download every file of a queued (or paused/failed) download, verify, move into the library, catalogue.
+
+        Args:
+            download_id: from :meth:`enqueue`.
+            on_progress: called with progress reports (besides the manager's own callback).
+
+        Returns:
+            The catalogued model.
+
+        Raises:
+            DownloadStopped: paused or cancelled meanwhile (a KeyboardInterrupt pauses too, and propagates).
+            ChecksumError: a file's sha256 differs from the Hub's (its partial file is removed).
+            DiskSpaceError: the disk filled up (the partial files are removed).
+            DownloadError: the connection kept failing (the partial file is kept: running again resumes).
+            HubAccessError, HubNotFoundError: the Hub refused the file.
+        """
+        with self._lock:
+            dl = self.get(download_id)
+            if dl.state is DownloadState.DONE:
+                return self._library.get(dl.name or default_name(dl.model_file))
+            if download_id in self._running:
+                raise DownloadError(f"{dl.model_file} is already downloading.")
+            self._running.add(download_id)
+            self._requests.pop(download_id, None)
+            self._set_state(download_id, DownloadState.RUNNING, None)
+        meter = _Meter(dl, [cb for cb in (self._on_progress, on_progress) if cb])
+        try:
+            self.check_disk_space(dl)
+            for f in dl.files:
+                self._fetch(dl, f, meter)
+            model = self._install(dl)
+        except DownloadStopped as exc:
+            state = self._requests.get(download_id, DownloadState.PAUSED)
+            if state is DownloadState.CANCELLED:
+                self._remove_partials(dl)
+                exc = DownloadStopped(f"Download of {dl.model_file} cancelled; its partial files were removed.")
+            self._set_state(download_id, state, None)
+            meter.report(state)
+            raise exc from None
+        except KeyboardInterrupt:
+            self._set_state(download_id, DownloadState.PAUSED, None)
+            raise
+        except (ChecksumError, DiskSpaceError) as exc:
+            self._remove_partials(dl)
+            self._fail(download_id, str(exc), meter)
+            raise
+        except EmberError as exc:
+            self._fail(download_id, str(exc), meter)
+            raise
+        except BaseException as exc:  # a bug: keep the partial files, record it, let it propagate
+            self._fail(download_id, f"internal error: {exc!r}", meter)
+            raise
+        finally:
+            with self._lock:
+                self._running.discard(download_id)
+                self._requests.pop(download_id, None)
+        self._set_state(download_id, DownloadState.DONE, None)
+        meter.report(DownloadState.DONE)
+        return model
+
+    def start(self) -> None:
+        """Run queued downloads one after another on a worker thread until :meth:`shutdown`."""
+        with self._lock:
+            if self._worker is not None:
+                return
+            self._stopping = False
+            self._worker = threading.Thread(target=self._work, name="ember-downloads", daemon=True)
+            self._worker.start()
+
+    def shutdown(self, *, timeout: float | None = 10.0) -> None:
+        """Pause the running download (partial files kept) and stop the worker thread."""
+        with self._lock:
+            self._stopping = True
+            for dl_id in self._running:
+                self._requests[dl_id] = DownloadState.PAUSED
+            self._wake.notify_all()
+            worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.join(timeout)
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                while not self._stopping and self._next_queued() is None:
+                    self._wake.wait()
+                if self._stopping:
+                    return
+                next_id = self._next_queued()
+            if next_id is None:
+                continue
+            try:
+                self.run(next_id)
+            except EmberError as exc:  # recorded as the download's state; the queue goes on
+                log.info("download %s ended: %s", next_id, exc)
+
+    def _next_queued(self) -> int | None:
+        rows = list(self._db["downloads"].rows_where("state = ?", [DownloadState.QUEUED.value], order_by="id",
+                                                     limit=1))
+        return rows[0]["id"] if rows else None
+
+    # --- one file --------------------------------------------------------------------------------------------
+
+    def _fetch(self, dl: Download, f: DownloadFile, meter: _Meter) -> None:
+        part = self._part(dl, f)
+        part.parent.mkdir(parents=True, exist_ok=True)
+        dest = self._dest(dl, f)
+        if not part.exists() and _size(dest) == f.size:  # moved before a crash, not yet catalogued: re-verify
+            os.replace(dest, part)
+        meta = self._hub.file_metadata(dl.repo_id, f.path, revision=dl.revision)  # access check, before writing
+        expected = f.sha256 or meta.sha256
+        st = _PartState(hashlib.sha256(), _size(part))
+        if st.have > f.size:
+            part.unlink()
+            st.have = 0
+        if st.have:
+            with part.open("rb") as existing:
+                while block := existing.read(1 << 20):
+                    st.hasher.update(block)
+        meter.start_file(f, st.have)
+        url = self._hub.file_url(dl.repo_id, f.path, revision=dl.revision)
+        failures = 0
+        while st.have < f.size:
+            self._check_requests(dl.id)
+            before = st.have
+            try:
+                self._stream(dl, f, url, part, st, meter)
+                if st.have < f.size:
+                    raise _ShortRead(f"the connection closed after {st.have} of {f.size} bytes")
+            except (httpx2.TransportError, _ShortRead) as exc:
+                have = st.have
+                failures = 0 if have > before else failures + 1
+                if failures > self.retries:
+                    raise DownloadError(
+                        f"Downloading {f.path} from {dl.repo_id} failed {failures} times in a row ({exc}). "
+                        f"{_mib(have)} of {_mib(f.size)} are kept; run the same command again to resume."
+                    ) from exc
+                delay = self.backoff * 2 ** max(0, failures - 1)
+                log.info("download %s: %s: %s; retrying in %.1fs from byte %d", dl.id, f.path, exc, delay, have)
+                self._sleep(delay)
+        actual = st.hasher.hexdigest()
+        if expected and actual != expected:
+            part.unlink(missing_ok=True)
+            raise ChecksumError(
+                f"{f.path} from {dl.repo_id} is damaged: its sha256 is {actual[:12]}... but the Hub records "
+                f"{expected[:12]}.... The bad file was removed; run the same command again to download it anew."
+            )
+        self._save_done(f.id, st.have)
+
+    def _stream(self, dl: Download, f: DownloadFile, url: str, part: Path, st: _PartState, meter: _Meter) -> None:
+        """One GET from ``st.have`` on, appending to ``part``; ``st`` always matches the bytes on disk."""
+        headers = {**self._hub.headers(), "Accept-Encoding": "identity"}
+        if st.have:
+            headers["Range"] = f"bytes={st.have}-"
+        with self._hub.stream(url, headers=headers) as resp:
+            if resp.status_code >= 400 and resp.status_code != 416:
+                resp.read()
+                with self._hub.errors(dl.repo_id, f.path):
+                    hf_raise_for_status(resp)
+            start = _range_start(resp) if resp.status_code == 206 else 0
+            if resp.status_code == 416 or start != st.have:  # the server will not continue where we are
+                log.info("download %s: %s: the server restarts the file from byte %d", dl.id, f.path, start)
+                part.unlink(missing_ok=True)
+                st.hasher, st.have = hashlib.sha256(), 0
+                if resp.status_code == 416 or start != 0:
+                    raise _ShortRead("the server refused to resume")
+            last_save = time.monotonic()
+            with part.open("ab") as out:
+                for chunk in resp.iter_bytes(self.chunk_size):
+                    self._check_requests(dl.id)
+                    try:
+                        out.write(chunk)
+                        out.flush()
+                    except OSError as exc:
+                        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                            raise DiskSpaceError(
+                                f"The disk of {self.library_dir} filled up while downloading {f.path}. The partial "
+                                "file was removed; free some space and run the same command again."
+                            ) from exc
+                        raise
+                    st.hasher.update(chunk)
+                    st.have += len(chunk)
+                    meter.advance(st.have)
+                    if time.monotonic() - last_save >= PROGRESS_SAVE_INTERVAL:
+                        self._save_done(f.id, st.have)
+                        last_save = time.monotonic()
+                    if st.have > f.size:
+                        break  # more bytes than the Hub says the file has: the checksum will tell
+        self._save_done(f.id, st.have)
+
+    def _install(self, dl: Download) -> LibraryModel:
+        """Move verified files into the library and catalogue the model."""
+        first: Path | None = None
+        for f in dl.files:
+            dest = self._dest(dl, f)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(self._part(dl, f), dest)
+            first = first or dest
+        assert first is not None
+        return self._library.add(first, name=dl.name or default_name(dl.model_file), repo_id=dl.repo_id,
+                                 sha256=dl.files[0].sha256, filename=dl.model_file)
+
+    # --- helpers ---------------------------------------------------------------------------------------------
+
+    def _part(self, dl: Download, f: DownloadFile) -> Path:
+        return self.library_dir / PARTIAL_DIR / f"{dl.id}-{f.idx}-{Path(f.path).name}.part"
+
+    def _dest(self, dl: Download, f: DownloadFile) -> Path:
+        return self.library_dir / dl.repo_id.replace("/", "--") / f.path
+
+    def _remove_partials(self, dl: Download) -> None:
+        for f in dl.files:
+            self._part(dl, f).unlink(missing_ok=True)
+            self._save_done(f.id, 0)
+
+    def _check_requests(self, download_id: int) -> None:
+        with self._lock:
+            wanted = self._requests.get(download_id)
+        if wanted is not None:
+            raise DownloadStopped(f"Download {download_id} {wanted.value}.")
+
+    def _find(self, repo_id: str, model_file: str) -> Download | None:
+        rows = list(self._db["downloads"].rows_where(
+            "repo_id = ? AND model_file = ? AND state NOT IN (?, ?)",
+            [repo_id, model_file, DownloadState.DONE.value, DownloadState.CANCELLED.value], order_by="id desc"))
+        return self.get(rows[0]["id"]) if rows else None
+
+    def _set_state(self, download_id: int, state: DownloadState, error: str | None) -> None:
+        with self._lock, self._db.conn:
+            self._db.execute("UPDATE downloads SET state = ?, error = ?, updated = ? WHERE id = ?",
+                             [state.value, error, now_iso(), download_id])
+
+    def _fail(self, download_id: int, message: str, meter: _Meter) -> None:
+        self._set_state(download_id, DownloadState.FAILED, message)
+        meter.report(DownloadState.FAILED)
+
+    def _save_done(self, file_id: int, done: int) -> None:
+        with self._lock, self._db.conn:
+            self._db.execute("UPDATE download_files SET done = ? WHERE id = ?", [done, file_id])
+
+
+@dataclass
+class _PartState:
+    """The partial file's length and the running sha256 of its bytes."""
+
+    hasher: Any
+    have: int
+
+
+class _ShortRead(Exception):
+    """The body ended before the file's last byte (retried like a dropped connection)."""
+
+
+class _Meter:
+    """Bytes, rate and ETA of one download across its files."""
+
+    def __init__(self, dl: Download, callbacks: list[ProgressFn]) -> None:
+        self._dl = dl
+        self._callbacks = callbacks
+        self._sizes = {f.idx: f.size for f in dl.files}
+        self._before = 0  # bytes of the files before the current one
+        self._file = dl.files[0] if dl.files else None
+        self._done = 0
+        self._samples: deque[tuple[float, int]] = deque()
+
+    def start_file(self, f: DownloadFile, have: int) -> None:
+        self._file = f
+        self._before = sum(size for idx, size in self._sizes.items() if idx < f.idx)
+        self._samples.clear()
+        self.advance(have)
+
+    def advance(self, have_in_file: int) -> None:
+        self._done = self._before + have_in_file
+        now = time.monotonic()
+        self._samples.append((now, self._done))
+        while len(self._samples) > 2 and now - self._samples[0][0] > RATE_WINDOW:
+            self._samples.popleft()
+        self.report(DownloadState.RUNNING)
+
+    def report(self, state: DownloadState) -> None:
+        if not self._callbacks:
+            return
+        t0, b0 = self._samples[0] if self._samples else (0.0, 0)
+        t1, b1 = self._samples[-1] if self._samples else (0.0, 0)
+        rate = (b1 - b0) / (t1 - t0) if t1 > t0 else 0.0
+        total = self._dl.total
+        eta = (total - self._done) / rate if rate > 0 else None
+        progress = Progress(download_id=self._dl.id, state=state, done=self._done, total=total, rate=rate,
+                            eta=eta, file=self._file.path if self._file else "")
+        for cb in self._callbacks:
+            cb(progress)
+
+
+def _download(row: dict[str, Any], files: list[dict[str, Any]]) -> Download:
+    return Download(
+        id=row["id"], repo_id=row["repo_id"], revision=row["revision"], model_file=row["model_file"],
+        name=row["name"], state=DownloadState(row["state"]), error=row["error"],
+        files=tuple(DownloadFile(id=f["id"], idx=f["idx"], path=f["path"], size=f["size"], sha256=f["sha256"],
+                                 done=f["done"]) for f in files),
+    )
+
+
+def _range_start(resp: httpx2.Response) -> int:
+    """The first byte of a 206 answer (``Content-Range: bytes START-END/TOTAL``)."""
+    value = resp.headers.get("Content-Range", "")
+    try:
+        return int(value.split()[1].split("-")[0])
+    except (IndexError, ValueError):
+        return -1
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1 << 20):.1f} MiB"
+
+
+def _gib(n: int) -> str:
+    return f"{n / (1 << 30):.2f} GiB"
