@@ -9,9 +9,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Sequence
 
-from app import __version__, cli_bench, cli_models
+from app import __version__, cli_bench, cli_models, cli_serve
 from app.core import Ember
 from app.setting_flags import add_flags, apply_flags
 from inference.sampling import SamplingOptions
@@ -51,9 +52,20 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--json", action="store_true", help="print one JSON object")
     doctor.set_defaults(func=_cmd_doctor)
 
+    window = sub.add_parser("desktop", help="start the desktop app (what `ember` alone does when a display "
+                                            "exists)")
+    window.add_argument("--quit-after", type=float, metavar="SECONDS", help="quit by itself after this long "
+                                                                              "(smoke tests)")
+    window.set_defaults(func=_cmd_desktop)
+
+    desktop = sub.add_parser("install-desktop", help="add Ember to the desktop menu (Linux .desktop entry + icon)")
+    desktop.add_argument("--prefix", type=Path, help="XDG data folder to install into (default: ~/.local/share)")
+    desktop.set_defaults(func=_cmd_install_desktop)
+
     # Each command family registers its own subcommands.
     cli_models.register(sub)
     cli_bench.register(sub)
+    cli_serve.register(sub)
     return parser
 
 
@@ -63,13 +75,31 @@ def add_chat_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--system", help="system prompt for a new conversation ('' for none)")
     p.add_argument("--conversation", type=int, help="continue the conversation with this id")
     p.add_argument("--verbose", "-v", action="store_true", help="print reply stats to stderr")
+    spec = p.add_mutually_exclusive_group()
+    spec.add_argument("--draft", metavar="MODEL", help="speculative decoding with this draft model (same "
+                                                       "tokenizer, smaller)")
+    spec.add_argument("--lookup", action="store_true", help="speculative decoding by prompt lookup (text reused "
+                                                            "from the conversation)")
     add_flags(p, SamplingOptions, SAMPLING_FLAGS, dest_prefix="sampling_")
 
 
 def _cmd_default(args: argparse.Namespace) -> int:
-    print("ember: the desktop window is not part of this build yet; starting the terminal chat "
-          "(type /help for commands).", file=sys.stderr)
+    try:
+        from app.desktop import display_available, run_desktop
+    except ImportError as exc:  # Qt's system libraries are missing (a bare server)
+        reason = f"the desktop window cannot start ({exc})"
+    else:
+        if display_available():
+            return run_desktop()
+        reason = "no display is available (no DISPLAY or WAYLAND_DISPLAY), so the desktop window cannot open"
+    print(f"ember: {reason}; starting the terminal chat instead (type /help for commands).", file=sys.stderr)
     return _cmd_chat(build_parser().parse_args(["chat"]))
+
+
+def _cmd_desktop(args: argparse.Namespace) -> int:
+    from app.desktop import run_desktop
+
+    return run_desktop(quit_after=args.quit_after)
 
 
 def _cmd_chat(args: argparse.Namespace) -> int:
@@ -78,7 +108,7 @@ def _cmd_chat(args: argparse.Namespace) -> int:
     core = Ember.open()
     try:
         options = apply_flags(core.settings.sampling, args, dest_prefix="sampling_")
-        spec = core.model_spec(args.model)
+        spec = core.model_spec(args.model, draft=args.draft, lookup=args.lookup)
         prompt = args.prompt
         if prompt == "-" or (prompt is None and not sys.stdin.isatty()):
             prompt = sys.stdin.read()
@@ -89,6 +119,14 @@ def _cmd_chat(args: argparse.Namespace) -> int:
                            conversation_id=args.conversation, verbose=args.verbose)
     finally:
         core.close()
+
+
+def _cmd_install_desktop(args: argparse.Namespace) -> int:
+    from app.desktop_entry import install_desktop
+
+    for path in install_desktop(data_home=args.prefix):
+        print(f"wrote {path}")
+    return 0
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:

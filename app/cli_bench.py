@@ -24,6 +24,33 @@ def register(sub: argparse._SubParsersAction) -> None:
     decode.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     decode.set_defaults(func=_decode)
 
+    api = names.add_parser("api", help="Ember's HTTP API against llama-cpp-python's server (TTFT, tokens/s)")
+    api.add_argument("--model", help="library model or .gguf path (default: the chat model)")
+    api.add_argument("--tokens", type=int, default=64, help="tokens per reply (default: 64)")
+    api.add_argument("--runs", type=int, default=3, help="timed single-client runs (default: 3)")
+    api.add_argument("--clients", type=int, default=4, help="concurrent clients (default: 4)")
+    api.add_argument("--threads", type=int, default=None, help="CPU threads (default: physical cores)")
+    api.add_argument("--n-ctx", type=int, default=2048, help="context length (default: 2048)")
+    api.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    api.set_defaults(func=_api)
+
+    spec = names.add_parser("speculative", help="plain against speculative decoding (draft model, prompt lookup)")
+    spec.add_argument("--model", help="target: library model or .gguf path (default: the chat model; for --draft, "
+                                      "a requantised copy of the draft)")
+    kind = spec.add_mutually_exclusive_group()
+    kind.add_argument("--draft", metavar="MODEL", help="only the draft-model mode, with this draft")
+    kind.add_argument("--lookup", action="store_true", help="only the prompt-lookup mode")
+    spec.add_argument("--prompts", metavar="FILE.jsonl", help="one {\"prompt\": ...} per line (default: the "
+                                                              "built-in copy-heavy and free-form suites)")
+    spec.add_argument("--tokens", type=int, default=128, help="most tokens per reply (default: 128)")
+    spec.add_argument("--max-draft", type=int, default=8, help="longest draft (default: 8)")
+    spec.add_argument("--target-quant", choices=["q8_0", "f16"], default="q8_0",
+                      help="requantisation of the draft used as target when --model is not given (default: q8_0)")
+    spec.add_argument("--threads", type=int, default=None, help="CPU threads (default: physical cores)")
+    spec.add_argument("--n-ctx", type=int, default=2048, help="context length (default: 2048)")
+    spec.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    spec.set_defaults(func=_speculative)
+
 
 def _decode(args: argparse.Namespace) -> int:
     from app.bench_decode import bench_decode, format_decode
@@ -33,6 +60,34 @@ def _decode(args: argparse.Namespace) -> int:
         result = bench_decode(core, model=args.model, tokens=args.tokens, runs=args.runs, threads=args.threads,
                               n_ctx=args.n_ctx, progress=None if args.json else _progress)
         print(json.dumps(result) if args.json else format_decode(result))
+        return 0
+    finally:
+        core.close()
+
+
+def _speculative(args: argparse.Namespace) -> int:
+    from app.bench_speculative import bench_speculative, format_speculative
+
+    core = Ember.open()
+    try:
+        result = bench_speculative(core, model=args.model, draft=args.draft, lookup=args.lookup,
+                                   prompts_file=args.prompts, tokens=args.tokens, threads=args.threads,
+                                   n_ctx=args.n_ctx, target_quant=args.target_quant, max_draft=args.max_draft,
+                                   progress=_progress)
+        print(json.dumps(result) if args.json else format_speculative(result))
+        return 0
+    finally:
+        core.close()
+
+
+def _api(args: argparse.Namespace) -> int:
+    from app.bench_api import bench_api, format_api
+
+    core = Ember.open()
+    try:
+        result = bench_api(core, model=args.model, tokens=args.tokens, runs=args.runs, clients=args.clients,
+                           threads=args.threads, n_ctx=args.n_ctx, progress=_progress)
+        print(json.dumps(result) if args.json else format_api(result))
         return 0
     finally:
         core.close()

@@ -48,22 +48,26 @@ class Ember:
         return cls(paths=paths, settings=settings, db=db, conversations=ConversationStore(db), library=library,
                    engine=EngineService())
 
-    def model_spec(self, name_or_path: str | None = None) -> ModelSpec:
+    def model_spec(self, name_or_path: str | None = None, *, draft: str | None = None,
+                   lookup: bool = False) -> ModelSpec:
         """How to load a model: resolved by name, alias or path (default: the chat setting), with the engine
-        settings applied.
+        settings applied; ``draft`` (a draft model) or ``lookup`` override the speculative settings.
 
         Raises:
             ModelNotFoundError, ModelFileError: unknown name or unusable file.
         """
         model = self.library.resolve(name_or_path or self.settings.chat.model)
-        return self.spec_for(model)
+        return self.spec_for(model, draft=draft, lookup=lookup)
 
-    def spec_for(self, model: LibraryModel) -> ModelSpec:
-        """The load spec of a library model under the current engine settings."""
+    def spec_for(self, model: LibraryModel, *, draft: str | None = None, lookup: bool = False) -> ModelSpec:
+        """The load spec of a library model under the current engine and speculative settings."""
+        from app.speculative_choice import speculative_config
+
         e = self.settings.engine
         params = ContextParams(n_ctx=e.n_ctx, n_batch=e.n_batch, n_threads=e.n_threads,
                                n_gpu_layers=e.n_gpu_layers, flash_attn=e.flash_attn)
-        return ModelSpec(name=model.name, path=model.path, params=params)
+        spec = speculative_config(self.library, self.settings.speculative, model, draft=draft, lookup=lookup)
+        return ModelSpec(name=model.name, path=model.path, params=params, speculative=spec)
 
     def close(self) -> None:
         """Stop the engine and close the database."""

@@ -11,6 +11,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -50,6 +51,57 @@ class ChatSettings(BaseModel):
                                                                            "reply while it streams.")
 
 
+class ApiSettings(BaseModel):
+    """The local HTTP API (OpenAI- and Ollama-compatible) that other programs on this machine use."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    enabled: bool = Field(False, description="Run the local API while the desktop app runs.")
+    host: str = Field("127.0.0.1", min_length=1, description="Address the API listens on (127.0.0.1: this "
+                                                             "machine only).")
+    port: int = Field(8765, ge=0, le=65535, description="TCP port of the API (0: any free port).")
+    auth: bool = Field(True, description="Require the API token (Authorization: Bearer ...) on every request.")
+    allowed_hosts: list[str] = Field(default_factory=list, description="Extra Host header names accepted "
+                                                                       "besides loopback ones.")
+    allowed_origins: list[str] = Field(default_factory=list, description="Web origins allowed to call the "
+                                                                         "API from a browser (CORS).")
+    max_queue: int = Field(16, ge=1, le=1024, description="API requests waiting or running at once; more are "
+                                                          "refused with 503.")
+    max_body_bytes: int = Field(8 << 20, ge=1024, le=1 << 30, description="Largest request body, in bytes.")
+    request_timeout: float = Field(600.0, gt=0.0, le=86400.0, description="Seconds a request may wait and run "
+                                                                          "before it is cancelled.")
+    keep_alive: float = Field(300.0, ge=0.0, le=86400.0, description="Seconds a model loaded for an API "
+                                                                     "request stays loaded when idle "
+                                                                     "(0: until replaced).")
+    access_log: bool = Field(False, description="Log every API request line.")
+
+
+class DesktopSettings(BaseModel):
+    """The desktop window and its tray icon."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    close_to_tray: bool = Field(True, description="Closing the window keeps Ember running in the system tray "
+                                                  "(where a tray exists).")
+
+
+class SpeculativeSettings(BaseModel):
+    """Speculative decoding: a small draft model or prompt lookup proposes tokens the model verifies in one batch."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    mode: Literal["off", "lookup", "draft"] = Field("off", description="Default for every model: off, lookup "
+                                                                        "(reuse text from the conversation) or "
+                                                                        "draft (a small draft model).")
+    draft_model: str | None = Field(None, description="Library draft model used when the mode is draft.")
+    per_model: dict[str, str] = Field(default_factory=dict, description="Per-model default, overriding the mode: "
+                                                                        "model name -> 'off', 'lookup' or a "
+                                                                        "draft model name.")
+    adaptive: bool = Field(True, description="Adapt the draft length to recent acceptance and pause drafting "
+                                             "where it does not pay.")
+    max_draft: int = Field(8, ge=1, le=32, description="Most tokens drafted per step.")
+
+
 class Settings(BaseModel):
     """All of Ember's settings."""
 
@@ -58,6 +110,9 @@ class Settings(BaseModel):
     engine: EngineSettings = Field(default_factory=EngineSettings)
     chat: ChatSettings = Field(default_factory=ChatSettings)
     sampling: SamplingOptions = Field(default_factory=SamplingOptions)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    desktop: DesktopSettings = Field(default_factory=DesktopSettings)
+    speculative: SpeculativeSettings = Field(default_factory=SpeculativeSettings)
 
 
 def load_settings(path: Path) -> Settings:

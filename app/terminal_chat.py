@@ -98,5 +98,8 @@ def _stream_turn(core: Ember, conversation_id: int, text: str, *, spec: ModelSpe
         print(f"[{spec.name}: {s.completion_tokens} tokens, {s.tokens_per_s:.1f} tok/s, "
               f"TTFT {s.ttft_ms:.0f} ms, prompt {s.prompt_tokens} tokens ({s.cached_tokens} cached), "
               f"finish: {s.finish_reason}]", file=sys.stderr)
+        if s.speculative:
+            print(f"[{s.speculative}: {s.accepted}/{s.drafted} drafted tokens accepted, "
+                  f"draft {s.draft_ms:.0f} ms, verify {s.verify_ms:.0f} ms]", file=sys.stderr)
     if interrupted:
         raise KeyboardInterrupt

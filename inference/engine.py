@@ -11,7 +11,7 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
@@ -21,6 +21,7 @@ from inference.events import EngineEvent, Failed, Finished, GenerationStats, Loa
 from inference.generate import generate
 from inference.llama_model import ContextParams, LlamaModel
 from inference.sampling import SamplingOptions
+from inference.spec_runtime import SpeculativeConfig, SpeculativeRuntime
 from storage.errors import EmberError
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ class ModelSpec:
     name: str
     path: Path
     params: ContextParams = field(default_factory=ContextParams)
+    speculative: SpeculativeConfig | None = None  # draft model or prompt lookup; None: plain decoding
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,7 @@ class JobHandle:
         self._done = threading.Event()
         self._on_event = on_event
         self._final: EngineEvent | None = None
+        self.started: float | None = None  # perf_counter() when the worker took the job
 
     # -- for callers ---------------------------------------------------------------------------------------------
 
@@ -132,6 +135,7 @@ class EngineService:
         self._model: LlamaModel | None = None
         self._spec: ModelSpec | None = None
         self._template: ChatTemplate | None = None
+        self._speculative = SpeculativeRuntime()  # the drafter of the loaded model, if its spec asks for one
         self._lock = threading.Lock()
         self._started = False
         self._stopped = False
@@ -187,12 +191,12 @@ class EngineService:
         return self._submit("reset", lambda h: self._model.clear() if self._model else None, None)
 
     def chat(self, messages: Sequence[Message], options: SamplingOptions, *, model: ModelSpec | None = None,
-             on_event: Callable[[EngineEvent], None] | None = None) -> JobHandle:
+             on_event: Callable[[EngineEvent], None] | None = None, grammar: str | None = None) -> JobHandle:
         """Generate the assistant's reply to ``messages`` (dicts with ``role`` and ``content``).
 
         The prompt is built with the model's own chat template. When ``model`` is given it is loaded first if it
         is not the loaded one. Events: :class:`TokenText` as the reply streams, then :class:`Finished` whose result
-        is a :class:`ChatResult`.
+        is a :class:`ChatResult`. ``grammar`` (GBNF, root rule ``root``) constrains the reply.
         """
         msgs = [{"role": m["role"], "content": m["content"]} for m in messages]
 
@@ -201,21 +205,45 @@ class EngineService:
             started = time.perf_counter()
             assert self._template is not None
             prompt = llm.tokenize(self._template.render(msgs), add_special=True, parse_special=True)
-            return self._generate(llm, prompt, options, handle, started)
+            return self._generate(llm, prompt, options, handle, started, grammar=grammar)
 
         return self._submit("chat", run, on_event)
 
     def complete(self, prompt: str, options: SamplingOptions, *, model: ModelSpec | None = None,
-                 on_event: Callable[[EngineEvent], None] | None = None) -> JobHandle:
+                 on_event: Callable[[EngineEvent], None] | None = None, grammar: str | None = None) -> JobHandle:
         """Continue raw ``prompt`` text (no chat template). Same events as :meth:`chat`."""
 
         def run(handle: JobHandle) -> ChatResult:
             llm = self._ensure_loaded(model, handle)
             started = time.perf_counter()
             tokens = llm.tokenize(prompt, add_special=True, parse_special=False)
-            return self._generate(llm, tokens, options, handle, started)
+            return self._generate(llm, tokens, options, handle, started, grammar=grammar)
 
         return self._submit("complete", run, on_event)
+
+    def embed(self, texts: Sequence[str], *, model: ModelSpec | None = None,
+              on_event: Callable[[EngineEvent], None] | None = None) -> JobHandle:
+        """Embed ``texts`` with ``model`` (loaded first if needed) in a separate embeddings context.
+
+        :class:`Finished` carries an :class:`inference.embeddings.EmbeddingResult`; cancelling stops between texts.
+        """
+        items = list(texts)
+
+        def run(handle: JobHandle) -> Any:
+            from inference.embeddings import embed_texts
+
+            llm = self._ensure_loaded(model, handle)
+            try:
+                return embed_texts(llm, items, should_stop=lambda: handle.cancelled)
+            except InterruptedError:
+                raise EngineError("The embedding job was cancelled.") from None
+
+        return self._submit("embed", run, on_event)
+
+    @property
+    def pending(self) -> int:
+        """How many submitted jobs wait for the worker (not counting the one it runs)."""
+        return self._queue.qsize()
 
     def call(self, fn: Callable[[LlamaModel | None], Any]) -> JobHandle:
         """Run ``fn(model)`` on the worker thread (for tools and tests that need the context itself)."""
@@ -238,6 +266,7 @@ class EngineService:
             if job is None:
                 break
             handle = job.handle
+            handle.started = time.perf_counter()
             try:
                 result = job.run(handle)
                 stats = result.stats if isinstance(result, ChatResult) else None
@@ -250,6 +279,12 @@ class EngineService:
         self._free()
 
     def _ensure_loaded(self, spec: ModelSpec | None, handle: JobHandle) -> LlamaModel:
+        if (spec is not None and self._model is not None and self._spec is not None and spec != self._spec
+                and replace(spec, speculative=None) == replace(self._spec, speculative=None)):
+            # same target, another drafter: keep the target and its cache
+            self._speculative.prepare(spec.speculative, self._model, progress=lambda f: not handle.cancelled)
+            self._spec = spec
+            return self._model
         if spec is None or spec == self._spec:
             if self._model is None:
                 raise EngineError("No model is loaded. Choose a model first.")
@@ -270,12 +305,15 @@ class EngineService:
         except BaseException:
             model.close()
             raise
-        self._model, self._spec, self._template = model, spec, template
+        self._model, self._spec, self._template = model, replace(spec, speculative=None), template
         log.info("loaded %s (%s): n_ctx=%d threads=%d", spec.name, spec.path, model.n_ctx, model.n_threads)
+        if spec.speculative is not None:
+            self._speculative.prepare(spec.speculative, model, progress=lambda f: not handle.cancelled)
+            self._spec = spec
         return model
 
     def _generate(self, llm: LlamaModel, prompt: Sequence[int], options: SamplingOptions,
-                  handle: JobHandle, started: float) -> ChatResult:
+                  handle: JobHandle, started: float, *, grammar: str | None = None) -> ChatResult:
         """Run the decode loop; TTFT counts from ``started`` (after any model load, before templating)."""
         parts: list[str] = []
 
@@ -283,11 +321,16 @@ class EngineService:
             parts.append(text)
             handle.emit(TokenText(text))
 
-        stats = generate(llm, prompt, options, should_stop=lambda: handle.cancelled, on_text=on_text,
-                         started=started)
+        if self._speculative.active and grammar is None:  # grammar-constrained replies decode plainly
+            stats = self._speculative.generate(llm, prompt, options, should_stop=lambda: handle.cancelled,
+                                               on_text=on_text, started=started)
+        else:
+            stats = generate(llm, prompt, options, should_stop=lambda: handle.cancelled, on_text=on_text,
+                             started=started, grammar=grammar)
         return ChatResult("".join(parts), stats)
 
     def _free(self) -> None:
+        self._speculative.close()
         if self._model is not None:
             self._model.close()
         self._model = self._spec = self._template = None

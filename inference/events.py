@@ -18,9 +18,20 @@ class GenerationStats:
     tokens_per_s: float  # generation speed after the first token
     total_ms: float
     finish_reason: str  # "stop" | "length" | "cancelled"
+    # Speculative decoding only (None otherwise): drafter kind, drafted and accepted tokens, acceptance rate,
+    # mean accepted drafts per verify round, time spent drafting and verifying, verify calls.
+    speculative: str | None = None  # "draft" | "lookup"
+    drafted: int | None = None
+    accepted: int | None = None
+    acceptance_rate: float | None = None
+    mean_accepted_length: float | None = None
+    draft_ms: float | None = None
+    verify_ms: float | None = None
+    verify_calls: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The figures as a dict (fields that do not apply, None, are left out)."""
+        return {k: v for k, v in asdict(self).items() if v is not None}
 
 
 @dataclass(frozen=True)

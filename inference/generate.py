@@ -14,7 +14,7 @@ from inference.text_stream import TextStream
 
 def generate(model: LlamaModel, prompt: Sequence[int], options: SamplingOptions, *,
              should_stop: ShouldStop, on_text: Callable[[str], None],
-             started: float | None = None) -> GenerationStats:
+             started: float | None = None, grammar: str | None = None) -> GenerationStats:
     """Generate a reply to ``prompt`` with ``model``, streaming its text to ``on_text``.
 
     ``should_stop`` is checked before every token and between prompt batches; when it turns true the reply ends
@@ -27,6 +27,7 @@ def generate(model: LlamaModel, prompt: Sequence[int], options: SamplingOptions,
         should_stop: polled for cancellation.
         on_text: receives text as it becomes final.
         started: ``time.perf_counter()`` when the request began (default: now); TTFT counts from here.
+        grammar: a GBNF grammar (root rule ``root``) every generated token must follow, or None.
 
     Raises:
         EngineError: the prompt does not fit or llama.cpp failed.
@@ -45,7 +46,7 @@ def generate(model: LlamaModel, prompt: Sequence[int], options: SamplingOptions,
     n_decoded = 0  # generated tokens evaluated between the first and the last sample
     finish = "length"
     t_first = t_last = None
-    with Sampler(options, n_vocab=model.n_vocab) as sampler:
+    with Sampler(options, n_vocab=model.n_vocab, grammar=grammar, vocab=model.vocab) as sampler:
         sampler.prime(prompt)
         while n_gen < options.max_tokens:
             if should_stop():

@@ -144,6 +144,11 @@ class LlamaModel:
     def vocab(self) -> llama_cpp.llama_vocab_p:
         return self._vocab
 
+    @property
+    def raw_model(self) -> llama_cpp.llama_model_p:
+        """The raw llama.cpp model (for extra contexts over the same weights, e.g. embeddings)."""
+        return self._model
+
     # -- metadata and vocabulary ---------------------------------------------------------------------------------
 
     def meta(self, key: str) -> str | None:

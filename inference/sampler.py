@@ -6,6 +6,7 @@ from typing import Sequence
 
 import llama_cpp
 
+from inference.grammar import GrammarGate
 from inference.sampling import SamplingOptions
 
 
@@ -15,7 +16,14 @@ class Sampler:
     At temperature 0 the chain is greedy (after penalties), as in llama.cpp.
     """
 
-    def __init__(self, options: SamplingOptions, *, n_vocab: int) -> None:
+    def __init__(self, options: SamplingOptions, *, n_vocab: int, grammar: str | None = None,
+                 vocab: llama_cpp.llama_vocab_p | None = None) -> None:
+        # A GBNF grammar (root rule ``root``) constrains every token; it needs the model's vocabulary.
+        self._gate = None
+        if grammar is not None:
+            if vocab is None:
+                raise ValueError("a grammar needs the model's vocab")
+            self._gate = GrammarGate(grammar, vocab=vocab, n_vocab=n_vocab)
         params = llama_cpp.llama_sampler_chain_default_params()
         params.no_perf = True
         self._chain = llama_cpp.llama_sampler_chain_init(params)
@@ -47,6 +55,8 @@ class Sampler:
 
     def sample(self, ctx: llama_cpp.llama_context_p, idx: int = -1) -> int:
         """Sample from the logits at batch index ``idx`` (the chain also records the token)."""
+        if self._gate is not None:
+            return self._gate.sample(self._chain, ctx, idx)
         return llama_cpp.llama_sampler_sample(self._chain, ctx, idx)
 
     def close(self) -> None:
@@ -54,6 +64,8 @@ class Sampler:
         if self._chain is not None:
             llama_cpp.llama_sampler_free(self._chain)
             self._chain = None
+        if self._gate is not None:
+            self._gate.close()
 
     def __enter__(self) -> "Sampler":
         return self

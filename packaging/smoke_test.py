@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -67,10 +68,59 @@ def smoke(dist: Path) -> list[tuple[str, float]]:
         assert report["build"] and report["build"]["backends"], f"doctor: no build info in {report.get('build')}"
         assert report["starter_model"], "doctor: the bundled starter model was not found"
 
+    def serve():
+        _serve_one_request(exe)
+
+    def window():
+        out = _run(exe, "desktop window", "desktop", "--quit-after", "2", timeout=60)
+        assert "window shown" in out and "visible=True" in out, f"desktop: unexpected output {out!r}"
+
     step("version", version)
     step("chat", chat)
     step("doctor", doctor)
+    step("serve", serve)
+    step("desktop window", window)
     return timings
+
+
+def _serve_one_request(exe: Path) -> None:
+    """Start ``ember serve``, answer one /v1/chat/completions request with the API token, stop it with SIGINT."""
+    port = _free_port()
+    with tempfile.TemporaryDirectory() as home:
+        proc = subprocess.Popen([str(exe), "serve", "--port", str(port)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=_env(home))
+        try:
+            token = None
+            seen = []
+            deadline = time.monotonic() + 60
+            while token is None and time.monotonic() < deadline:
+                line = proc.stderr.readline()
+                if not line:
+                    break
+                seen.append(line)
+                match = re.search(r"Bearer (\S+)", line)
+                if match:
+                    token = match.group(1)
+            assert token, "serve: no API token printed:\n" + "".join(seen)
+            body = json.dumps({"model": "default", "max_tokens": 16, "temperature": 0,
+                               "messages": [{"role": "system", "content": "You are a helpful assistant."},
+                                            {"role": "user", "content": "What is the capital of France?"}]})
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/chat/completions", data=body.encode(),
+                                             headers={"Authorization": f"Bearer {token}",
+                                                      "Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=60) as response:
+                reply = json.loads(response.read())
+            text = reply["choices"][0]["message"]["content"]
+            assert "Paris" in text, f"serve: no Paris in {text!r}"
+        finally:
+            proc.send_signal(signal.SIGINT)
+            try:
+                _, rest = proc.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                raise AssertionError("serve: did not stop within 30 s of SIGINT")
+        _check_stderr("serve", "".join(seen) + rest)
+        assert proc.returncode == 0, f"serve: exit code {proc.returncode}"
 
 
 def _free_port() -> int:

@@ -1,0 +1,82 @@
+"""The ASGI application: routes, security middleware and error handlers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse, PlainTextResponse
+
+from app import __version__
+from app.api import ollama_routes, openai_routes
+from app.api.context import ApiContext
+from app.api.errors import ApiError, bug_response, error_response, from_known
+from app.api.security import Guard, SecurityMiddleware
+from storage.errors import EmberError
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large", 400: "invalid_request"}
+
+
+def create_app(ctx: ApiContext, *, bound_host: str) -> FastAPI:
+    """The API application for ``ctx`` (one per server)."""
+    app = FastAPI(title="Ember local API", version=__version__, docs_url=None, redoc_url=None,
+                  description="OpenAI- and Ollama-compatible API of Ember, serving the models of its library.")
+    app.state.ctx = ctx
+    app.add_middleware(SecurityMiddleware, guard=Guard(ctx.settings, ctx.token, bound_host))
+    app.include_router(openai_routes.router)
+    app.include_router(ollama_routes.router)
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> PlainTextResponse:
+        return PlainTextResponse("Ember is running")
+
+    @app.get("/health", summary="Server state, loaded model and the request queue")
+    async def health(request: Request) -> dict[str, Any]:
+        loaded = ctx.core.engine.loaded
+        return {"status": "ok", "version": __version__, "model": loaded.name if loaded else None,
+                "auth": ctx.token is not None, "queue": ctx.scheduler.snapshot()}
+
+    @app.exception_handler(ApiError)
+    async def on_api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc, request.url.path)
+
+    @app.exception_handler(EmberError)
+    async def on_known(request: Request, exc: EmberError) -> JSONResponse:
+        return error_response(from_known(exc), request.url.path)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(validation_error(exc), request.url.path)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = exc.detail if isinstance(exc.detail, str) else "Bad request."
+        if exc.status_code == 404 and message == "Not Found":
+            message = f"There is no route {request.method} {request.url.path} in Ember's API."
+        err = ApiError(exc.status_code, message, code=_HTTP_CODES.get(exc.status_code),
+                       headers=dict(exc.headers or {}))
+        return error_response(err, request.url.path)
+
+    @app.exception_handler(Exception)
+    async def on_bug(request: Request, exc: Exception) -> JSONResponse:
+        return bug_response(request, exc)
+
+    return app
+
+
+def validation_error(exc: RequestValidationError) -> ApiError:
+    """A 400 naming the first invalid field, in words a client developer understands."""
+    errors = exc.errors()
+    first = errors[0] if errors else {}
+    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+    if first.get("type") == "json_invalid":
+        detail = first.get("ctx", {}).get("error", "invalid JSON")
+        return ApiError(400, f"The request body is not valid JSON ({detail}).", code="invalid_json")
+    param = ".".join(loc) or None
+    parts = []
+    for err in errors[:5]:
+        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
+        parts.append(f"{where}: {err.get('msg', 'invalid')}")
+    return ApiError(400, "Invalid request: " + "; ".join(parts), code="invalid_value", param=param)

@@ -1,0 +1,73 @@
+"""What the routes share: the engine and library (through the composition root), settings, queue and token."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from app.api.errors import ApiError
+from app.api.jobs import Scheduler
+from app.core import Ember
+from app.settings import ApiSettings, describe_validation
+from inference.engine import ModelSpec
+from inference.sampling import SamplingOptions
+from models.errors import ModelNotFoundError
+from models.library import LibraryModel
+
+
+@dataclass
+class ApiContext:
+    """State of one running API server."""
+
+    core: Ember
+    settings: ApiSettings
+    scheduler: Scheduler
+    token: str | None
+    started: float = field(default_factory=time.time)
+    api_models: set[str] = field(default_factory=set)  # models the API asked the engine to load
+
+    def model(self, name: str) -> LibraryModel:
+        """A library model by name or alias (never a file path: clients may only use what the user installed).
+
+        Raises:
+            ApiError: 404 when the library has no such model.
+        """
+        try:
+            return self.core.library.get(name)
+        except ModelNotFoundError:
+            known = ", ".join(m.name for m in self.core.library.list()) or "none"
+            raise ApiError(404, f"The model {name!r} is not in Ember's library (installed: {known}). "
+                                "GET /v1/models lists the names you can use.",
+                           code="model_not_found", param="model") from None
+
+    def spec(self, name: str) -> tuple[LibraryModel, ModelSpec]:
+        """The library model and its load spec; remembers that the API uses it (for the idle keep-alive)."""
+        model = self.model(name)
+        spec = self.core.spec_for(model)
+        self.api_models.add(spec.name)
+        return model, spec
+
+    def sampling(self, **overrides: Any) -> SamplingOptions:
+        """The user's default sampling options with the request's values on top (None values ignored).
+
+        Raises:
+            ApiError: 400 naming the field that is out of bounds.
+        """
+        updates = {k: v for k, v in overrides.items() if v is not None}
+        base = self.core.settings.sampling
+        try:
+            return SamplingOptions.model_validate({**base.model_dump(), **updates})
+        except ValidationError as exc:
+            first = exc.errors()[0]["loc"]
+            raise ApiError(400, f"Invalid sampling option: {describe_validation(exc)}",
+                           param=str(first[0]) if first else None, code="invalid_value") from None
+
+
+def stop_list(stop: str | list[str] | None) -> list[str] | None:
+    """OpenAI's ``stop`` (a string or a list) as a list."""
+    if stop is None:
+        return None
+    return [stop] if isinstance(stop, str) else list(stop)

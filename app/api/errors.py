@@ -1,0 +1,75 @@
+"""API errors: known errors become OpenAI-shaped JSON with the right status; bugs become a logged 500.
+
+OpenAI routes answer ``{"error": {"message", "type", "param", "code"}}``; the Ollama routes (``/api/...``) answer
+``{"error": "message"}`` as Ollama does, because Ollama clients read the error as a string.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from inference.errors import EngineError, LoadCancelled, ModelLoadError
+from models.errors import ModelFileError, ModelNotFoundError
+from storage.errors import EmberError
+
+log = logging.getLogger(__name__)
+
+_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+          404: "not_found_error", 405: "invalid_request_error", 413: "invalid_request_error",
+          415: "invalid_request_error", 429: "rate_limit_error", 499: "cancelled", 503: "server_busy",
+          504: "timeout", 500: "server_error"}
+
+
+class ApiError(EmberError, ValueError):
+    """A request the API refuses: carries the HTTP status and OpenAI's ``code``/``param``."""
+
+    def __init__(self, status: int, message: str, *, code: str | None = None, param: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.param = param
+        self.headers = headers or {}
+
+
+def from_known(exc: EmberError) -> ApiError:
+    """The API error for a known Ember error raised while serving a request."""
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, ModelNotFoundError):
+        return ApiError(404, str(exc), code="model_not_found", param="model")
+    if isinstance(exc, ModelFileError):
+        return ApiError(503, str(exc), code="model_unavailable", param="model")
+    if isinstance(exc, (ModelLoadError, LoadCancelled)):
+        return ApiError(503, str(exc), code="model_load_failed", param="model")
+    if isinstance(exc, EngineError):
+        return ApiError(400, str(exc), code="engine_error")
+    return ApiError(400, str(exc))
+
+
+def error_body(err: ApiError, *, ollama: bool = False) -> dict:
+    """The JSON body for ``err`` in OpenAI's shape (or Ollama's)."""
+    if ollama:
+        return {"error": str(err)}
+    return {"error": {"message": str(err), "type": _TYPES.get(err.status, "invalid_request_error"),
+                      "param": err.param, "code": err.code}}
+
+
+def is_ollama(path: str) -> bool:
+    """True for the Ollama-compatible routes."""
+    return path.startswith("/api/")
+
+
+def error_response(err: ApiError, path: str) -> JSONResponse:
+    """A JSON response for ``err`` in the shape the route's clients expect."""
+    return JSONResponse(error_body(err, ollama=is_ollama(path)), status_code=err.status, headers=err.headers)
+
+
+def bug_response(request: Request, exc: BaseException) -> JSONResponse:
+    """A 500 for a bug: the traceback goes to the log, never to the client."""
+    log.error("bug while serving %s %s", request.method, request.url.path, exc_info=exc)
+    err = ApiError(500, "Internal error in Ember (details are in Ember's log).", code="internal_error")
+    return error_response(err, request.url.path)

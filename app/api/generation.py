@@ -1,0 +1,156 @@
+"""Running one generation job for a request: waiting for its output, turning failures into API errors."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Callable
+
+from app.api.errors import ApiError, error_body, from_known
+from app.api.jobs import ApiJob, ClientGone, Scheduler, cancel_on_disconnect
+from app.api.streaming import CancellableStreamingResponse
+from inference.events import EngineEvent, Failed, Finished, GenerationStats, TokenText
+from starlette.requests import Request
+from starlette.responses import Response
+
+from storage.errors import EmberError
+
+
+def request_id(prefix: str) -> str:
+    """A unique id such as ``chatcmpl-3f2a...``."""
+    return f"{prefix}-{uuid.uuid4().hex[:24]}"
+
+
+def failure(event: Failed) -> ApiError:
+    """The API error for a failed job (a bug was already logged with its traceback by the engine)."""
+    if isinstance(event.error, EmberError):
+        return from_known(event.error)
+    return ApiError(500, "Internal error in Ember (details are in Ember's log).", code="internal_error")
+
+
+@dataclass
+class Outcome:
+    """A finished job: its result and stats."""
+
+    result: Any
+    stats: GenerationStats | None
+
+
+async def run_to_end(request: Request, job: ApiJob) -> Outcome:
+    """Wait for ``job`` to finish, cancelling it if the client disconnects.
+
+    Raises:
+        ApiError: the job failed (known error), timed out (504) or the client left (499).
+    """
+    async with cancel_on_disconnect(request, job):
+        try:
+            async for event in job.stream():
+                if isinstance(event, Failed):
+                    raise failure(event)
+                if isinstance(event, Finished):
+                    return Outcome(event.result, event.stats)
+        except ClientGone as exc:
+            raise ApiError(499, "The client closed the connection.", code="client_closed") from exc
+    raise AssertionError("job stream ended without a final event")
+
+
+async def first_output(request: Request, job: ApiJob) -> list[EngineEvent]:
+    """Wait until ``job`` produces text or ends, so a stream starts with the right status code.
+
+    Returns the events so far (the last one is :class:`TokenText` or :class:`Finished`).
+
+    Raises:
+        ApiError: as :func:`run_to_end`.
+    """
+    events: list[EngineEvent] = []
+    async with cancel_on_disconnect(request, job):
+        try:
+            async for event in job.stream():
+                if isinstance(event, Failed):
+                    raise failure(event)
+                events.append(event)
+                if isinstance(event, (TokenText, Finished)):
+                    return events
+        except ClientGone as exc:
+            raise ApiError(499, "The client closed the connection.", code="client_closed") from exc
+    raise AssertionError("job stream ended without a final event")
+
+
+def ember_extras(job: ApiJob, stats: GenerationStats | None) -> dict[str, Any]:
+    """Ember's own figures for a response body (the ``ember`` field)."""
+    out: dict[str, Any] = {"model": job.model, "request_id": job.handle.id, "queue_ms": job.queue_ms}
+    if stats is not None:
+        out["stats"] = stats.as_dict()
+    return out
+
+
+def ember_headers(job: ApiJob, stats: GenerationStats | None = None) -> dict[str, str]:
+    """``X-Ember-*`` headers (stats only when the job has finished before the headers go out)."""
+    headers = {"X-Ember-Model": job.model, "X-Ember-Request-Id": str(job.handle.id),
+               "X-Ember-Queue-Ms": f"{job.queue_ms:.1f}"}
+    if stats is not None:
+        headers.update({
+            "X-Ember-Prompt-Tokens": str(stats.prompt_tokens),
+            "X-Ember-Cached-Tokens": str(stats.cached_tokens),
+            "X-Ember-Completion-Tokens": str(stats.completion_tokens),
+            "X-Ember-TTFT-Ms": f"{stats.ttft_ms:.1f}",
+            "X-Ember-Tokens-Per-Second": f"{stats.tokens_per_s:.1f}",
+            "X-Ember-Finish-Reason": stats.finish_reason,
+        })
+    return headers
+
+
+def usage(stats: GenerationStats | None) -> dict[str, int]:
+    """OpenAI's ``usage`` object."""
+    p = stats.prompt_tokens if stats else 0
+    c = stats.completion_tokens if stats else 0
+    return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
+
+
+def finish_reason(stats: GenerationStats | None) -> str:
+    """OpenAI's finish reason (``stop`` or ``length``)."""
+    return "length" if stats is not None and stats.finish_reason == "length" else "stop"
+
+
+async def generation_events(job: ApiJob, first: list[EngineEvent], *, ollama: bool = False
+                            ) -> AsyncIterator[tuple[str, Any]]:
+    """A job's output as ``("text", str)`` items, then ``("end", stats)`` or ``("error", error body)``."""
+    pending = list(first)
+    while True:
+        if pending:
+            event = pending.pop(0)
+        else:
+            try:
+                event = await job.next_event()
+            except ApiError as err:
+                yield "error", error_body(err, ollama=ollama)
+                return
+            except ClientGone:
+                return
+        if isinstance(event, TokenText):
+            yield "text", event.text
+        elif isinstance(event, Finished):
+            yield "end", event.stats
+            return
+        elif isinstance(event, Failed):
+            yield "error", error_body(failure(event), ollama=ollama)
+            return
+
+
+Render = Callable[[AsyncIterator[tuple[str, Any]]], AsyncIterator[str]]
+
+
+async def start_stream(request: Request, job: ApiJob, scheduler: Scheduler, render: Render, *,
+                       media_type: str, ollama: bool = False) -> Response:
+    """Wait for the job's first output (so early failures keep their status code), then stream the rest.
+
+    The job is released from the queue when the stream ends, whatever the reason.
+    """
+    try:
+        first = await first_output(request, job)
+    except BaseException:
+        scheduler.release(job)
+        raise
+    return CancellableStreamingResponse(render(generation_events(job, first, ollama=ollama)),
+                                        on_close=lambda: scheduler.release(job), media_type=media_type,
+                                        headers=ember_headers(job))

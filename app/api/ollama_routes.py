@@ -1,0 +1,219 @@
+"""Ollama-compatible routes: ``/api/tags``, ``/api/chat``, ``/api/generate``, ``/api/embed``, ``/api/version``.
+
+Streaming is on by default (as in Ollama) and sends newline-delimited JSON. Errors use Ollama's
+``{"error": "..."}`` shape with the right status code.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from typing import Any, AsyncIterator
+
+from fastapi import APIRouter, Request
+from starlette.responses import JSONResponse, Response
+
+from app import __version__
+from app.api.context import ApiContext, stop_list
+from app.api.errors import ApiError
+from app.api.generation import ember_extras, ember_headers, run_to_end, start_stream
+from app.api.openai_routes import embedding_texts
+from app.api.schemas import OllamaChatRequest, OllamaEmbedRequest, OllamaGenerateRequest, OllamaOptions
+from app.api.streaming import ndjson
+from inference.events import GenerationStats
+from inference.grammar import GrammarError, json_grammar
+from inference.sampling import SamplingOptions
+
+router = APIRouter(prefix="/api", tags=["ollama"])
+
+# The Ollama API version whose shapes these routes follow (clients compare it with what they need).
+OLLAMA_COMPAT_VERSION = "0.9.0"
+_NS = 1_000_000  # nanoseconds per millisecond
+
+
+def _ctx(request: Request) -> ApiContext:
+    return request.app.state.ctx
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+@router.get("/version", summary="Ollama-compatible version")
+async def version() -> dict[str, str]:
+    return {"version": OLLAMA_COMPAT_VERSION, "ember": __version__}
+
+
+@router.get("/tags", summary="Models of the library (Ollama shape)")
+async def tags(request: Request) -> dict[str, Any]:
+    models = []
+    for m in _ctx(request).core.library.list():
+        params = _param_size(m.parameters)
+        models.append({
+            "name": m.name, "model": m.name, "modified_at": m.added or _now(), "size": m.size,
+            "digest": m.sha256 or "",
+            "details": {"format": "gguf", "family": m.architecture or "", "families": [m.architecture or ""],
+                        "parameter_size": params, "quantization_level": m.quantization or ""},
+        })
+    return {"models": models}
+
+
+def _param_size(n: int | None) -> str:
+    if not n:
+        return ""
+    for unit, scale in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f}".rstrip("0").rstrip(".") + unit
+    return str(n)
+
+
+def _options(ctx: ApiContext, options: OllamaOptions | None) -> SamplingOptions:
+    o = options or OllamaOptions()
+    max_tokens = o.num_predict
+    if max_tokens is not None and max_tokens <= 0:  # -1 / -2: until the context is full
+        max_tokens = 131072
+    return ctx.sampling(temperature=o.temperature, top_p=o.top_p, top_k=o.top_k, min_p=o.min_p,
+                        repeat_penalty=o.repeat_penalty, repeat_last_n=o.repeat_last_n, seed=o.seed,
+                        stop=stop_list(o.stop), max_tokens=max_tokens)
+
+
+def _grammar(fmt: str | dict[str, Any] | None) -> str | None:
+    if not fmt:
+        return None
+    try:
+        return json_grammar() if fmt == "json" else json_grammar(fmt)  # type: ignore[arg-type]
+    except GrammarError as exc:
+        raise ApiError(400, str(exc), param="format") from None
+
+
+def _final_fields(stats: GenerationStats | None) -> dict[str, Any]:
+    if stats is None:
+        return {"done_reason": "stop"}
+    eval_ms = stats.completion_tokens / stats.tokens_per_s * 1000 if stats.tokens_per_s else 0.0
+    return {"done_reason": "length" if stats.finish_reason == "length" else "stop",
+            "total_duration": int(stats.total_ms * _NS), "load_duration": 0,
+            "prompt_eval_count": stats.prompt_tokens, "prompt_eval_duration": int(stats.prompt_ms * _NS),
+            "eval_count": stats.completion_tokens, "eval_duration": int(eval_ms * _NS)}
+
+
+@router.post("/chat", summary="Chat (Ollama shape; NDJSON stream unless stream is false)")
+async def chat(body: OllamaChatRequest, request: Request) -> Response:
+    ctx = _ctx(request)
+    if body.tools:
+        raise ApiError(400, "Tool calling is not supported by Ember's API.", param="tools")
+    if any(m.images for m in body.messages):
+        raise ApiError(400, "Images are not supported by Ember's API.", param="messages")
+    if any(m.role == "tool" for m in body.messages):
+        raise ApiError(400, "Tool messages are not supported by Ember's API.", param="messages")
+    model, spec = ctx.spec(body.model)
+    if not body.messages:  # Ollama loads the model and answers done
+        return await _load_only(ctx, request, model.name, spec, chat=True)
+    messages = [{"role": m.role, "content": m.content} for m in body.messages]
+    options = _options(ctx, body.options)
+    grammar = _grammar(body.format)
+    job = ctx.scheduler.submit(
+        lambda cb: ctx.core.engine.chat(messages, options, model=spec, on_event=cb, grammar=grammar),
+        model=model.name, kind="chat")
+    if not body.stream:
+        try:
+            out = await run_to_end(request, job)
+        finally:
+            ctx.scheduler.release(job)
+        return JSONResponse({"model": model.name, "created_at": _now(),
+                             "message": {"role": "assistant", "content": out.result.text}, "done": True,
+                             **_final_fields(out.stats), "ember": ember_extras(job, out.stats)},
+                            headers=ember_headers(job, out.stats))
+
+    async def render(items: AsyncIterator[tuple[str, Any]]) -> AsyncIterator[str]:
+        async for kind, value in items:
+            if kind == "text":
+                yield ndjson({"model": model.name, "created_at": _now(),
+                              "message": {"role": "assistant", "content": value}, "done": False})
+            elif kind == "end":
+                yield ndjson({"model": model.name, "created_at": _now(),
+                              "message": {"role": "assistant", "content": ""}, "done": True,
+                              **_final_fields(value), "ember": ember_extras(job, value)})
+            else:
+                yield ndjson(value)
+
+    return await start_stream(request, job, ctx.scheduler, render, media_type="application/x-ndjson",
+                              ollama=True)
+
+
+@router.post("/generate", summary="Generate from a prompt (Ollama shape; NDJSON stream unless stream is false)")
+async def generate(body: OllamaGenerateRequest, request: Request) -> Response:
+    ctx = _ctx(request)
+    if body.images:
+        raise ApiError(400, "Images are not supported by Ember's API.", param="images")
+    if body.suffix:
+        raise ApiError(400, "'suffix' (fill in the middle) is not supported.", param="suffix")
+    model, spec = ctx.spec(body.model)
+    if not body.prompt:
+        return await _load_only(ctx, request, model.name, spec, chat=False)
+    options = _options(ctx, body.options)
+    grammar = _grammar(body.format)
+    engine = ctx.core.engine
+    if body.raw:
+        prompt = body.prompt
+        job = ctx.scheduler.submit(
+            lambda cb: engine.complete(prompt, options, model=spec, on_event=cb, grammar=grammar),
+            model=model.name, kind="complete")
+    else:
+        messages = ([{"role": "system", "content": body.system}] if body.system else []) + \
+                   [{"role": "user", "content": body.prompt}]
+        job = ctx.scheduler.submit(
+            lambda cb: engine.chat(messages, options, model=spec, on_event=cb, grammar=grammar),
+            model=model.name, kind="chat")
+    if not body.stream:
+        try:
+            out = await run_to_end(request, job)
+        finally:
+            ctx.scheduler.release(job)
+        return JSONResponse({"model": model.name, "created_at": _now(), "response": out.result.text,
+                             "done": True, **_final_fields(out.stats), "ember": ember_extras(job, out.stats)},
+                            headers=ember_headers(job, out.stats))
+
+    async def render(items: AsyncIterator[tuple[str, Any]]) -> AsyncIterator[str]:
+        async for kind, value in items:
+            if kind == "text":
+                yield ndjson({"model": model.name, "created_at": _now(), "response": value, "done": False})
+            elif kind == "end":
+                yield ndjson({"model": model.name, "created_at": _now(), "response": "", "done": True,
+                              **_final_fields(value), "ember": ember_extras(job, value)})
+            else:
+                yield ndjson(value)
+
+    return await start_stream(request, job, ctx.scheduler, render, media_type="application/x-ndjson",
+                              ollama=True)
+
+
+@router.post("/embed", summary="Embeddings (Ollama shape)")
+async def embed(body: OllamaEmbedRequest, request: Request) -> Response:
+    ctx = _ctx(request)
+    texts = embedding_texts(body.input, ctx)
+    model, spec = ctx.spec(body.model)
+    job = ctx.scheduler.submit(lambda cb: ctx.core.engine.embed(texts, model=spec, on_event=cb),
+                               model=model.name, kind="embed")
+    started = time.perf_counter()
+    try:
+        out = await run_to_end(request, job)
+    finally:
+        ctx.scheduler.release(job)
+    return JSONResponse({"model": model.name, "embeddings": out.result.vectors,
+                         "total_duration": int((time.perf_counter() - started) * 1e9),
+                         "prompt_eval_count": out.result.prompt_tokens}, headers=ember_headers(job))
+
+
+async def _load_only(ctx: ApiContext, request: Request, name: str, spec: Any, *, chat: bool) -> Response:
+    """Ollama's "load the model" request (no prompt or no messages)."""
+    job = ctx.scheduler.submit(lambda cb: ctx.core.engine.load(spec, on_event=cb), model=name, kind="load")
+    try:
+        await run_to_end(request, job)
+    finally:
+        ctx.scheduler.release(job)
+    body: dict[str, Any] = {"model": name, "created_at": _now(), "done": True, "done_reason": "load"}
+    if chat:
+        body["message"] = {"role": "assistant", "content": ""}
+    else:
+        body["response"] = ""
+    return JSONResponse(body)

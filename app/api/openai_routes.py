@@ -1,0 +1,246 @@
+"""OpenAI-compatible routes: ``/v1/models``, ``/v1/chat/completions``, ``/v1/completions``, ``/v1/embeddings``."""
+
+from __future__ import annotations
+
+import base64
+import struct
+import time
+from typing import Any, AsyncIterator
+
+from fastapi import APIRouter, Request
+from starlette.responses import JSONResponse, Response
+
+from app.api.context import ApiContext, stop_list
+from app.api.errors import ApiError
+from app.api.generation import (ember_extras, ember_headers, finish_reason, request_id, run_to_end, start_stream,
+                                usage)
+from app.api.schemas import ChatCompletionRequest, ChatMessage, CompletionRequest, EmbeddingRequest
+from app.api.streaming import sse
+from inference.grammar import GrammarError, json_grammar
+
+router = APIRouter(prefix="/v1", tags=["openai"])
+
+
+def _ctx(request: Request) -> ApiContext:
+    return request.app.state.ctx
+
+
+@router.get("/models", summary="List the library's models")
+async def list_models(request: Request) -> dict[str, Any]:
+    ctx = _ctx(request)
+    created = int(ctx.started)
+    return {"object": "list", "data": [
+        {"id": m.name, "object": "model", "created": created, "owned_by": "ember"} for m in ctx.core.library.list()
+    ]}
+
+
+@router.get("/models/{name:path}", summary="One model of the library")
+async def get_model(name: str, request: Request) -> dict[str, Any]:
+    model = _ctx(request).model(name)
+    return {"id": model.name, "object": "model", "created": int(_ctx(request).started), "owned_by": "ember"}
+
+
+# -- chat -------------------------------------------------------------------------------------------------------
+
+
+def _messages(messages: list[ChatMessage]) -> list[dict[str, str]]:
+    out = []
+    for i, m in enumerate(messages):
+        if m.role == "tool":
+            raise ApiError(400, "Tool messages are not supported by Ember's API.", param=f"messages.{i}.role")
+        if isinstance(m.content, list):
+            texts = []
+            for part in m.content:
+                if part.type != "text" or part.text is None:
+                    raise ApiError(400, f"Only text content is supported (got a {part.type!r} part).",
+                                   param=f"messages.{i}.content")
+                texts.append(part.text)
+            content = "".join(texts)
+        else:
+            content = m.content or ""
+        out.append({"role": "system" if m.role == "developer" else m.role, "content": content})
+    return out
+
+
+def _grammar(body: ChatCompletionRequest) -> str | None:
+    fmt = body.response_format
+    if fmt is None or fmt.type == "text":
+        return None
+    try:
+        if fmt.type == "json_object":
+            return json_grammar()
+        if fmt.json_schema is None or fmt.json_schema.schema_ is None:
+            raise ApiError(400, "response_format json_schema needs a 'json_schema' with a 'schema'.",
+                           param="response_format")
+        return json_grammar(fmt.json_schema.schema_)
+    except GrammarError as exc:
+        raise ApiError(400, str(exc), param="response_format") from None
+
+
+def _check_common(n: int | None, tools: list | None = None) -> None:
+    if n not in (None, 1):
+        raise ApiError(400, "Ember generates one choice per request: 'n' must be 1.", param="n")
+    if tools:
+        raise ApiError(400, "Tool calling is not supported by Ember's API.", param="tools")
+
+
+@router.post("/chat/completions", summary="Chat completion (OpenAI shape; SSE when stream is true)")
+async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
+    ctx = _ctx(request)
+    _check_common(body.n, body.tools)
+    messages = _messages(body.messages)
+    grammar = _grammar(body)
+    options = ctx.sampling(temperature=body.temperature, top_p=body.top_p, top_k=body.top_k, min_p=body.min_p,
+                           repeat_penalty=body.repeat_penalty, seed=body.seed, stop=stop_list(body.stop),
+                           max_tokens=body.max_completion_tokens or body.max_tokens)
+    model, spec = ctx.spec(body.model)
+    job = ctx.scheduler.submit(
+        lambda cb: ctx.core.engine.chat(messages, options, model=spec, on_event=cb, grammar=grammar),
+        model=model.name, kind="chat")
+    rid, created = request_id("chatcmpl"), int(time.time())
+    if not body.stream:
+        try:
+            out = await run_to_end(request, job)
+        finally:
+            ctx.scheduler.release(job)
+        payload = {
+            "id": rid, "object": "chat.completion", "created": created, "model": model.name,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": out.result.text},
+                         "logprobs": None, "finish_reason": finish_reason(out.stats)}],
+            "usage": usage(out.stats), "system_fingerprint": "ember", "ember": ember_extras(job, out.stats),
+        }
+        return JSONResponse(payload, headers=ember_headers(job, out.stats))
+
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+
+    def chunk(delta: dict[str, Any], reason: str | None = None) -> dict[str, Any]:
+        return {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model.name,
+                "system_fingerprint": "ember",
+                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": reason}]}
+
+    async def render(items: AsyncIterator[tuple[str, Any]]) -> AsyncIterator[str]:
+        yield sse(chunk({"role": "assistant", "content": ""}))
+        async for kind, value in items:
+            if kind == "text":
+                yield sse(chunk({"content": value}))
+            elif kind == "end":
+                final = chunk({}, finish_reason(value))
+                final["ember"] = ember_extras(job, value)
+                yield sse(final)
+                if include_usage:
+                    yield sse({"id": rid, "object": "chat.completion.chunk", "created": created,
+                               "model": model.name, "choices": [], "usage": usage(value)})
+                yield sse("[DONE]")
+            else:
+                yield sse(value)
+
+    return await start_stream(request, job, ctx.scheduler, render, media_type="text/event-stream")
+
+
+# -- text completions -------------------------------------------------------------------------------------------
+
+
+@router.post("/completions", summary="Text completion of a raw prompt (OpenAI shape; SSE when stream is true)")
+async def completions(body: CompletionRequest, request: Request) -> Response:
+    ctx = _ctx(request)
+    _check_common(body.n)
+    if body.best_of not in (None, 1):
+        raise ApiError(400, "'best_of' must be 1.", param="best_of")
+    if body.suffix:
+        raise ApiError(400, "'suffix' (fill in the middle) is not supported.", param="suffix")
+    if body.logprobs:
+        raise ApiError(400, "'logprobs' is not supported.", param="logprobs")
+    prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
+    if len(prompts) != 1:
+        raise ApiError(400, "Give exactly one prompt string.", param="prompt")
+    prompt = prompts[0]
+    if not prompt:
+        raise ApiError(400, "The prompt is empty.", param="prompt")
+    options = ctx.sampling(temperature=body.temperature, top_p=body.top_p, top_k=body.top_k, min_p=body.min_p,
+                           repeat_penalty=body.repeat_penalty, seed=body.seed, stop=stop_list(body.stop),
+                           max_tokens=body.max_tokens or 16)
+    model, spec = ctx.spec(body.model)
+    job = ctx.scheduler.submit(lambda cb: ctx.core.engine.complete(prompt, options, model=spec, on_event=cb),
+                               model=model.name, kind="complete")
+    rid, created = request_id("cmpl"), int(time.time())
+    prefix = prompt if body.echo else ""
+    if not body.stream:
+        try:
+            out = await run_to_end(request, job)
+        finally:
+            ctx.scheduler.release(job)
+        payload = {
+            "id": rid, "object": "text_completion", "created": created, "model": model.name,
+            "choices": [{"index": 0, "text": prefix + out.result.text, "logprobs": None,
+                         "finish_reason": finish_reason(out.stats)}],
+            "usage": usage(out.stats), "system_fingerprint": "ember", "ember": ember_extras(job, out.stats),
+        }
+        return JSONResponse(payload, headers=ember_headers(job, out.stats))
+
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+
+    def chunk(text: str, reason: str | None = None) -> dict[str, Any]:
+        return {"id": rid, "object": "text_completion", "created": created, "model": model.name,
+                "system_fingerprint": "ember",
+                "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": reason}]}
+
+    async def render(items: AsyncIterator[tuple[str, Any]]) -> AsyncIterator[str]:
+        if prefix:
+            yield sse(chunk(prefix))
+        async for kind, value in items:
+            if kind == "text":
+                yield sse(chunk(value))
+            elif kind == "end":
+                final = chunk("", finish_reason(value))
+                final["ember"] = ember_extras(job, value)
+                if include_usage:
+                    final["usage"] = usage(value)
+                yield sse(final)
+                yield sse("[DONE]")
+            else:
+                yield sse(value)
+
+    return await start_stream(request, job, ctx.scheduler, render, media_type="text/event-stream")
+
+
+# -- embeddings -------------------------------------------------------------------------------------------------
+
+
+@router.post("/embeddings", summary="Embeddings of one or more texts (OpenAI shape)")
+async def embeddings(body: EmbeddingRequest, request: Request) -> Response:
+    ctx = _ctx(request)
+    if body.dimensions is not None:
+        raise ApiError(400, "'dimensions' is not supported: the vector size is the model's.", param="dimensions")
+    texts = embedding_texts(body.input, ctx)
+    model, spec = ctx.spec(body.model)
+    job = ctx.scheduler.submit(lambda cb: ctx.core.engine.embed(texts, model=spec, on_event=cb),
+                               model=model.name, kind="embed")
+    try:
+        out = await run_to_end(request, job)
+    finally:
+        ctx.scheduler.release(job)
+    data = []
+    for i, vec in enumerate(out.result.vectors):
+        value: Any = vec
+        if body.encoding_format == "base64":
+            value = base64.b64encode(struct.pack(f"<{len(vec)}f", *vec)).decode("ascii")
+        data.append({"object": "embedding", "index": i, "embedding": value})
+    n = out.result.prompt_tokens
+    return JSONResponse({"object": "list", "data": data, "model": model.name,
+                         "usage": {"prompt_tokens": n, "total_tokens": n},
+                         "ember": ember_extras(job, None)}, headers=ember_headers(job))
+
+
+def embedding_texts(value: Any, ctx: ApiContext) -> list[str]:
+    """The input texts of an embeddings request (token-id inputs are refused)."""
+    items = [value] if isinstance(value, str) else list(value)
+    if not items:
+        raise ApiError(400, "'input' is empty.", param="input")
+    if not all(isinstance(x, str) for x in items):
+        raise ApiError(400, "Give 'input' as text (a string or a list of strings); token ids are not "
+                            "supported.", param="input")
+    if len(items) > 2048:
+        raise ApiError(400, "At most 2048 inputs per request.", param="input")
+    if any(not x for x in items):
+        raise ApiError(400, "An input string is empty.", param="input")
+    return items

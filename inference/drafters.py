@@ -1,0 +1,152 @@
+"""Drafters propose the next few tokens cheaply; the target model then verifies them in one batch.
+
+Two kinds:
+- :class:`ModelDrafter`: a second, small GGUF with the target's vocabulary, in its own context whose KV cache follows
+  the accepted text (rolled back past a rejection, never re-evaluated from scratch);
+- :class:`LookupDrafter`: prompt lookup: the continuation of the latest earlier occurrence of the last n tokens in
+  the conversation (prompt, history and the reply so far); no second model, and its proposals are deterministic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, Sequence
+
+import llama_cpp
+import numpy as np
+
+from inference.llama_model import LlamaModel
+from inference.sampling import SamplingOptions
+from inference.spec_sampling import Dist, apply_penalties, target_dist
+
+
+@dataclass
+class Draft:
+    """Proposed tokens and, for a sampled draft, the distribution each was drawn from (None: deterministic)."""
+
+    tokens: list[int] = field(default_factory=list)
+    q: list[Dist] | None = None
+
+
+class Drafter(Protocol):
+    """What the speculative loop needs from a drafter."""
+
+    kind: str  # "draft" | "lookup"
+
+    def propose(self, context: Sequence[int], k: int, options: SamplingOptions,
+                rng: np.random.Generator) -> Draft:
+        """Up to ``k`` tokens that may follow ``context`` (every accepted token so far, prompt included)."""
+        ...
+
+    def close(self) -> None:
+        """Free what the drafter holds."""
+        ...
+
+
+def logits_row(model: LlamaModel, i: int) -> np.ndarray:
+    """A numpy view of the logits of batch row ``i`` (valid until the next decode call)."""
+    ptr = llama_cpp.llama_get_logits_ith(model.ctx, i)
+    return np.ctypeslib.as_array(ptr, shape=(model.n_vocab,))
+
+
+class ModelDrafter:
+    """Drafts with a small model of the same vocabulary.
+
+    Its cache always holds a prefix of the accepted text plus the tokens it drafted last; :meth:`propose` cuts it
+    back to the longest prefix shared with the accepted text and evaluates only what is missing (usually one or two
+    tokens), so rejected drafts are rolled back and nothing is re-evaluated from scratch.
+
+    Args:
+        model: the loaded draft model (the drafter owns and closes it).
+        p_min: at temperature 0, stop drafting when the draft's own probability of its next token is below this.
+    """
+
+    kind = "draft"
+
+    def __init__(self, model: LlamaModel, *, p_min: float = 0.5) -> None:
+        self.model = model
+        self.p_min = p_min
+
+    def propose(self, context: Sequence[int], k: int, options: SamplingOptions,
+                rng: np.random.Generator) -> Draft:
+        draft = Draft(q=None if options.temperature <= 0 else [])
+        if k <= 0:
+            return draft
+        m = self.model
+        m.ingest_prompt(context)  # reuses the cached prefix, evaluates the rest, logits for the last token
+        hist = list(context[-max(options.repeat_last_n, 1):]) if options.repeat_penalty != 1.0 else []
+        for i in range(k):
+            row = logits_row(m, -1)
+            if draft.q is None:
+                x = apply_penalties(row, hist, options)
+                tok = int(np.argmax(x))
+                top = float(x[tok])
+                conf = 1.0 / float(np.exp(x - top).sum())
+                if conf < self.p_min:
+                    break
+            else:
+                q = target_dist(row, hist, options)
+                tok = q.sample(rng)
+                if q.probs.max() < self.p_min * 0.5:
+                    break
+                draft.q.append(q)
+            draft.tokens.append(tok)
+            if hist:
+                hist.append(tok)
+            if i + 1 < k:
+                if len(m.tokens) + 1 >= m.n_ctx:
+                    break
+                m.decode([tok])
+        return draft
+
+    def close(self) -> None:
+        self.model.close()
+
+
+class LookupDrafter:
+    """Prompt lookup over the whole conversation, with an incremental n-gram index.
+
+    For n from ``ngram_max`` down to ``ngram_min``, the last n accepted tokens are looked up; at the latest earlier
+    place they occurred, the tokens that followed there are proposed.
+    """
+
+    kind = "lookup"
+
+    def __init__(self, *, ngram_min: int = 2, ngram_max: int = 4) -> None:
+        if not 1 <= ngram_min <= ngram_max:
+            raise ValueError("need 1 <= ngram_min <= ngram_max")
+        self.ngram_min = ngram_min
+        self.ngram_max = ngram_max
+        self._tokens: list[int] = []
+        self._index: dict[tuple[int, ...], int] = {}  # n-gram -> latest end (exclusive) with a token after it
+
+    def propose(self, context: Sequence[int], k: int, options: SamplingOptions | None = None,
+                rng: np.random.Generator | None = None) -> Draft:
+        if k <= 0:
+            return Draft()
+        self._sync(context)
+        toks = self._tokens
+        size = len(toks)
+        for n in range(min(self.ngram_max, size - 1), self.ngram_min - 1, -1):
+            end = self._index.get(tuple(toks[size - n:]))
+            if end is not None:
+                return Draft(tokens=toks[end:end + k])
+        return Draft()
+
+    def _sync(self, context: Sequence[int]) -> None:
+        """Index the tokens of ``context`` not seen yet (rebuild when it is not an extension of what was seen)."""
+        old = len(self._tokens)
+        if old > len(context) or (old and (context[old - 1] != self._tokens[-1]
+                                           or list(context[:old]) != self._tokens)):
+            self._tokens, self._index, old = [], {}, 0
+        self._tokens.extend(context[old:])
+        toks = self._tokens
+        # an n-gram ending at e (exclusive) is indexed once the token at e exists, i.e. e <= len - 1
+        for e in range(max(old - 1, 1), len(toks)):
+            for n in range(self.ngram_min, self.ngram_max + 1):
+                if e - n < 0:
+                    break
+                self._index[tuple(toks[e - n:e])] = e
+
+    def close(self) -> None:
+        self._tokens, self._index = [], {}

@@ -1,0 +1,88 @@
+"""Grammar-constrained sampling (JSON mode, JSON schemas) with llama.cpp's GBNF grammar sampler.
+
+Applying a grammar to the whole vocabulary costs more than the rest of a token's work on a small model, so the
+token is first sampled without it and only checked; the full grammar pass runs when that token is rejected (the
+same approach as llama.cpp's ``common_sampler``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+from typing import Any
+
+import llama_cpp
+import numpy as np
+from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
+
+from inference.errors import EngineError
+
+_TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)], align=True)
+
+
+class GrammarError(EngineError, ValueError):
+    """A JSON schema or grammar that cannot be turned into a llama.cpp grammar."""
+
+
+def json_grammar(schema: dict[str, Any] | None = None) -> str:
+    """A GBNF grammar for any JSON object (``schema`` None) or for JSON matching ``schema``.
+
+    Raises:
+        GrammarError: the schema uses something the converter does not support.
+    """
+    if schema is None:
+        return JSON_GBNF  # its root rule is an object, as OpenAI's JSON mode asks
+    try:
+        return json_schema_to_gbnf(json.dumps(schema))
+    except (ValueError, KeyError, TypeError, AssertionError, NotImplementedError, RecursionError) as exc:
+        raise GrammarError(f"The JSON schema cannot be used to constrain the output ({exc}).") from exc
+
+
+class GrammarGate:
+    """A GBNF grammar sampler applied around a sampler chain."""
+
+    def __init__(self, grammar: str, *, vocab: llama_cpp.llama_vocab_p, n_vocab: int) -> None:
+        self._grammar = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode("utf-8"), b"root")
+        if not self._grammar:
+            raise GrammarError("The output format could not be turned into a llama.cpp grammar.")
+        self._n_vocab = n_vocab
+        self._cand = np.zeros(n_vocab, dtype=_TOKEN_DATA)
+        self._ids = np.arange(n_vocab, dtype=np.int32)
+        self._one = np.zeros(1, dtype=_TOKEN_DATA)
+
+    def sample(self, chain: llama_cpp.llama_sampler_p, ctx: llama_cpp.llama_context_p, idx: int) -> int:
+        """A token from ``chain`` that the grammar allows; both the grammar and the chain record it."""
+        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(ctx, idx), shape=(self._n_vocab,))
+        token = self._apply(chain, logits, grammar_first=False)
+        self._one["id"][0], self._one["logit"][0], self._one["p"][0] = token, 1.0, 0.0
+        one = self._array(self._one)
+        llama_cpp.llama_sampler_apply(self._grammar, ctypes.byref(one))
+        if not np.isfinite(self._one["logit"][0]):
+            token = self._apply(chain, logits, grammar_first=True)
+        llama_cpp.llama_sampler_accept(self._grammar, token)
+        llama_cpp.llama_sampler_accept(chain, token)
+        return token
+
+    def _apply(self, chain: llama_cpp.llama_sampler_p, logits: np.ndarray, *, grammar_first: bool) -> int:
+        cand = self._cand
+        cand["id"] = self._ids
+        cand["logit"] = logits
+        cand["p"] = 0.0
+        arr = self._array(cand)
+        if grammar_first:
+            llama_cpp.llama_sampler_apply(self._grammar, ctypes.byref(arr))
+        llama_cpp.llama_sampler_apply(chain, ctypes.byref(arr))
+        if arr.selected < 0:
+            raise EngineError("The sampler chose no token.")
+        return int(arr.data[arr.selected].id)
+
+    @staticmethod
+    def _array(data: np.ndarray) -> llama_cpp.llama_token_data_array:
+        return llama_cpp.llama_token_data_array(
+            data=data.ctypes.data_as(llama_cpp.llama_token_data_p), size=len(data), selected=-1, sorted=False)
+
+    def close(self) -> None:
+        """Free the grammar sampler (idempotent)."""
+        if self._grammar is not None:
+            llama_cpp.llama_sampler_free(self._grammar)
+            self._grammar = None

@@ -1,0 +1,110 @@
+"""Speculative decoding inside the engine: which drafter a model spec asks for, loading it, running replies.
+
+Owned by the engine's worker thread, like the target model. A draft model gets its own context with the target's
+context length (its KV cache must hold the whole conversation to draft well; at draft sizes that is small) and
+the target's threads and GPU offload; it is checked for vocabulary compatibility before it is used.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable, Literal, Sequence
+
+from inference.draft_compat import check_compatible, read_vocab
+from inference.draft_control import DraftController
+from inference.drafters import Drafter, LookupDrafter, ModelDrafter
+from inference.events import GenerationStats
+from inference.llama_model import ContextParams, LlamaModel, ShouldStop
+from inference.sampling import SamplingOptions
+from inference.speculative import generate_speculative
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SpeculativeConfig:
+    """How a model drafts: prompt lookup, or a draft model file.
+
+    Args:
+        mode: ``"lookup"`` or ``"draft"``.
+        draft_path: the draft GGUF (``mode="draft"``).
+        draft_name: its name, for messages.
+        adaptive: adapt the draft length and pause drafting where it does not pay.
+        max_draft: the longest draft.
+    """
+
+    mode: Literal["lookup", "draft"]
+    draft_path: Path | None = None
+    draft_name: str | None = None
+    adaptive: bool = True
+    max_draft: int = 8
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("lookup", "draft"):
+            raise ValueError(f"unknown speculative mode {self.mode!r}")
+        if self.mode == "draft" and self.draft_path is None:
+            raise ValueError("a draft model needs draft_path")
+
+
+class SpeculativeRuntime:
+    """The drafter of the loaded target, and the controller whose cost measurements carry over between replies."""
+
+    def __init__(self) -> None:
+        self.config: SpeculativeConfig | None = None
+        self._drafter: Drafter | None = None
+        self._controller: DraftController | None = None
+
+    @property
+    def active(self) -> bool:
+        """True when replies are generated speculatively."""
+        return self._drafter is not None
+
+    def prepare(self, config: SpeculativeConfig | None, target: LlamaModel, *,
+                progress: Callable[[float], bool] | None = None) -> None:
+        """Set up the drafter ``config`` asks for (a no-op when it is already set up).
+
+        Raises:
+            DraftIncompatibleError: the draft model's vocabulary does not match the target's.
+            ModelLoadError, LoadCancelled: the draft model could not be loaded.
+        """
+        if config == self.config and (config is None or self._drafter is not None):
+            return
+        self.close()
+        if config is None:
+            return
+        if config.mode == "lookup":
+            drafter: Drafter = LookupDrafter()
+        else:
+            assert config.draft_path is not None
+            name = config.draft_name or Path(config.draft_path).stem
+            check_compatible(read_vocab(target.path, name=target.path.stem),
+                             read_vocab(config.draft_path, name=name))
+            draft_model = LlamaModel(config.draft_path, params_for_draft(target.params, target.n_ctx),
+                                     progress=progress)
+            drafter = ModelDrafter(draft_model)
+            log.info("draft model %s loaded for %s: n_ctx=%d", name, target.path.name, draft_model.n_ctx)
+        self._drafter = drafter
+        self._controller = DraftController(max_draft=config.max_draft, adaptive=config.adaptive)
+        self.config = config
+
+    def generate(self, model: LlamaModel, prompt: Sequence[int], options: SamplingOptions, *,
+                 should_stop: ShouldStop, on_text: Callable[[str], None],
+                 started: float | None = None) -> GenerationStats:
+        """One reply with the prepared drafter (see :func:`generate_speculative`)."""
+        assert self._drafter is not None and self._controller is not None
+        return generate_speculative(model, self._drafter, prompt, options, should_stop=should_stop,
+                                    on_text=on_text, started=started, controller=self._controller)
+
+    def close(self) -> None:
+        """Free the drafter (and its model)."""
+        if self._drafter is not None:
+            self._drafter.close()
+        self._drafter = self._controller = None
+        self.config = None
+
+
+def params_for_draft(target: ContextParams, n_ctx: int) -> ContextParams:
+    """Context parameters of a draft model for a target loaded with ``target`` and ``n_ctx`` tokens."""
+    return replace(target, n_ctx=n_ctx)

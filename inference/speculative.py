@@ -1,0 +1,193 @@
+"""The speculative decode loop: draft K tokens, verify them with the target in one batch, keep the valid prefix.
+
+Invariant between rounds: ``history`` holds every accepted token (prompt and reply); the target's KV cache holds all
+of them but the last, which goes first in the next verify batch. A round evaluates ``[last] + draft`` in one decode
+call with logits at each of those positions, accepts the longest valid prefix of the draft plus one token of the
+target's own, and removes the KV entries past the accepted point (the drafter's own cache is cut back the same way
+when it next drafts).
+
+At temperature 0 a draft token is valid when it is the target's greedy choice (after the repeat penalty), so the
+reply is the target's greedy reply. At temperature > 0 speculative sampling keeps the target's distribution, with p
+shaped by the same settings as the plain sampler chain (see :mod:`inference.spec_sampling`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from inference.draft_control import DraftController
+from inference.drafters import Draft, Drafter, logits_row
+from inference.events import GenerationStats
+from inference.llama_model import LlamaModel, ShouldStop
+from inference.sampling import SamplingOptions
+from inference.spec_sampling import accept_or_resample, greedy_token, target_dist
+from inference.text_stream import TextStream
+
+
+@dataclass
+class SpecCounters:
+    """Running figures of one speculative reply."""
+
+    drafted: int = 0
+    accepted: int = 0
+    rounds: int = 0  # verify calls that carried a draft
+    plain_steps: int = 0  # verify calls without a draft
+    draft_s: float = 0.0
+    verify_s: float = 0.0
+    accepted_lengths: list[int] = field(default_factory=list)
+
+
+def generate_speculative(model: LlamaModel, drafter: Drafter, prompt: Sequence[int], options: SamplingOptions, *,
+                         should_stop: ShouldStop, on_text: Callable[[str], None], started: float | None = None,
+                         controller: DraftController | None = None,
+                         on_token: Callable[[int], None] | None = None) -> GenerationStats:
+    """Generate a reply like :func:`inference.generate.generate`, drafting with ``drafter``.
+
+    Args:
+        model: the target model; its KV cache is reused where it matches ``prompt``.
+        drafter: proposes tokens (its model, if any, is kept in step with the accepted text).
+        prompt: prompt token ids.
+        options: sampling settings (also ``max_tokens`` and ``stop``).
+        should_stop: polled before every round and before every token is released.
+        on_text: receives text as it becomes final.
+        started: ``time.perf_counter()`` when the request began (default: now).
+        controller: chooses the draft length (default: adaptive, up to 8).
+        on_token: receives each reply token id as it is released (EOG included), for tests and benchmarks.
+
+    Returns:
+        The reply's stats with the speculative fields filled in.
+
+    Raises:
+        EngineError: the prompt does not fit or llama.cpp failed.
+    """
+    ctl = controller or DraftController()
+    t0 = started if started is not None else time.perf_counter()
+    t_prompt = time.perf_counter()
+    try:
+        cached = model.ingest_prompt(prompt, should_stop=should_stop)
+    except InterruptedError:
+        now = time.perf_counter()
+        return GenerationStats(len(prompt), 0, 0, 0.0, (now - t_prompt) * 1000, 0.0, (now - t0) * 1000,
+                               "cancelled", speculative=drafter.kind)
+    prompt_ms = (time.perf_counter() - t_prompt) * 1000
+    greedy = options.temperature <= 0.0
+    rng = np.random.default_rng(options.seed)
+    use_penalty = options.repeat_penalty != 1.0 and options.repeat_last_n > 0
+    last_n = options.repeat_last_n
+    stream = TextStream(options.stop)
+    history = list(prompt)
+    c = SpecCounters()
+    n_gen = 0
+    n_released = 0
+    finish = "length"
+    t_first = t_last = None
+
+    def pick(row: np.ndarray, extra: Sequence[int]) -> int:
+        hist = (history[-last_n:] + list(extra)) if use_penalty else ()
+        return greedy_token(row, hist, options) if greedy else target_dist(row, hist, options).sample(rng)
+
+    def release(token: int) -> str | None:
+        """Emit one token; returns the finish reason when the reply ends with it."""
+        nonlocal n_gen, n_released, t_first, t_last
+        if should_stop():
+            return "cancelled"
+        t_last = time.perf_counter()
+        if t_first is None:
+            t_first = t_last
+        else:
+            n_released += 1
+        if on_token is not None:
+            on_token(token)
+        if model.is_eog(token):
+            return "stop"
+        n_gen += 1
+        text = stream.push(model.piece(token))
+        if text:
+            on_text(text)
+        if stream.stopped:
+            return "stop"
+        if n_gen >= options.max_tokens:
+            return "length"
+        return None
+
+    end_reason = None
+    if options.max_tokens > 0:
+        first = pick(logits_row(model, -1), ())
+        end_reason = release(first)
+        history.append(first)
+    while end_reason is None:
+        if should_stop():
+            end_reason = "cancelled"
+            break
+        room = model.n_ctx - len(history)  # the verify batch ends at len(history) - 1 + 1 + k
+        if room < 1:
+            end_reason = "length"
+            break
+        k = min(ctl.next_k(), options.max_tokens - n_gen - 1, room - 1, model.n_batch - 1)
+        draft = Draft()
+        t_d = time.perf_counter()
+        if k > 0:
+            draft = drafter.propose(history, k, options, rng)
+            draft.tokens = draft.tokens[:k]
+        t_v = time.perf_counter()
+        batch = [history[-1]] + draft.tokens
+        n_keep = len(history) - 1
+        model.truncate(n_keep)  # normally a no-op: the cache holds everything but the last accepted token
+        model.decode(batch, logits=[True] * len(batch))
+        new: list[int] = []
+        for i in range(len(batch)):
+            row = logits_row(model, i)
+            if i < len(draft.tokens):
+                proposed = draft.tokens[i]
+                if greedy:
+                    tok = pick(row, new)
+                    ok = tok == proposed
+                else:
+                    hist = (history[-last_n:] + new) if use_penalty else ()
+                    p = target_dist(row, hist, options)
+                    ok, tok = accept_or_resample(p, draft.q[i] if draft.q is not None else None, proposed, rng)
+                new.append(tok)
+                if not ok:
+                    break
+            else:
+                new.append(pick(row, new))
+        n_acc = len(new) - 1
+        model.truncate(len(history) + n_acc)  # drop KV of the rejected drafts
+        t_end = time.perf_counter()
+        ctl.record(drafted=len(draft.tokens), accepted=n_acc, draft_s=t_v - t_d, verify_s=t_end - t_v,
+                   batch=len(batch))
+        if draft.tokens:
+            c.rounds += 1
+            c.drafted += len(draft.tokens)
+            c.accepted += n_acc
+            c.draft_s += t_v - t_d
+            c.accepted_lengths.append(n_acc)
+        else:
+            c.plain_steps += 1
+        c.verify_s += t_end - t_v
+        for tok in new:
+            end_reason = release(tok)
+            history.append(tok)
+            if end_reason is not None:
+                break
+    finish = end_reason or finish
+    tail = stream.flush()
+    if tail:
+        on_text(tail)
+    end = time.perf_counter()
+    ttft = ((t_first or end) - t0) * 1000
+    span = (t_last - t_first) if t_first is not None and t_last is not None else 0.0
+    rate = n_released / span if n_released and span > 0 else 0.0
+    return GenerationStats(
+        prompt_tokens=len(prompt), cached_tokens=cached, completion_tokens=n_gen, ttft_ms=round(ttft, 2),
+        prompt_ms=round(prompt_ms, 2), tokens_per_s=round(rate, 2), total_ms=round((end - t0) * 1000, 2),
+        finish_reason=finish, speculative=drafter.kind, drafted=c.drafted, accepted=c.accepted,
+        acceptance_rate=round(c.accepted / c.drafted, 4) if c.drafted else None,
+        mean_accepted_length=round(sum(c.accepted_lengths) / len(c.accepted_lengths), 3) if c.rounds else None,
+        draft_ms=round(c.draft_s * 1000, 2), verify_ms=round(c.verify_s * 1000, 2),
+        verify_calls=c.rounds + c.plain_steps,
+    )

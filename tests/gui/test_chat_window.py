@@ -1,0 +1,134 @@
+"""The chat window on the real starter model: streaming, stop, regenerate, edit-and-resend, errors."""
+
+from __future__ import annotations
+
+import time
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QPushButton
+
+from tests.gui.gui_helpers import REPLY_TIMEOUT_MS, send
+
+
+def test_send_message_streams_reply_into_view(qtbot, window):
+    chunks: list[str] = []
+    window.session.replyText.connect(chunks.append)
+    reply = send(qtbot, window, "Name three colours.")
+    assert reply.role == "assistant" and reply.content
+    assert len(chunks) > 1, "the reply should arrive token by token"
+    assert "".join(chunks) == reply.content
+    widgets = window.chat_view.message_widgets
+    assert [w.message.role for w in widgets] == ["user", "assistant"]
+    assert widgets[-1].body.text == reply.content
+    footer = widgets[-1].footer.text()
+    assert "tok/s" in footer and "first token" in footer
+    assert window.composer.send_button.text() == "Send"
+    # the conversation appeared in the list, titled after the first message
+    assert window.conversations.ids() == [window.session.conversation_id]
+    assert window.conversations.list.item(0).text() == "Name three colours."
+
+
+def _long_replies(window, max_tokens: int = 1500) -> None:
+    from inference.sampling import SamplingOptions
+
+    window.core.settings.sampling = SamplingOptions(temperature=0.8, seed=7, max_tokens=max_tokens)
+
+
+def test_escape_stops_a_streaming_reply_within_200_ms(qtbot, window):
+    _long_replies(window)
+    window.composer.input.setPlainText("Write a very long story about a dragon who learns to cook.")
+    with qtbot.waitSignal(window.session.replyText, timeout=REPLY_TIMEOUT_MS):
+        qtbot.keyClick(window.composer.input, Qt.Key.Key_Return)
+    assert window.composer.send_button.text() == "Stop"
+    with qtbot.waitSignal(window.session.replyFinished, timeout=2000) as blocker:
+        started = time.perf_counter()
+        qtbot.keyClick(window, Qt.Key.Key_Escape)
+    elapsed = time.perf_counter() - started
+    reply = blocker.args[0]
+    assert elapsed < 0.2, f"stopping took {elapsed * 1000:.0f} ms"
+    assert reply.stats["finish_reason"] == "cancelled"
+    assert reply.content, "the text written before Stop is kept"
+    assert window.chat_view.message_widgets[-1].body.text == reply.content
+    assert "stopped" in window.chat_view.message_widgets[-1].footer.text()
+    assert window.composer.send_button.text() == "Send"
+
+
+def test_streaming_repaints_are_coalesced(qtbot, window):
+    _long_replies(window, max_tokens=200)
+    tokens: list[str] = []
+    window.session.replyText.connect(tokens.append)
+    started = time.perf_counter()
+    reply = send(qtbot, window, "Tell me about the sea.")
+    elapsed = time.perf_counter() - started
+    repaints = window.chat_view.repaints
+    assert repaints <= elapsed * 30 + 3, f"{repaints} repaints in {elapsed:.2f} s"
+    assert len(tokens) > repaints or len(tokens) < 10
+    assert window.chat_view.message_widgets[-1].body.text == reply.content
+
+
+def test_regenerate_replaces_the_last_reply(qtbot, window):
+    first = send(qtbot, window, "Say hello.")
+    last = window.chat_view.message_widgets[-1]
+    assert last.regenerate_button.isVisibleTo(window)
+    with qtbot.waitSignal(window.session.replyFinished, timeout=REPLY_TIMEOUT_MS) as blocker:
+        qtbot.mouseClick(last.regenerate_button, Qt.MouseButton.LeftButton)
+    second = blocker.args[0]
+    assert second.created > first.created
+    stored = window.session.messages()
+    assert [m.role for m in stored] == ["user", "assistant"]
+    assert stored[0].content == "Say hello." and stored[1].id == second.id
+    assert [w.message.id for w in window.chat_view.message_widgets][-1] == second.id
+
+
+def test_edit_and_resend_replaces_the_message_and_what_followed(qtbot, window):
+    send(qtbot, window, "What is 2 + 2?")
+    send(qtbot, window, "And 3 + 3?")
+    first_user = window.chat_view.message_widgets[0]
+    qtbot.mouseClick(first_user.edit_button, Qt.MouseButton.LeftButton)
+    first_user.editor_text.setPlainText("What is the capital of France?")
+    send_button = next(b for b in first_user._editor.findChildren(QPushButton) if b.text() == "Save and send")
+    with qtbot.waitSignal(window.session.replyFinished, timeout=REPLY_TIMEOUT_MS):
+        qtbot.mouseClick(send_button, Qt.MouseButton.LeftButton)
+    stored = window.session.messages()
+    assert [m.role for m in stored] == ["user", "assistant"]
+    assert stored[0].content == "What is the capital of France?"
+    assert [w.message.id for w in window.chat_view.message_widgets] == [m.id for m in stored]
+
+
+def test_markdown_code_block_has_highlighting_and_copy(qtbot, window):
+    from PySide6.QtGui import QGuiApplication
+
+    conv = window.core.conversations.create(title="Code")
+    window.core.conversations.add_message(conv.id, "user", "show code")
+    window.core.conversations.add_message(conv.id, "assistant", "Here:\n\n```python\nprint('hi')\n```\n\nDone.",
+                                          stats={"finish_reason": "stop", "completion_tokens": 9,
+                                                 "tokens_per_s": 100.0, "ttft_ms": 12.0,
+                                                 "draft_acceptance": 0.75, "tier": "small", "score": 0.2})
+    window.conversations.refresh()
+    window.session.open(conv.id)
+    reply = window.chat_view.message_widgets[-1]
+    blocks = reply.body.code_blocks()
+    assert len(blocks) == 1 and blocks[0].code == "print('hi')"
+    assert "<span" in blocks[0].body.text(), "the code is highlighted"
+    qtbot.mouseClick(blocks[0].copy_button, Qt.MouseButton.LeftButton)
+    assert QGuiApplication.clipboard().text() == "print('hi')"
+    assert "draft 75% accepted" in reply.footer.text()
+    assert reply.tier.isVisibleTo(window) and reply.tier.text() == "small"
+    assert "0.20" in reply.tier.toolTip()
+
+
+def test_error_is_shown_in_the_window_for_a_truncated_model(qtbot, window, starter, tmp_path):
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(starter.read_bytes()[: 4 << 20])
+    with qtbot.waitSignal(window.loader.failed, timeout=10_000):
+        window.picker.select(str(broken))
+        window.picker.loadRequested.emit(str(broken))
+    assert window.banner.isVisibleTo(window)
+    assert "broken.gguf" in window.banner.text
+    assert "Traceback" not in window.banner.text
+    # sending with the broken file selected says so too, and stores nothing
+    before = window.core.conversations.list()
+    window.composer.input.setPlainText("hello")
+    qtbot.keyClick(window.composer.input, Qt.Key.Key_Return)
+    assert window.banner.isVisibleTo(window)
+    assert window.core.conversations.list() == before

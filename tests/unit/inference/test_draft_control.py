@@ -1,0 +1,53 @@
+"""The adaptive draft length: long drafts when they pay, none when they do not."""
+
+from inference.draft_control import DraftController
+
+
+def feed(ctl: DraftController, rounds: int, *, acceptance: float, draft_s: float, t1: float, slope: float) -> None:
+    """Simulate rounds with a fixed acceptance pattern (deterministic: accepted = round(a * K))."""
+    for _ in range(rounds):
+        k = ctl.next_k() or 1
+        acc = int(round(acceptance * k))
+        ctl.record(drafted=k, accepted=acc, draft_s=draft_s * k, verify_s=t1 * (1 + slope * k), batch=k + 1)
+        ctl.record(drafted=0, accepted=0, draft_s=0.0, verify_s=t1, batch=1)
+
+
+def test_first_round_measures_a_plain_step():
+    assert DraftController().next_k() == 0
+
+
+def test_high_acceptance_and_cheap_verify_drafts_long():
+    ctl = DraftController(max_draft=8)
+    feed(ctl, 30, acceptance=1.0, draft_s=0.0, t1=0.01, slope=0.05)  # a GPU-like verify cost
+    assert ctl.next_k() == 8
+    assert ctl.acceptance > 0.95
+
+
+def test_drafting_pauses_when_a_draft_token_costs_as_much_as_a_target_token():
+    ctl = DraftController(max_draft=8, probe_every=1000)
+    feed(ctl, 30, acceptance=0.9, draft_s=0.01, t1=0.01, slope=0.35)  # a same-size draft on 2 CPU cores
+    assert ctl.next_k() == 0
+    assert ctl.paused_rounds >= 1
+
+
+def test_low_acceptance_pauses_then_probes():
+    ctl = DraftController(max_draft=8, probe_every=5)
+    feed(ctl, 20, acceptance=0.0, draft_s=0.0, t1=0.01, slope=0.35)
+    ks = [ctl.next_k() for _ in range(10)]
+    assert ks.count(0) >= 8 and 2 in ks  # mostly paused, with a probe
+
+
+def test_not_adaptive_always_drafts_the_maximum():
+    ctl = DraftController(max_draft=5, adaptive=False)
+    feed(ctl, 5, acceptance=0.0, draft_s=1.0, t1=0.01, slope=1.0)
+    assert ctl.next_k() == 5
+
+
+def test_verify_cost_interpolates_and_extrapolates():
+    ctl = DraftController(prior_verify_slope=0.5)
+    assert ctl.verify_cost(3) is None
+    ctl.record(drafted=0, accepted=0, draft_s=0, verify_s=1.0, batch=1)
+    assert ctl.verify_cost(3) == 2.0  # prior slope
+    ctl.record(drafted=4, accepted=4, draft_s=0, verify_s=3.0, batch=5)
+    assert ctl.verify_cost(3) == 2.0  # interpolated between 1 and 5
+    assert ctl.verify_cost(9) == 5.0  # measured slope 0.5 per token

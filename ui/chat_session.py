@@ -1,0 +1,198 @@
+"""The chat window's controller: one open conversation, its running reply, stop/regenerate/edit-and-resend.
+
+Replies run through :class:`app.chat.Turn` (the same path as the terminal chat); its engine-thread callbacks reach
+this object as queued signals, so every slot here runs on the GUI thread.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from typing import Any
+
+from pydantic import ValidationError
+from PySide6.QtCore import QObject, Signal
+
+from app.chat import Turn, new_conversation
+from app.core import Ember
+from inference.events import Failed, Finished, LoadProgress, TokenText
+from inference.sampling import SamplingOptions
+from storage.conversations import Conversation, Message
+from storage.errors import EmberError
+from ui.engine_adapter import EventRelay
+
+log = logging.getLogger(__name__)
+
+
+class ChatSession(QObject):
+    """Sends messages of the open conversation to the engine and reports the reply as it streams.
+
+    Signals:
+        conversationOpened(id): the open conversation changed (or was reset); views reload it.
+        conversationsChanged(): titles or order changed; the list reloads.
+        replyStarted(user, reply): a turn began; ``user`` and the empty ``reply`` are stored :class:`Message` rows.
+        replyText(text): more reply text (one engine event's worth; the view coalesces repaints).
+        replyFinished(message): the stored reply with its stats (``finish_reason`` stop/length/cancelled/error).
+        loadProgress(fraction): the turn is loading its model first.
+        busyChanged(busy): a reply started or ended.
+        error(message): a known error to show in the window.
+    """
+
+    conversationOpened = Signal(int)
+    conversationsChanged = Signal()
+    replyStarted = Signal(object, object)
+    replyText = Signal(str)
+    replyFinished = Signal(object)
+    loadProgress = Signal(float)
+    busyChanged = Signal(bool)
+    error = Signal(str)
+
+    def __init__(self, core: Ember, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._core = core
+        self._relay = EventRelay(self._on_event, self)
+        self._tags = itertools.count(1)
+        self._tag = 0
+        self._turn: Turn | None = None
+        self._conversation_id: int | None = None
+        self.model_name: str = core.settings.chat.model
+
+    # -- state ---------------------------------------------------------------------------------------------------
+
+    @property
+    def conversation_id(self) -> int | None:
+        """The open conversation, or None before the first message of a new chat."""
+        return self._conversation_id
+
+    @property
+    def busy(self) -> bool:
+        """True while a reply is being generated."""
+        return self._turn is not None
+
+    def conversation(self) -> Conversation | None:
+        """The open conversation's row."""
+        if self._conversation_id is None:
+            return None
+        return self._core.conversations.get(self._conversation_id)
+
+    def messages(self) -> list[Message]:
+        """The open conversation's messages, oldest first."""
+        if self._conversation_id is None:
+            return []
+        return self._core.conversations.messages(self._conversation_id)
+
+    def options(self) -> SamplingOptions:
+        """Sampling options of the open conversation (the defaults for a new chat)."""
+        conv = self.conversation()
+        stored = conv.settings.get("sampling") if conv else None
+        if stored:
+            try:
+                return SamplingOptions.model_validate(stored)
+            except ValidationError:
+                log.info("conversation %s has invalid sampling settings; using the defaults", conv.id)
+        return self._core.settings.sampling
+
+    # -- actions -------------------------------------------------------------------------------------------------
+
+    def open(self, conversation_id: int | None) -> None:
+        """Show another conversation (None: an empty new chat). A running reply is stopped first."""
+        self.stop()
+        self._conversation_id = conversation_id
+        self.conversationOpened.emit(conversation_id or 0)
+
+    def new(self) -> None:
+        """Start a new chat; the conversation row is created with its first message."""
+        self.open(None)
+
+    def set_model(self, name: str) -> None:
+        """Use this library model (name, alias or path) for the next replies."""
+        self.model_name = name
+
+    def update_settings(self, *, system_prompt: str, sampling: SamplingOptions) -> None:
+        """Save the open conversation's system prompt and sampling (creating the conversation if needed)."""
+        conv = self._ensure_conversation()
+        self._core.conversations.update(conv.id, settings={**conv.settings, "system_prompt": system_prompt,
+                                                           "sampling": sampling.model_dump()})
+
+    def send(self, text: str) -> bool:
+        """Send a user message and start the reply; False (with ``error`` emitted) when it cannot start."""
+        text = text.strip()
+        if not text or self.busy:
+            return False
+        try:
+            spec = self._core.model_spec(self.model_name)
+            conv = self._ensure_conversation()
+            options = self.options()
+            self._tag = next(self._tags)
+            self._turn = Turn(self._core, conv.id, text, spec=spec, options=options,
+                              on_event=self._relay.callback(self._tag))
+        except EmberError as exc:
+            self.error.emit(str(exc))
+            return False
+        if conv.model != spec.name:
+            self._core.conversations.update(conv.id, model=spec.name)
+        self.busyChanged.emit(True)
+        self.replyStarted.emit(self._turn.user_message, self._turn.reply.message)
+        self.conversationsChanged.emit()
+        return True
+
+    def stop(self) -> None:
+        """Stop the reply being generated (what was written so far is kept)."""
+        if self._turn is not None:
+            self._turn.cancel()
+
+    def regenerate(self) -> bool:
+        """Replace the last reply: its user message is sent again."""
+        if self.busy:
+            return False
+        users = [m for m in self.messages() if m.role == "user"]
+        if not users:
+            return False
+        return self.edit_and_resend(users[-1].id, users[-1].content)
+
+    def edit_and_resend(self, message_id: int, text: str) -> bool:
+        """Replace a user message (and everything after it) with ``text`` and send it."""
+        if self.busy or not text.strip():
+            return False
+        self._core.conversations.delete_messages_from(message_id)
+        self.conversationOpened.emit(self._conversation_id or 0)
+        return self.send(text)
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        """Stop the running reply and wait for it (on quit)."""
+        turn = self._turn
+        if turn is not None:
+            turn.cancel()
+            try:
+                turn.handle.wait(timeout)
+            except (EmberError, TimeoutError):
+                pass
+        self._turn = None
+
+    # -- engine events -------------------------------------------------------------------------------------------
+
+    def _ensure_conversation(self) -> Conversation:
+        if self._conversation_id is None:
+            conv = new_conversation(self._core, model=self.model_name)
+            self._conversation_id = conv.id
+            self.conversationsChanged.emit()
+            return conv
+        return self._core.conversations.get(self._conversation_id)
+
+    def _on_event(self, tag: int, event: Any) -> None:
+        if tag != self._tag or self._turn is None:
+            return
+        if isinstance(event, TokenText):
+            self.replyText.emit(event.text)
+        elif isinstance(event, LoadProgress):
+            self.loadProgress.emit(event.fraction)
+        elif isinstance(event, (Finished, Failed)):
+            turn, self._turn = self._turn, None
+            message = turn.message or self._core.conversations.message(turn.reply.message.id)
+            self.busyChanged.emit(False)
+            if isinstance(event, Failed):
+                self.error.emit(str(event.error))
+            elif turn.storage_error is not None:
+                self.error.emit(str(turn.storage_error))
+            self.replyFinished.emit(message)
+            self.conversationsChanged.emit()

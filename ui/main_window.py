@@ -1,0 +1,316 @@
+"""The main window. It only builds the widgets and connects their signals (in :meth:`MainWindow._build`)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QCloseEvent, QKeyEvent, QKeySequence, QShortcut
+from PySide6.QtWidgets import (QMainWindow, QPushButton, QSplitter, QStackedWidget, QVBoxLayout, QWidget)
+
+from app.core import Ember
+from app.settings import Settings
+from storage.errors import EmberError
+from ui.background import Background
+from ui.banner import Banner
+from ui.chat_session import ChatSession
+from ui.chat_view import ChatView
+from ui.composer import Composer
+from ui.downloads_controller import DownloadsController
+from ui.downloads_panel import DownloadsPanel
+from ui.library_page import LibraryPage
+from ui.conversation_list import ConversationList
+from ui.conversation_settings import ConversationSettingsDialog
+from ui.icon import app_icon
+from ui.model_loader import ModelLoader
+from ui.model_picker import ModelPicker
+from ui.settings_dialog import SettingsDialog
+from ui.theme import STYLE
+from ui.window_state import WindowState
+
+log = logging.getLogger(__name__)
+
+
+class MainWindow(QMainWindow):
+    """Conversation list on the left; chat, library and downloads pages on the right.
+
+    Signals: ``quitRequested()`` (a close that is not hidden to the tray), ``settingsChanged(settings)``.
+    """
+
+    quitRequested = Signal()
+    settingsChanged = Signal(object)
+
+    def __init__(self, core: Ember, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.core = core
+        self.hide_on_close = False  # set by the tray wiring when a tray icon is shown
+        self.state = WindowState(core.paths.home)
+        self._build()
+
+    def _build(self) -> None:
+        core = self.core
+        self.setWindowTitle("Ember")
+        self.setWindowIcon(app_icon())
+        self.setStyleSheet(STYLE)
+        self.resize(1120, 740)
+        self.background = Background(self)
+        self.session = ChatSession(core, self)
+        self.loader = ModelLoader(core.engine, self.background, core.model_spec, self)
+
+        # widgets
+        self.conversations = ConversationList(core.conversations)
+        self.library_button = QPushButton("Library")
+        self.library_button.setToolTip("Installed models, Hub search and import (Ctrl+L)")
+        self.downloads_button = QPushButton("Downloads")
+        self.downloads_button.setToolTip("Model downloads: progress, pause, resume")
+        self.settings_button = QPushButton("Settings")
+        self.settings_button.setToolTip("Settings (Ctrl+,)")
+        sidebar = QWidget()
+        sidebar.setObjectName("sidebar")
+        side = QVBoxLayout(sidebar)
+        side.setContentsMargins(0, 0, 0, 8)
+        side.addWidget(self.conversations, 1)
+        for button in (self.library_button, self.downloads_button, self.settings_button):
+            side.addWidget(button)
+            button.setFlat(True)
+        side.setSpacing(2)
+
+        self.picker = ModelPicker()
+        self.chat_view = ChatView()
+        self.banner = Banner()
+        self.composer = Composer()
+        chat_page = QWidget()
+        chat = QVBoxLayout(chat_page)
+        chat.setContentsMargins(0, 0, 0, 0)
+        chat.setSpacing(0)
+        chat.addWidget(self.picker)
+        chat.addWidget(self.chat_view, 1)
+        chat.addWidget(self.composer)
+        self.pages = QStackedWidget()
+        self.pages.addWidget(chat_page)
+        self.chat_page = chat_page
+        self.extra_pages: dict[str, QWidget] = {}
+        services = _model_services(core)
+        self.library_page = LibraryPage(core, self.background, hub=services.get("hub"),
+                                        machine=services.get("machine"))
+        self.add_page("library", self.library_page)
+        self.downloads_panel = DownloadsPanel()
+        self.add_page("downloads", self.downloads_panel)
+        manager = services.get("downloads")
+        self.downloads = DownloadsController(manager, self.downloads_panel, self) if manager else None
+        right = QWidget()
+        column = QVBoxLayout(right)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.setSpacing(0)
+        column.addWidget(self.banner)
+        column.addWidget(self.pages, 1)
+
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.addWidget(sidebar)
+        self.splitter.addWidget(right)
+        self.splitter.setStretchFactor(1, 1)
+        self.splitter.setSizes([250, 870])
+        self.splitter.setChildrenCollapsible(False)
+        self.setCentralWidget(self.splitter)
+        self.statusBar().setSizeGripEnabled(False)
+
+        # conversations
+        s = self.session
+        self.conversations.newRequested.connect(s.new)
+        self.conversations.conversationSelected.connect(s.open)
+        self.conversations.conversationDeleted.connect(
+            lambda cid: s.new() if cid == s.conversation_id else None)
+        s.conversationOpened.connect(self._conversation_opened)
+        s.conversationsChanged.connect(self.conversations.refresh)
+        s.conversationsChanged.connect(lambda: self.conversations.set_current(s.conversation_id))
+
+        # chat
+        self.composer.sendRequested.connect(s.send)
+        self.composer.stopRequested.connect(s.stop)
+        self.composer.settingsRequested.connect(self.edit_conversation_settings)
+        self.chat_view.regenerateRequested.connect(s.regenerate)
+        self.chat_view.editSubmitted.connect(s.edit_and_resend)
+        self.chat_view.openLibraryRequested.connect(lambda: self.show_page("library"))
+        s.replyStarted.connect(self.chat_view.begin_reply)
+        s.replyStarted.connect(lambda *_: self.banner.hide())
+        s.replyText.connect(self.chat_view.append_text)
+        s.replyFinished.connect(self.chat_view.finish_reply)
+        s.replyFinished.connect(lambda _: self.picker.set_loaded(self.loader.loaded_name))
+        s.busyChanged.connect(self.composer.set_busy)
+        s.loadProgress.connect(lambda f: (self.picker.set_loading(f < 1.0), self.picker.set_progress(f)))
+        s.error.connect(self.show_error)
+
+        # models
+        self.picker.modelSelected.connect(s.set_model)
+        self.picker.loadRequested.connect(self.loader.load_name)
+        self.picker.loadRequested.connect(s.set_model)
+        self.picker.unloadRequested.connect(self.loader.unload)
+        self.picker.cancelRequested.connect(self.loader.cancel)
+        self.loader.busyChanged.connect(self.picker.set_loading)
+        self.loader.progress.connect(self.picker.set_progress)
+        self.loader.loaded.connect(self.picker.set_loaded)
+        self.loader.loaded.connect(self.chat_view.empty.set_model)
+        self.loader.loaded.connect(lambda name: self.statusBar().showMessage(f"{name} is loaded.", 5000))
+        self.loader.unloaded.connect(lambda: self.picker.set_loaded(None))
+        self.loader.unloaded.connect(lambda: self.chat_view.empty.set_model(None))
+        self.loader.cancelled.connect(lambda: self.statusBar().showMessage("Model load cancelled.", 5000))
+        self.loader.failed.connect(self.show_error)
+        for ended in (self.loader.cancelled, self.loader.failed):
+            ended.connect(lambda *_: self.picker.set_loaded(self.loader.loaded_name))
+
+        # library and downloads
+        lib = self.library_page
+        lib.modelsChanged.connect(self.refresh_models)
+        lib.useRequested.connect(self.use_model)
+        lib.error.connect(self.show_error)
+        lib.notice.connect(self.show_notice)
+        if self.downloads is not None:
+            lib.downloadRequested.connect(self.downloads.download)
+            lib.downloadRequested.connect(lambda repo, model, _c: self.show_notice(
+                f"Downloading {model.name} from {repo}: see Downloads."))
+            self.downloads.finished.connect(lambda _: (lib.refresh(), self.refresh_models()))
+            self.downloads.finished.connect(lambda name: self.show_notice(f"{name} downloaded and added."))
+            self.downloads.failed.connect(self.show_error)
+        else:
+            lib.downloadRequested.connect(lambda *_: self.show_error("Downloads are not available."))
+
+        # navigation and keys
+        self.library_button.clicked.connect(lambda: self.show_page("library"))
+        self.downloads_button.clicked.connect(lambda: self.show_page("downloads"))
+        self.settings_button.clicked.connect(self.open_settings)
+        for keys, slot in ((QKeySequence.StandardKey.New, self.new_chat),
+                           ("Ctrl+K", self.conversations.focus_search),
+                           ("Ctrl+L", lambda: self.show_page("library")),
+                           ("Ctrl+,", self.open_settings)):
+            QShortcut(QKeySequence(keys), self, activated=slot)
+        self.refresh_models()
+
+    # -- glue ----------------------------------------------------------------------------------------------------
+
+    def start(self, *, load_model: bool = True) -> None:
+        """Restore the remembered layout, show the window and load the default model in the background."""
+        self.state.restore(self, self.splitter)
+        self.show()
+        self.composer.input.setFocus()
+        if load_model and self.session.model_name:
+            self.loader.load_name(self.session.model_name)
+
+    def add_page(self, name: str, page: QWidget) -> None:
+        """Add a page (library, downloads) that :meth:`show_page` can switch to."""
+        self.extra_pages[name] = page
+        self.pages.addWidget(page)
+
+    def show_page(self, name: str) -> None:
+        """Switch the right-hand side to ``chat`` or a page added with :meth:`add_page`."""
+        page = self.extra_pages.get(name, self.chat_page)
+        self.pages.setCurrentWidget(page)
+
+    def new_chat(self) -> None:
+        """Open an empty new chat and put the cursor in the composer."""
+        self.show_page("chat")
+        self.session.new()
+        self.composer.input.setFocus()
+
+    def show_error(self, message: str) -> None:
+        """Show a known error in the window (the banner above the composer) and the status bar."""
+        log.info("shown to the user: %s", message)
+        self.banner.show_message(message)
+
+    def show_info(self, message: str) -> None:
+        """A notice that stays until dismissed (the banner, neutral colours)."""
+        log.info("notice: %s", message)
+        self.banner.show_message(message, kind="info")
+
+    def show_notice(self, message: str) -> None:
+        """A passing notice in the status bar."""
+        self.statusBar().showMessage(message, 15000)
+
+    def refresh_models(self) -> None:
+        """Reload the model list of the picker from the library."""
+        self.picker.set_models(self.core.library.list(), self.session.model_name)
+        self.session.set_model(self.picker.current() or self.session.model_name)
+
+    def use_model(self, name: str) -> None:
+        """Select a library model in the chat and load it."""
+        self.picker.select(name)
+        self.session.set_model(name)
+        self.show_page("chat")
+        self.loader.load_name(name)
+
+    def apply_settings(self, settings: Settings) -> None:
+        """Use saved settings from now on (new loads and new chats pick them up)."""
+        self.core.settings = settings
+        self.settingsChanged.emit(settings)
+
+    def open_settings(self) -> SettingsDialog:
+        """Open the settings dialog (non-blocking)."""
+        dialog = SettingsDialog(self.core.settings, self.core.paths.settings, self.core.paths.home, self)
+        dialog.saved.connect(self.apply_settings)
+        dialog.saved.connect(lambda _: self.show_notice("Settings saved."))
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.open()
+        return dialog
+
+    def edit_conversation_settings(self) -> ConversationSettingsDialog:
+        """Open the system prompt and sampling dialog of the open conversation (non-blocking)."""
+        conv = self.session.conversation()
+        prompt = (conv.settings.get("system_prompt") if conv else None)
+        if prompt is None:
+            prompt = self.core.settings.chat.system_prompt
+        dialog = ConversationSettingsDialog(prompt, self.session.options(), self)
+        dialog.accepted.connect(lambda: self.session.update_settings(
+            system_prompt=dialog.result_values[0], sampling=dialog.result_values[1]))
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.open()
+        return dialog
+
+    def _conversation_opened(self, conversation_id: int) -> None:
+        self.show_page("chat")
+        self.banner.hide()
+        self.chat_view.show_messages(self.session.messages())
+        self.conversations.set_current(conversation_id or None)
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 - Qt override
+        """Esc stops the reply from anywhere in the window (a key no child widget used)."""
+        if event.key() == Qt.Key.Key_Escape and self.session.busy:
+            self.session.stop()
+            return
+        super().keyPressEvent(event)
+
+    # -- lifetime ------------------------------------------------------------------------------------------------
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
+        """Hide to the tray when configured and a tray icon is shown; otherwise ask the app to quit."""
+        self.state.save(self, self.splitter)
+        if self.hide_on_close and self.core.settings.desktop.close_to_tray:
+            event.ignore()
+            self.hide()
+            return
+        event.accept()
+        self.quitRequested.emit()
+
+    def shutdown(self) -> None:
+        """Stop a running reply, save the layout and wait for background jobs (before the engine stops)."""
+        self.state.save(self, self.splitter)
+        self.session.shutdown()
+        if self.downloads is not None:
+            self.downloads.shutdown()
+        self.background.shutdown()
+
+
+def _model_services(core: Ember) -> dict[str, Any]:
+    """The Hub client maker, fit machine and download manager (missing ones are left out and logged)."""
+    services: dict[str, Any] = {}
+    try:
+        from app import model_services
+    except ImportError as exc:
+        log.info("model services not available: %s", exc)
+        return services
+    services["hub"] = model_services.hub_client
+    services["machine"] = lambda: model_services.machine(core)
+    try:
+        services["downloads"] = model_services.download_manager(core)
+    except EmberError as exc:
+        log.info("downloads not available: %s", exc)
+    return services

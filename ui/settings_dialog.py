@@ -1,0 +1,96 @@
+"""The settings dialog, generated from the pydantic declaration in :mod:`app.settings` (one tab per section)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ValidationError
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QLabel, QScrollArea, QTabWidget, QVBoxLayout, QWidget)
+
+from app.settings import Settings, describe_validation, save_settings
+from storage.errors import EmberError
+from ui.secrets_panel import SecretsPanel
+from ui.settings_form import SettingsForm
+
+SECTION_TITLES = {"engine": "Engine", "chat": "Chat", "sampling": "Sampling", "api": "Local API",
+                  "desktop": "Desktop"}
+
+
+class SettingsDialog(QDialog):
+    """Edits every setting; Save validates against the declared bounds, writes the file and emits ``saved``."""
+
+    saved = Signal(object)
+
+    def __init__(self, settings: Settings, settings_path: Path, home: Path, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Settings")
+        self.resize(620, 520)
+        self._path = settings_path
+        self._settings = settings
+        self.forms: dict[str, SettingsForm] = {}
+        self.tabs = QTabWidget()
+        for name, info in type(settings).model_fields.items():
+            value = getattr(settings, name)
+            if not isinstance(value, BaseModel):
+                continue
+            form = SettingsForm(type(value), value)
+            self.forms[name] = form
+            page = QWidget()
+            box = QVBoxLayout(page)
+            about = QLabel(info.description or (type(value).__doc__ or "").strip().splitlines()[0])
+            about.setObjectName("hint")
+            about.setWordWrap(True)
+            about.setStyleSheet("font-weight: 600")
+            box.addWidget(about)
+            box.addWidget(form)
+            box.addStretch(1)
+            scroll = QScrollArea()
+            scroll.setWidgetResizable(True)
+            scroll.setWidget(page)
+            self.tabs.addTab(scroll, SECTION_TITLES.get(name, name.replace("_", " ").capitalize()))
+        self.secrets = SecretsPanel(home)
+        self.tabs.addTab(self.secrets, "Accounts and tokens")
+        self.error = QLabel()
+        self.error.setObjectName("errorText")
+        self.error.setWordWrap(True)
+        self.error.hide()
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save
+                                        | QDialogButtonBox.StandardButton.Cancel)
+        self.buttons.accepted.connect(self.save)
+        self.buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.tabs, 1)
+        layout.addWidget(self.error)
+        layout.addWidget(self.buttons)
+
+    def edited(self) -> Settings:
+        """The settings as edited.
+
+        Raises:
+            ValidationError: a value breaks its declared bounds.
+        """
+        data = self._settings.model_dump()
+        for name, form in self.forms.items():
+            data[name] = {**data[name], **form.values()}
+        return Settings.model_validate(data)
+
+    def save(self) -> bool:
+        """Validate, write ``settings.json`` and the secrets; on a problem show it and keep the dialog open."""
+        try:
+            settings = self.edited()
+            save_settings(settings, self._path)
+            self.secrets.save()
+        except ValidationError as exc:
+            return self._fail(f"Not saved: {describe_validation(exc)}")
+        except (EmberError, OSError) as exc:
+            return self._fail(f"Not saved: {exc}")
+        self._settings = settings
+        self.saved.emit(settings)
+        self.accept()
+        return True
+
+    def _fail(self, message: str) -> bool:
+        self.error.setText(message)
+        self.error.show()
+        return False
