@@ -12,10 +12,12 @@ import statistics
 import time
 from typing import Any, Callable
 
+import llama_cpp
+
 from app.core import Ember
 from inference.engine import EngineService, ModelSpec
 from inference.events import TokenText
-from inference.llama_model import ContextParams
+from inference.llama_model import ContextParams, flash_attn_type
 from inference.hardware import physical_cores
 from inference.sampling import SamplingOptions
 
@@ -24,7 +26,7 @@ PROMPT = ("The history of the city of Paris begins in the third century BC, when
 
 
 def bench_decode(core: Ember, *, model: str | None = None, tokens: int = 128, runs: int = 5,
-                 threads: int | None = None, n_ctx: int = 2048, flash_attn: bool = True,
+                 threads: int | None = None, n_ctx: int = 2048, flash_attn: bool | None = None,
                  progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Time both engines and return the medians and their ratio (see the module docstring).
 
@@ -36,6 +38,8 @@ def bench_decode(core: Ember, *, model: str | None = None, tokens: int = 128, ru
 
     say = progress or (lambda _t: None)
     base = core.model_spec(model)
+    if flash_attn is None:  # the engine's own choice, given to both so they run the same kernels
+        flash_attn = flash_attn_type(core.settings.engine.flash_attn) == llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
     n_threads = threads or core.settings.engine.n_threads or physical_cores()
     params = ContextParams(n_ctx=n_ctx, n_batch=512, n_threads=n_threads,
                            n_gpu_layers=core.settings.engine.n_gpu_layers, flash_attn=flash_attn)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from app.core import Ember
 from inference.engine import ChatResult, JobHandle, ModelSpec
@@ -11,6 +11,9 @@ from inference.events import EngineEvent, Failed, LoadProgress, TokenText
 from inference.sampling import SamplingOptions
 from storage.conversations import Conversation, Message, StreamingMessage
 from storage.errors import EmberError
+
+if TYPE_CHECKING:
+    from app.routing import RouteRequest
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +45,23 @@ class Turn:
 
     Create it, then either iterate :meth:`events` (the CLI) or pass ``on_event`` (Qt adapters). :meth:`cancel`
     stops it at the next token; what was generated so far is kept.
+
+    Routing: ``route`` (else the conversation's ``router`` setting, else the router settings) picks the policy;
+    a ``/large`` or ``/small`` prefix on the text forces a tier and is not stored. ``spec`` is the small tier.
     """
 
     def __init__(self, core: Ember, conversation_id: int, user_text: str, *, spec: ModelSpec,
-                 options: SamplingOptions, on_event: Callable[[EngineEvent], None] | None = None) -> None:
+                 options: SamplingOptions, on_event: Callable[[EngineEvent], None] | None = None,
+                 route: "RouteRequest | None" = None) -> None:
+        from app.routing import split_force_prefix
+
         self._core = core
         conversation = core.conversations.get(conversation_id)
+        user_text, forced = split_force_prefix(user_text)
+        forced = forced or (route.tier if route else None)
+        policy = core.router.policy_for(conversation.settings, route)
+        if forced == "large" or (policy != "off" and forced != "small"):
+            core.router.large_tier(route.large if route else None)  # no large tier: fail before storing
         self.user_message = core.conversations.add_message(conversation_id, "user", user_text)
         if conversation.title == "New chat":
             core.conversations.update(conversation_id, title=_title(user_text))
@@ -57,7 +71,12 @@ class Turn:
         self.message: Message | None = None
         self.storage_error: EmberError | None = None
         msgs = history(core, core.conversations.get(conversation_id))  # skips the empty reply just created
-        self.handle: JobHandle = core.engine.chat(msgs, options, model=spec, on_event=self._record)
+        if policy == "off" and forced is None:
+            self.handle: JobHandle = core.engine.chat(msgs, options, model=spec, on_event=self._record)
+        else:
+            self.handle = core.router.start(msgs, options, small=spec, policy=policy, forced=forced,
+                                            large=route.large if route else None, conversation_id=conversation_id,
+                                            message_id=self.reply.message.id, on_event=self._record)
 
     def _record(self, event: EngineEvent) -> None:
         """Runs on the engine thread: persist text as it arrives and the stats at the end.
@@ -102,3 +121,17 @@ class Turn:
 def _title(text: str) -> str:
     line = " ".join(text.split())
     return line if len(line) <= TITLE_LENGTH else line[: TITLE_LENGTH - 1].rstrip() + "…"
+
+
+CONTEXT_NOTICE = ("The conversation is now longer than the model's context: its earliest turns are out of context "
+                  "and the model no longer sees them.")
+
+
+def context_notice(core: Ember, conversation_id: int) -> str | None:
+    """The notice to show once, when a conversation's latest reply is the first one written without its earliest
+    turns in context; None otherwise."""
+    replies = [m for m in core.conversations.messages(conversation_id) if m.role == "assistant"]
+    trimmed = [bool(m.stats.get("trimmed_messages")) for m in replies]
+    if trimmed and trimmed[-1] and not any(trimmed[:-1]):
+        return CONTEXT_NOTICE
+    return None

@@ -81,6 +81,12 @@ def add_chat_flags(p: argparse.ArgumentParser) -> None:
     spec.add_argument("--lookup", action="store_true", help="speculative decoding by prompt lookup (text reused "
                                                             "from the conversation)")
     add_flags(p, SamplingOptions, SAMPLING_FLAGS, dest_prefix="sampling_")
+    p.add_argument("--router", choices=["auto", "cascade", "off"], help="route between the small model and a "
+                                                                          "large tier (default: from settings); "
+                                                                          "'/large ' before a message forces it")
+    p.add_argument("--large", metavar="MODEL_OR_URL", help="large tier: a library model, a .gguf path or the base "
+                                                           "URL of an OpenAI-compatible server (URL#model names "
+                                                           "its model)")
 
 
 def _cmd_default(args: argparse.Namespace) -> int:
@@ -112,11 +118,16 @@ def _cmd_chat(args: argparse.Namespace) -> int:
         prompt = args.prompt
         if prompt == "-" or (prompt is None and not sys.stdin.isatty()):
             prompt = sys.stdin.read()
+        route = None
+        if getattr(args, "router", None) or getattr(args, "large", None):
+            from app.routing import RouteRequest
+
+            route = RouteRequest(policy=args.router, large=args.large)
         if prompt is not None:
             return one_shot(core, prompt, spec=spec, options=options, system=args.system,
-                            conversation_id=args.conversation, verbose=args.verbose)
+                            conversation_id=args.conversation, verbose=args.verbose, route=route)
         return interactive(core, spec=spec, options=options, system=args.system,
-                           conversation_id=args.conversation, verbose=args.verbose)
+                           conversation_id=args.conversation, verbose=args.verbose, route=route)
     finally:
         core.close()
 

@@ -22,6 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     decode.add_argument("--threads", type=int, default=None, help="CPU threads (default: physical cores)")
     decode.add_argument("--n-ctx", type=int, default=2048, help="context length (default: 2048)")
     decode.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    decode.add_argument("--multiturn", action="store_true", help="time to first token over a long conversation "
+                                                                  "and when switching back to one")
+    decode.add_argument("--turns", type=int, default=20, help="turns of the --multiturn conversation (default: 20)")
     decode.set_defaults(func=_decode)
 
     api = names.add_parser("api", help="Ember's HTTP API against llama-cpp-python's server (TTFT, tokens/s)")
@@ -51,14 +54,36 @@ def register(sub: argparse._SubParsersAction) -> None:
     spec.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     spec.set_defaults(func=_speculative)
 
+    routing = names.add_parser("routing", help="how well the router's escalation score finds the small model's "
+                                              "wrong answers (AUROC, caught at budget, decision latency)")
+    routing.add_argument("--dataset", metavar="FILE.jsonl", help="one {\"prompt\": ..., \"answers\": [...]} per "
+                                                                "line (default: Ember's built-in question set)")
+    routing.add_argument("--model", help="small tier: library model or .gguf path (default: the chat model)")
+    routing.add_argument("--split", choices=["test", "train", "all"], default="test",
+                         help="items to report on (default: test; thresholds are calibrated on train)")
+    routing.add_argument("--fit", action="store_true", help="refit the score models on the train split and "
+                                                            "print them")
+    routing.add_argument("--glimpse-tokens", type=int, default=2, help="answer tokens the glimpse decodes "
+                                                                       "(default: 2)")
+    routing.add_argument("--threads", type=int, default=None, help="CPU threads (default: physical cores)")
+    routing.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    routing.set_defaults(func=_routing)
+
 
 def _decode(args: argparse.Namespace) -> int:
     from app.bench_decode import bench_decode, format_decode
+    from app.bench_multiturn import bench_multiturn, format_multiturn
 
     core = Ember.open()
     try:
+        say = None if args.json else _progress
+        if args.multiturn:
+            result = bench_multiturn(core, model=args.model, turns=args.turns, threads=args.threads,
+                                     n_ctx=args.n_ctx, progress=say)
+            print(json.dumps(result) if args.json else format_multiturn(result))
+            return 0
         result = bench_decode(core, model=args.model, tokens=args.tokens, runs=args.runs, threads=args.threads,
-                              n_ctx=args.n_ctx, progress=None if args.json else _progress)
+                              n_ctx=args.n_ctx, progress=say)
         print(json.dumps(result) if args.json else format_decode(result))
         return 0
     finally:
@@ -88,6 +113,22 @@ def _api(args: argparse.Namespace) -> int:
         result = bench_api(core, model=args.model, tokens=args.tokens, runs=args.runs, clients=args.clients,
                            threads=args.threads, n_ctx=args.n_ctx, progress=_progress)
         print(json.dumps(result) if args.json else format_api(result))
+        return 0
+    finally:
+        core.close()
+
+
+def _routing(args: argparse.Namespace) -> int:
+    from app.bench_routing import bench_routing, format_routing
+
+    core = Ember.open()
+    try:
+        command = "ember bench routing " + " ".join(sys.argv[sys.argv.index("routing") + 1:]) \
+            if "routing" in sys.argv else "ember bench routing"
+        result = bench_routing(core, dataset=args.dataset, model=args.model, split=args.split, fit=args.fit,
+                               threads=args.threads, glimpse_tokens=args.glimpse_tokens, progress=_progress,
+                               command=command.strip())
+        print(json.dumps(result) if args.json else format_routing(result))
         return 0
     finally:
         core.close()

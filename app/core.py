@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import sqlite_utils
 
@@ -11,10 +12,14 @@ from app.logs import configure_logging
 from app.paths import Paths
 from app.settings import Settings, load_settings
 from inference.engine import EngineService, ModelSpec
+from inference.kv_state import StateCache
 from inference.llama_model import ContextParams
 from models.library import Library, LibraryModel
 from storage.conversations import ConversationStore
 from storage.database import open_database
+
+if TYPE_CHECKING:
+    from app.routing import Router
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +34,7 @@ class Ember:
     conversations: ConversationStore
     library: Library
     engine: EngineService
+    _router: Any = field(default=None, init=False, repr=False)
 
     @classmethod
     def open(cls, paths: Paths | None = None, *, settings: Settings | None = None) -> "Ember":
@@ -45,8 +51,11 @@ class Ember:
         starter = library.ensure_starter()
         if starter is None:
             log.info("starter model package is not installed; only library models and paths can be used")
+        e = settings.engine
+        states = StateCache(paths.cache / "kv", ram_budget=e.state_cache_ram_mb << 20,
+                            disk_budget=e.state_cache_disk_mb << 20)
         return cls(paths=paths, settings=settings, db=db, conversations=ConversationStore(db), library=library,
-                   engine=EngineService())
+                   engine=EngineService(states=states))
 
     def model_spec(self, name_or_path: str | None = None, *, draft: str | None = None,
                    lookup: bool = False) -> ModelSpec:
@@ -69,7 +78,18 @@ class Ember:
         spec = speculative_config(self.library, self.settings.speculative, model, draft=draft, lookup=lookup)
         return ModelSpec(name=model.name, path=model.path, params=params, speculative=spec)
 
+    @property
+    def router(self) -> "Router":
+        """The router between the small and the large tier (made on first use)."""
+        if self._router is None:
+            from app.routing import Router
+
+            self._router = Router(self)
+        return self._router
+
     def close(self) -> None:
         """Stop the engine and close the database."""
+        if self._router is not None:
+            self._router.close()
         self.engine.shutdown()
         self.db.conn.close()

@@ -35,7 +35,12 @@ class EngineSettings(BaseModel):
                                                                   "(empty: the number of physical cores).")
     n_gpu_layers: int = Field(-1, ge=-1, le=10000, description="Layers offloaded to the GPU "
                                                                "(-1: as many as the model has).")
-    flash_attn: bool | None = Field(None, description="Flash attention (empty: llama.cpp decides).")
+    flash_attn: bool | None = Field(None, description="Flash attention (empty: off on CPU-only builds, where it "
+                                                      "slows long chats; llama.cpp decides on GPUs).")
+    state_cache_ram_mb: int = Field(512, ge=0, le=65536, description="Memory for saved conversation states "
+                                                                    "(instant switching back), in MiB.")
+    state_cache_disk_mb: int = Field(2048, ge=0, le=1 << 20, description="Disk space for saved conversation "
+                                                                         "states under cache/, in MiB.")
 
 
 class ChatSettings(BaseModel):
@@ -102,6 +107,39 @@ class SpeculativeSettings(BaseModel):
     max_draft: int = Field(8, ge=1, le=32, description="Most tokens drafted per step.")
 
 
+class RouterSettings(BaseModel):
+    """The router: a small model answers easy queries and escalates hard ones to a large tier."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    policy: Literal["off", "auto", "cascade"] = Field("off", description="off (one model), auto (decide before "
+                                                                         "answering) or cascade (the small model "
+                                                                         "answers first, escalates when unsure).")
+    budget: float = Field(0.25, ge=0.0, le=1.0, description="Target share of queries escalated to the large "
+                                                            "tier; the threshold is calibrated to hold it.")
+    large_model: str | None = Field(None, description="Large tier: a library model (name, alias or .gguf path).")
+    remote_url: str | None = Field(None, description="Large tier: base URL of an OpenAI-compatible server "
+                                                     "(e.g. http://host:8000/v1); used instead of large_model.")
+    remote_model: str | None = Field(None, description="Model name on the remote server (empty: its first "
+                                                       "model).")
+    remote_key: str = Field("router-remote", min_length=1, description="Name of the keyring secret holding the "
+                                                                       "remote server's API key.")
+    connect_timeout: float = Field(5.0, gt=0.0, le=300.0, description="Seconds to wait for the remote server "
+                                                                      "to accept the connection.")
+    read_timeout: float = Field(60.0, gt=0.0, le=3600.0, description="Seconds to wait for each piece of the "
+                                                                     "remote reply.")
+    total_timeout: float = Field(300.0, gt=0.0, le=86400.0, description="Most seconds a remote reply may take "
+                                                                        "in all.")
+    retries: int = Field(2, ge=0, le=10, description="Retries of a remote request that failed before any text "
+                                                     "arrived.")
+    glimpse_tokens: int = Field(2, ge=1, le=16, description="Answer tokens the small model decodes to judge "
+                                                            "its own certainty before deciding (auto).")
+    min_calibration: int = Field(30, ge=1, le=100_000, description="Stored scores needed before the threshold "
+                                                                   "is calibrated from them.")
+    default_threshold: float = Field(0.5, ge=0.0, le=1.0, description="Score threshold used until enough "
+                                                                      "scores are stored.")
+
+
 class Settings(BaseModel):
     """All of Ember's settings."""
 
@@ -113,6 +151,7 @@ class Settings(BaseModel):
     api: ApiSettings = Field(default_factory=ApiSettings)
     desktop: DesktopSettings = Field(default_factory=DesktopSettings)
     speculative: SpeculativeSettings = Field(default_factory=SpeculativeSettings)
+    router: RouterSettings = Field(default_factory=RouterSettings)
 
 
 def load_settings(path: Path) -> Settings:

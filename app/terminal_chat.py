@@ -3,35 +3,42 @@
 from __future__ import annotations
 
 import sys
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from app.chat import Turn, new_conversation
+from app.chat import Turn, context_notice, new_conversation
 from app.core import Ember
 from inference.engine import ModelSpec
 from inference.events import Failed, TokenText
 from inference.sampling import SamplingOptions
 
+if TYPE_CHECKING:
+    from app.routing import RouteRequest
+
 HELP = """Commands:
   /new    start a new conversation
   /exit   leave (Ctrl+D works too)
   /help   this text
+  /large MESSAGE   answer with the large tier (when a router tier is configured)
 Ctrl+C stops a reply that is being written."""
 
 
 def one_shot(core: Ember, prompt: str, *, spec: ModelSpec, options: SamplingOptions, system: str | None,
-             conversation_id: int | None, verbose: bool, out: TextIO = sys.stdout) -> int:
+             conversation_id: int | None, verbose: bool, out: TextIO = sys.stdout,
+             route: RouteRequest | None = None) -> int:
     """Answer one prompt, streaming to ``out``, and store the exchange; returns the exit code."""
     if conversation_id is None:
         conversation_id = new_conversation(core, model=spec.name, system_prompt=system, sampling=options).id
     try:
-        _stream_turn(core, conversation_id, prompt, spec=spec, options=options, verbose=verbose, out=out)
+        _stream_turn(core, conversation_id, prompt, spec=spec, options=options, verbose=verbose, out=out,
+                     route=route)
     except KeyboardInterrupt:
         return 130
     return 0
 
 
 def interactive(core: Ember, *, spec: ModelSpec, options: SamplingOptions, system: str | None,
-                conversation_id: int | None, verbose: bool, out: TextIO = sys.stdout) -> int:
+                conversation_id: int | None, verbose: bool, out: TextIO = sys.stdout,
+                route: RouteRequest | None = None) -> int:
     """Chat until /exit or end of input; Ctrl+C stops the current reply."""
     try:
         import readline  # noqa: F401 - line editing and history for input()
@@ -62,16 +69,17 @@ def interactive(core: Ember, *, spec: ModelSpec, options: SamplingOptions, syste
             print("(new conversation)", file=out)
             continue
         try:
-            _stream_turn(core, conversation_id, text, spec=spec, options=options, verbose=verbose, out=out)
+            _stream_turn(core, conversation_id, text, spec=spec, options=options, verbose=verbose, out=out,
+                         route=route)
         except KeyboardInterrupt:
             print("\n(stopped)", file=out)
 
 
 def _stream_turn(core: Ember, conversation_id: int, text: str, *, spec: ModelSpec, options: SamplingOptions,
-                 verbose: bool, out: TextIO) -> None:
+                 verbose: bool, out: TextIO, route: RouteRequest | None = None) -> None:
     """Run one turn, printing the reply as it streams. Ctrl+C cancels the reply (kept as far as it got)
     and is re-raised once the engine has stopped."""
-    turn = Turn(core, conversation_id, text, spec=spec, options=options)
+    turn = Turn(core, conversation_id, text, spec=spec, options=options, route=route)
     interrupted = False
     events = turn.events()
     while True:
@@ -93,6 +101,13 @@ def _stream_turn(core: Ember, conversation_id: int, text: str, *, spec: ModelSpe
     out.write("\n")
     out.flush()
     result = turn.wait()
+    routed = result.stats.router or {}
+    if routed.get("error"):
+        print(f"ember: the large tier failed, so the small model answered: {routed['error']}", file=sys.stderr)
+    if verbose and routed:
+        score = f", score {routed['score']:.2f} vs threshold {routed['threshold']:.2f}" if "score" in routed else ""
+        print(f"[router {routed['policy']}: {routed['tier']} tier ({routed['model']}) answered{score}, "
+              f"decision {routed['decision_ms']:.0f} ms]", file=sys.stderr)
     if verbose:
         s = result.stats
         print(f"[{spec.name}: {s.completion_tokens} tokens, {s.tokens_per_s:.1f} tok/s, "
@@ -101,5 +116,8 @@ def _stream_turn(core: Ember, conversation_id: int, text: str, *, spec: ModelSpe
         if s.speculative:
             print(f"[{s.speculative}: {s.accepted}/{s.drafted} drafted tokens accepted, "
                   f"draft {s.draft_ms:.0f} ms, verify {s.verify_ms:.0f} ms]", file=sys.stderr)
+    notice = context_notice(core, conversation_id)
+    if notice:
+        print(f"({notice})", file=sys.stderr)
     if interrupted:
         raise KeyboardInterrupt

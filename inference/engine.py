@@ -6,6 +6,7 @@ by iterating it or through a callback. Cancelling a job sets a flag that the wor
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import queue
@@ -19,6 +20,9 @@ from inference.chat_template import ChatTemplate
 from inference.errors import EngineError
 from inference.events import EngineEvent, Failed, Finished, GenerationStats, LoadProgress, TokenText
 from inference.generate import generate
+from inference.hardware import physical_cores
+from inference.kv_state import StateCache, common_prefix
+from inference.offload import preflight
 from inference.llama_model import ContextParams, LlamaModel
 from inference.sampling import SamplingOptions
 from inference.spec_runtime import SpeculativeConfig, SpeculativeRuntime
@@ -129,7 +133,8 @@ class EngineService:
         name: thread name (for logs and debuggers).
     """
 
-    def __init__(self, *, name: str = "ember-engine") -> None:
+    def __init__(self, *, name: str = "ember-engine", states: StateCache | None = None) -> None:
+        self._states = states  # saved KV states of earlier conversations (None: no saving)
         self._queue: queue.Queue[_Job | None] = queue.Queue()
         self._thread = threading.Thread(target=self._worker, name=name, daemon=True)
         self._model: LlamaModel | None = None
@@ -203,11 +208,44 @@ class EngineService:
         def run(handle: JobHandle) -> ChatResult:
             llm = self._ensure_loaded(model, handle)
             started = time.perf_counter()
-            assert self._template is not None
-            prompt = llm.tokenize(self._template.render(msgs), add_special=True, parse_special=True)
-            return self._generate(llm, prompt, options, handle, started, grammar=grammar)
+            prompt, keep, trimmed = self._fit_messages(llm, msgs, options)
+            result = self._generate(llm, prompt, options, handle, started, grammar=grammar, keep=keep)
+            if trimmed:
+                result = ChatResult(result.text, dataclasses.replace(result.stats, trimmed_messages=trimmed))
+            return result
 
         return self._submit("chat", run, on_event)
+
+    def _fit_messages(self, llm: LlamaModel, msgs: list[dict[str, str]],
+                      options: SamplingOptions) -> tuple[list[int], int, int]:
+        """Tokens of the prompt for ``msgs``, dropping the oldest turns until it leaves room for a reply.
+
+        The leading system prompt is always kept (with the first tokens it forms the attention sinks). Returns
+        the prompt, how many leading tokens a context shift must keep, and how many messages were dropped.
+
+        Raises:
+            EngineError: the last message alone does not fit the context.
+        """
+        assert self._template is not None
+
+        def tokens(ms: list[dict[str, str]]) -> list[int]:
+            return llm.tokenize(self._template.render(ms), add_special=True, parse_special=True)
+
+        budget = llm.n_ctx - min(options.max_tokens, llm.n_ctx // 4)
+        system = msgs[:1] if msgs and msgs[0]["role"] == "system" else []
+        body = msgs[len(system):]
+        dropped = 0
+        prompt = tokens(system + body)
+        while len(prompt) > budget and len(body) > 1:
+            pair = len(body) > 2 and body[0]["role"] == "user" and body[1]["role"] == "assistant"
+            body = body[2 if pair else 1:]
+            dropped += 2 if pair else 1
+            prompt = tokens(system + body)
+        if len(prompt) >= llm.n_ctx:
+            raise EngineError(f"The message is {len(prompt)} tokens, longer than the {llm.n_ctx}-token context. "
+                              "Shorten it, or raise the context length in settings.")
+        keep = common_prefix(tokens(system), prompt) if system else min(4, len(prompt))
+        return prompt, keep, dropped
 
     def complete(self, prompt: str, options: SamplingOptions, *, model: ModelSpec | None = None,
                  on_event: Callable[[EngineEvent], None] | None = None, grammar: str | None = None) -> JobHandle:
@@ -289,6 +327,14 @@ class EngineService:
             if self._model is None:
                 raise EngineError("No model is loaded. Choose a model first.")
             return self._model
+        params = spec.params
+        threads = params.n_threads or physical_cores()
+        plan = preflight(spec.path, n_ctx=params.n_ctx, n_batch=params.n_batch, threads=threads, name=spec.name,
+                         held_ram=self._model.path.stat().st_size if self._model is not None else 0)
+        if plan is not None:
+            log.info("offload plan for %s: %s", spec.name, plan.summary())
+            if params.n_gpu_layers == -1:  # auto: as many layers as the plan gives the GPU
+                params = replace(params, n_gpu_layers=plan.target_gpu_layers)
         self._free()
         last = [-1.0]
 
@@ -298,7 +344,7 @@ class EngineService:
                 handle.emit(LoadProgress(fraction))
             return not handle.cancelled
 
-        model = LlamaModel(spec.path, spec.params, progress=progress)
+        model = LlamaModel(spec.path, params, progress=progress)
         try:
             template = ChatTemplate(model.chat_template(), bos_token=model.token_text(model.bos_id),
                                     eos_token=model.token_text(model.eos_id), strip_bos=model.add_bos)
@@ -313,7 +359,7 @@ class EngineService:
         return model
 
     def _generate(self, llm: LlamaModel, prompt: Sequence[int], options: SamplingOptions,
-                  handle: JobHandle, started: float, *, grammar: str | None = None) -> ChatResult:
+                  handle: JobHandle, started: float, *, grammar: str | None = None, keep: int = 4) -> ChatResult:
         """Run the decode loop; TTFT counts from ``started`` (after any model load, before templating)."""
         parts: list[str] = []
 
@@ -326,7 +372,7 @@ class EngineService:
                                                on_text=on_text, started=started)
         else:
             stats = generate(llm, prompt, options, should_stop=lambda: handle.cancelled, on_text=on_text,
-                             started=started, grammar=grammar)
+                             started=started, grammar=grammar, keep=keep, states=self._states)
         return ChatResult("".join(parts), stats)
 
     def _free(self) -> None:

@@ -28,6 +28,13 @@ class GenerationStats:
     draft_ms: float | None = None
     verify_ms: float | None = None
     verify_calls: int | None = None
+    # Long conversations (None when nothing was dropped): oldest messages left out of the prompt to fit the
+    # context, and context shifts made while the reply was written.
+    trimmed_messages: int | None = None
+    context_shifts: int | None = None
+    # Routing (None when no router ran): which tier answered and why, read by the GUI badge, the CLI and the
+    # API: {"tier", "policy", "escalated", "model", "score", "threshold", "decision_ms", "error"}.
+    router: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The figures as a dict (fields that do not apply, None, are left out)."""

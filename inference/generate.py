@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from inference.events import GenerationStats
 from inference.llama_model import LlamaModel, ShouldStop
@@ -11,10 +11,14 @@ from inference.sampler import Sampler
 from inference.sampling import SamplingOptions
 from inference.text_stream import TextStream
 
+if TYPE_CHECKING:
+    from inference.kv_state import StateCache
+
 
 def generate(model: LlamaModel, prompt: Sequence[int], options: SamplingOptions, *,
              should_stop: ShouldStop, on_text: Callable[[str], None],
-             started: float | None = None, grammar: str | None = None) -> GenerationStats:
+             started: float | None = None, grammar: str | None = None, keep: int = 4,
+             states: StateCache | None = None) -> GenerationStats:
     """Generate a reply to ``prompt`` with ``model``, streaming its text to ``on_text``.
 
     ``should_stop`` is checked before every token and between prompt batches; when it turns true the reply ends
@@ -28,6 +32,8 @@ def generate(model: LlamaModel, prompt: Sequence[int], options: SamplingOptions,
         on_text: receives text as it becomes final.
         started: ``time.perf_counter()`` when the request began (default: now); TTFT counts from here.
         grammar: a GBNF grammar (root rule ``root``) every generated token must follow, or None.
+        keep: leading tokens (system prompt, attention sinks) a context shift never drops.
+        states: saved KV states to restore from and save to (conversation switching).
 
     Raises:
         EngineError: the prompt does not fit or llama.cpp failed.
@@ -35,7 +41,7 @@ def generate(model: LlamaModel, prompt: Sequence[int], options: SamplingOptions,
     t0 = started if started is not None else time.perf_counter()
     t_prompt = time.perf_counter()
     try:
-        cached = model.ingest_prompt(prompt, should_stop=should_stop)
+        cached = model.ingest_prompt(prompt, should_stop=should_stop, states=states)
     except InterruptedError:
         now = time.perf_counter()
         return GenerationStats(len(prompt), 0, 0, 0.0, (now - t_prompt) * 1000, 0.0, (now - t0) * 1000,
@@ -44,6 +50,7 @@ def generate(model: LlamaModel, prompt: Sequence[int], options: SamplingOptions,
     stream = TextStream(options.stop)
     n_gen = 0
     n_decoded = 0  # generated tokens evaluated between the first and the last sample
+    shifts = 0
     finish = "length"
     t_first = t_last = None
     with Sampler(options, n_vocab=model.n_vocab, grammar=grammar, vocab=model.vocab) as sampler:
@@ -66,9 +73,16 @@ def generate(model: LlamaModel, prompt: Sequence[int], options: SamplingOptions,
             if stream.stopped:
                 finish = "stop"
                 break
-            if n_gen >= options.max_tokens or len(model.tokens) + 1 >= model.n_ctx:
+            if n_gen >= options.max_tokens:
                 finish = "length"
                 break
+            if len(model.tokens) + 1 >= model.n_ctx:
+                # Context full mid-reply: drop the older half after the kept prefix, as llama.cpp does.
+                discard = (len(model.tokens) - keep) // 2
+                if discard <= 0 or not model.shift_out(keep, keep + discard):
+                    finish = "length"
+                    break
+                shifts += 1
             model.decode([token])
             n_decoded += 1
     tail = stream.flush()
@@ -81,5 +95,5 @@ def generate(model: LlamaModel, prompt: Sequence[int], options: SamplingOptions,
     return GenerationStats(
         prompt_tokens=len(prompt), cached_tokens=cached, completion_tokens=n_gen, ttft_ms=round(ttft, 2),
         prompt_ms=round(prompt_ms, 2), tokens_per_s=round(rate, 2), total_ms=round((end - t0) * 1000, 2),
-        finish_reason=finish,
+        finish_reason=finish, context_shifts=shifts or None,
     )

@@ -33,9 +33,37 @@ def json_grammar(schema: dict[str, Any] | None = None) -> str:
     if schema is None:
         return JSON_GBNF  # its root rule is an object, as OpenAI's JSON mode asks
     try:
-        return json_schema_to_gbnf(json.dumps(schema))
+        return json_schema_to_gbnf(json.dumps(_bounded_integers_as_enums(schema)))
     except (ValueError, KeyError, TypeError, AssertionError, NotImplementedError, RecursionError) as exc:
         raise GrammarError(f"The JSON schema cannot be used to constrain the output ({exc}).") from exc
+
+
+# Integer ranges up to this many values are written out as enums so the grammar enforces them.
+MAX_ENUM_RANGE = 1000
+
+
+def _bounded_integers_as_enums(node: Any) -> Any:
+    """The schema with bounded integers (``minimum``/``maximum``) rewritten as ``enum`` lists.
+
+    llama-cpp-python's schema converter ignores integer bounds, so ``{"type": "integer", "maximum": 8}`` would
+    allow 12; an enum of the allowed values is enforced exactly. Ranges wider than ``MAX_ENUM_RANGE`` are left as
+    they are (bounds not enforced).
+    """
+    if isinstance(node, list):
+        return [_bounded_integers_as_enums(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _bounded_integers_as_enums(v) for k, v in node.items()}
+    if out.get("type") == "integer" and ("minimum" in out or "exclusiveMinimum" in out) \
+            and ("maximum" in out or "exclusiveMaximum" in out) and "enum" not in out:
+        low = out["minimum"] if "minimum" in out else out["exclusiveMinimum"] + 1
+        high = out["maximum"] if "maximum" in out else out["exclusiveMaximum"] - 1
+        if isinstance(low, (int, float)) and isinstance(high, (int, float)) and 0 <= high - low <= MAX_ENUM_RANGE:
+            values = list(range(int(-(-low // 1)), int(high // 1) + 1))
+            rest = {k: v for k, v in out.items() if k not in ("type", "minimum", "maximum", "exclusiveMinimum",
+                                                               "exclusiveMaximum")}
+            return {**rest, "enum": values}
+    return out
 
 
 class GrammarGate:

@@ -7,9 +7,15 @@ a draft never pushes target layers off the GPU (it goes where room remains, else
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from pathlib import Path
 
+from inference.errors import ModelLoadError
 from models.fit import GIB, MIB, FitClass, FitResult, Machine, ModelShape, estimate_fit, gib
+from models.gguf import read_gguf
+
+log = logging.getLogger(__name__)
 
 # VRAM left free for the desktop, other apps and allocator slack: the larger of 512 MiB and 5% of the GPU.
 MARGIN_MIN = 512 * MIB
@@ -98,4 +104,46 @@ def plan_offload(target: ModelShape, machine: Machine, *, ctx: int, threads: int
                        fit=fit)
 
 
-__all__ = ["OffloadPlan", "plan_offload", "vram_budget", "GIB"]
+
+
+def preflight(path: Path, *, n_ctx: int, n_batch: int, threads: int, name: str | None = None,
+              held_ram: int = 0) -> OffloadPlan | None:
+    """Plan a load from the file's header and this machine's free memory, refusing one that cannot fit.
+
+    ``held_ram`` is memory Ember's loaded model holds, which the new model would take over.
+
+    Returns:
+        The plan, or None when the header does not give what the estimate needs (the load is then attempted).
+
+    Raises:
+        ModelLoadError: the model needs more memory than is free, with the numbers and what to change.
+    """
+    from inference import hardware
+
+    try:
+        info = read_gguf(path)
+        shape = ModelShape.from_gguf(info, weights=path.stat().st_size)
+    except (ValueError, OSError) as exc:
+        log.info("no memory estimate for %s: %s", path, exc)
+        return None
+    mem = hardware.memory()
+    backend = hardware.backend_info()
+    gpus = hardware.gpus() if backend.gpu_offload else []
+    gpu = gpus[0] if gpus else None
+    ctx = min(n_ctx, shape.context_length or n_ctx)
+    machine = Machine(ram_available=mem.available if mem.available is not None else 1 << 62,
+                      vram_free=gpu.free if gpu is not None else None, held_ram=held_ram)
+    plan = plan_offload(shape, machine, ctx=ctx, threads=threads, gpu_offload=gpu is not None,
+                        gpu_total=gpu.total if gpu else None, n_batch=n_batch,
+                        unified_memory=bool(gpu and gpu.unified))
+    if plan.fit.fit is FitClass.DOES_NOT_FIT:
+        need = plan.fit.need
+        free = gib(plan.fit.ram_available) + (f" of RAM and {gib(plan.fit.vram_available)} of VRAM"
+                                               if plan.fit.vram_available is not None else " of memory")
+        raise ModelLoadError(
+            f"{name or path.name} needs about {gib(need.total)} at {ctx} tokens of context (weights "
+            f"{gib(need.weights)}, KV cache {gib(need.kv_cache)}, buffers {gib(need.compute + need.overhead)}), "
+            f"but only {free} is free. Pick a smaller quantisation, lower the context length in settings, or close "
+            "other programs; Ember keeps running with the model it had."
+        )
+    return plan

@@ -162,3 +162,33 @@ def m003_downloads(db: sqlite_utils.Database) -> None:
         foreign_keys=[("download_id", "downloads", "id")],
     )
     db["download_files"].create_index(["download_id", "idx"], unique=True)
+
+
+@migration
+def m004_routing_decisions(db: sqlite_utils.Database) -> None:
+    """Every routing decision: which tier answered, the escalation score and signals (kept to calibrate the
+    threshold that holds the user's target escalation rate)."""
+    db["routing_decisions"].create(
+        {
+            "id": int,
+            "created": str,
+            "conversation_id": int,  # NULL for requests outside a stored conversation (API, benchmarks)
+            "message_id": int,  # the reply it produced, when stored
+            "policy": str,  # auto / cascade / forced
+            "tier": str,  # small / large
+            "forced": int,
+            "escalated": int,
+            "score": float,  # NULL when the tier was forced
+            "threshold": float,
+            "signals": str,  # JSON object of the features the score was computed from
+            "decision_ms": float,
+            "small_model": str,
+            "large_target": str,  # library model name or remote base URL
+            "error": str,  # the large tier failed and the small answer was kept
+        },
+        pk="id",
+        not_null={"created", "policy", "tier"},
+        defaults={"signals": "{}", "forced": 0, "escalated": 0},
+    )
+    db["routing_decisions"].create_index(["policy", "id"])
+    db["routing_decisions"].create_index(["conversation_id"])

@@ -24,7 +24,8 @@ def create_app(ctx: ApiContext, *, bound_host: str) -> FastAPI:
     app = FastAPI(title="Ember local API", version=__version__, docs_url=None, redoc_url=None,
                   description="OpenAI- and Ollama-compatible API of Ember, serving the models of its library.")
     app.state.ctx = ctx
-    app.add_middleware(SecurityMiddleware, guard=Guard(ctx.settings, ctx.token, bound_host))
+    app.state.guard = Guard(ctx.settings, ctx.token, bound_host)
+    app.add_middleware(SecurityMiddleware, guard=app.state.guard)
     app.include_router(openai_routes.router)
     app.include_router(ollama_routes.router)
 

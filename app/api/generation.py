@@ -6,13 +6,13 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Callable
 
+from starlette.requests import Request
+from starlette.responses import Response
+
 from app.api.errors import ApiError, error_body, from_known
 from app.api.jobs import ApiJob, ClientGone, Scheduler, cancel_on_disconnect
 from app.api.streaming import CancellableStreamingResponse
 from inference.events import EngineEvent, Failed, Finished, GenerationStats, TokenText
-from starlette.requests import Request
-from starlette.responses import Response
-
 from storage.errors import EmberError
 
 
@@ -97,6 +97,11 @@ def ember_headers(job: ApiJob, stats: GenerationStats | None = None) -> dict[str
             "X-Ember-Tokens-Per-Second": f"{stats.tokens_per_s:.1f}",
             "X-Ember-Finish-Reason": stats.finish_reason,
         })
+        if stats.router:  # which tier answered (app/routing.py)
+            r = stats.router
+            headers["X-Ember-Route"] = (f"{r['tier']}; policy={r['policy']}; model={r['model']}"
+                                        + (f"; score={r['score']:.3f}" if "score" in r else "")
+                                        + ("; error=large-tier-failed" if r.get("error") else ""))
     return headers
 
 

@@ -190,7 +190,7 @@ async def generate(body: OllamaGenerateRequest, request: Request) -> Response:
 @router.post("/embed", summary="Embeddings (Ollama shape)")
 async def embed(body: OllamaEmbedRequest, request: Request) -> Response:
     ctx = _ctx(request)
-    texts = embedding_texts(body.input, ctx)
+    texts = embedding_texts(body.input)
     model, spec = ctx.spec(body.model)
     job = ctx.scheduler.submit(lambda cb: ctx.core.engine.embed(texts, model=spec, on_event=cb),
                                model=model.name, kind="embed")

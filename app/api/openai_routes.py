@@ -16,6 +16,7 @@ from app.api.generation import (ember_extras, ember_headers, finish_reason, requ
                                 usage)
 from app.api.schemas import ChatCompletionRequest, ChatMessage, CompletionRequest, EmbeddingRequest
 from app.api.streaming import sse
+from app.routing import api_route
 from inference.grammar import GrammarError, json_grammar
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -94,9 +95,16 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
                            repeat_penalty=body.repeat_penalty, seed=body.seed, stop=stop_list(body.stop),
                            max_tokens=body.max_completion_tokens or body.max_tokens)
     model, spec = ctx.spec(body.model)
-    job = ctx.scheduler.submit(
-        lambda cb: ctx.core.engine.chat(messages, options, model=spec, on_event=cb, grammar=grammar),
-        model=model.name, kind="chat")
+    route = None if grammar is not None else api_route(ctx.core, body.ember and body.ember.router,
+                                                        body.ember and body.ember.tier)
+    if route is None:
+        job = ctx.scheduler.submit(
+            lambda cb: ctx.core.engine.chat(messages, options, model=spec, on_event=cb, grammar=grammar),
+            model=model.name, kind="chat")
+    else:  # the router picks the tier (the request's model is the small tier); see app/routing.py
+        job = ctx.scheduler.submit(
+            lambda cb: ctx.core.router.start(messages, options, small=spec, policy=route[0], forced=route[1],
+                                             on_event=cb), model=model.name, kind="chat")
     rid, created = request_id("chatcmpl"), int(time.time())
     if not body.stream:
         try:
@@ -211,7 +219,7 @@ async def embeddings(body: EmbeddingRequest, request: Request) -> Response:
     ctx = _ctx(request)
     if body.dimensions is not None:
         raise ApiError(400, "'dimensions' is not supported: the vector size is the model's.", param="dimensions")
-    texts = embedding_texts(body.input, ctx)
+    texts = embedding_texts(body.input)
     model, spec = ctx.spec(body.model)
     job = ctx.scheduler.submit(lambda cb: ctx.core.engine.embed(texts, model=spec, on_event=cb),
                                model=model.name, kind="embed")
@@ -231,7 +239,7 @@ async def embeddings(body: EmbeddingRequest, request: Request) -> Response:
                          "ember": ember_extras(job, None)}, headers=ember_headers(job))
 
 
-def embedding_texts(value: Any, ctx: ApiContext) -> list[str]:
+def embedding_texts(value: Any) -> list[str]:
     """The input texts of an embeddings request (token-id inputs are refused)."""
     items = [value] if isinstance(value, str) else list(value)
     if not items:

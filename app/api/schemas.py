@@ -64,6 +64,13 @@ class _Sampling(_Lenient):
     user: str | None = None
 
 
+class EmberRouting(_Lenient):
+    """Ember's own request field ``ember``: route between the small and the large tier for this request."""
+
+    router: Literal["off", "auto", "cascade"] | None = None  # None: the router settings' policy
+    tier: Literal["small", "large"] | None = None  # force a tier
+
+
 class ChatCompletionRequest(_Sampling):
     """``POST /v1/chat/completions``."""
 
@@ -72,6 +79,7 @@ class ChatCompletionRequest(_Sampling):
     response_format: ResponseFormat | None = None
     tools: list[dict[str, Any]] | None = None
     logprobs: bool | None = None
+    ember: EmberRouting | None = None
 
 
 class CompletionRequest(_Sampling):

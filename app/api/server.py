@@ -21,7 +21,7 @@ from app.api.app import create_app
 from app.api.context import ApiContext
 from app.api.jobs import Scheduler
 from app.api.security import is_loopback
-from app.api.token import ApiToken, load_token
+from app.api.token import ApiToken, load_token, regenerate_token
 from app.core import Ember
 from app.settings import ApiSettings, SettingsError, describe_validation
 from storage.errors import EmberError
@@ -61,6 +61,7 @@ class ApiServer:
         self.port: int | None = None
         self.context: ApiContext | None = None
         self._server: uvicorn.Server | None = None
+        self._app = None
         self._thread: threading.Thread | None = None
         self._idle_stop = threading.Event()
 
@@ -107,7 +108,7 @@ class ApiServer:
         scheduler = Scheduler(self.core.engine, s)
         self.context = ApiContext(core=self.core, settings=s, scheduler=scheduler,
                                   token=self.token.value if self.token else None)
-        app = create_app(self.context, bound_host=s.host)
+        app = self._app = create_app(self.context, bound_host=s.host)
         config = uvicorn.Config(app, log_config=None, access_log=s.access_log, lifespan="off",
                                 timeout_graceful_shutdown=3, timeout_keep_alive=5, server_header=False)
         self._server = uvicorn.Server(config)
@@ -144,6 +145,16 @@ class ApiServer:
         if self._state != "failed":
             self._set_state("stopped")
         log.info("API stopped")
+
+    def regenerate_token(self) -> ApiToken:
+        """Make and store a new token; a running server requires it from the next request on."""
+        self.token = regenerate_token(self.core.paths.home)
+        self._token_value = None
+        if self._app is not None and self.settings.auth:
+            self._app.state.guard.token = self.token.value
+            assert self.context is not None
+            self.context.token = self.token.value
+        return self.token
 
     def __enter__(self) -> "ApiServer":
         return self.start()

@@ -78,7 +78,7 @@ def test_stop_string_ends_the_reply(client: openai.OpenAI) -> None:
 
 
 def test_json_object_mode_returns_a_json_object(client: openai.OpenAI) -> None:
-    reply = client.chat.completions.create(model=MODEL, max_tokens=60, temperature=0,
+    reply = client.chat.completions.create(model=MODEL, max_tokens=40, temperature=0,
                                            response_format={"type": "json_object"},
                                            messages=[{"role": "user", "content": "Describe a cat as JSON."}])
     text = reply.choices[0].message.content

@@ -125,3 +125,29 @@ def test_out_of_range_port_is_a_settings_error(core: Ember) -> None:
 
     with pytest.raises(SettingsError, match="port"):
         ApiServer(core, port=70000)
+
+
+def test_regenerated_token_applies_to_the_running_server(core: Ember, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("storage.secrets.available", lambda: False)
+    monkeypatch.delenv("EMBER_SECRET_API_TOKEN", raising=False)
+    with ApiServer(core, port=0) as server:
+        old = server.token.value
+        new = server.regenerate_token().value
+        assert new != old
+        url = server.address + "/v1/models"
+        assert httpx.get(url, headers={"Authorization": f"Bearer {old}"}).status_code == 401
+        assert httpx.get(url, headers={"Authorization": f"Bearer {new}"}).status_code == 200
+
+
+@pytest.mark.integration
+def test_model_loaded_for_the_api_is_unloaded_after_the_keep_alive(core: Ember) -> None:
+    from app.settings import ApiSettings
+
+    with ApiServer(core, settings=ApiSettings(port=0, keep_alive=1), token="k") as server:
+        response = httpx.post(server.address + "/v1/completions", headers={"Authorization": "Bearer k"},
+                              json={"model": "default", "prompt": "Hello", "max_tokens": 2}, timeout=60)
+        assert response.status_code == 200 and core.engine.loaded is not None
+        deadline = time.monotonic() + 10
+        while core.engine.loaded is not None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert core.engine.loaded is None

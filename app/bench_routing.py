@@ -1,0 +1,237 @@
+"""``ember bench routing``: how well the router's escalation score picks out the small model's wrong answers.
+
+Each prompt of a JSONL dataset (``{"prompt": ..., "answers": [...], "split": "train"|"test"}``) is answered by the
+small model at temperature 0; an answer is correct when any listed answer appears in the reply as a whole word,
+case-insensitive. The router scores the prompt as in ``auto`` (prompt features and the glimpse) and as in
+``cascade`` (plus the confidence over the whole answer). Figures are reported on the ``test`` split; thresholds are
+calibrated on the scores of the ``train`` split, which is also the only data ``--fit`` fits on.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from app.core import Ember
+from inference.engine import ModelSpec
+from inference.llama_model import ContextParams
+from inference.route_signals import (GREEDY, chat_prompt, glimpse, merge, probe, prompt_features,
+                                     uncertainty_features)
+from inference.router import ScoreModel, auroc, calibrate_threshold, caught_at_rate, fit_score_model
+from inference import route_weights
+from storage.errors import EmberError
+
+DEFAULT_DATASET = Path(__file__).parent / "resources" / "routing_questions.jsonl"
+RATES = (0.1, 0.2, 0.3, 0.5)
+
+
+class DatasetError(EmberError, ValueError):
+    """The routing dataset file is missing or malformed."""
+
+
+@dataclass
+class Item:
+    """One scored prompt."""
+
+    prompt: str
+    answers: list[str]
+    split: str
+    category: str
+    reply: str = ""
+    correct: bool = False
+    signals: dict[str, float] | None = None
+    decision_ms: float = 0.0
+    token_ms: float = 0.0
+
+
+def load_dataset(path: Path | str) -> list[Item]:
+    """Read a routing dataset (one JSON object per line with ``prompt`` and ``answers``).
+
+    Raises:
+        DatasetError: the file is missing or a line is not a valid item.
+    """
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise DatasetError(f"Cannot read the dataset {path} ({exc.strerror or exc}).") from exc
+    items = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+            answers = [str(a) for a in obj["answers"]]
+            prompt = str(obj["prompt"])
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise DatasetError(f"{path}:{n} is not a {{\"prompt\": ..., \"answers\": [...]}} line ({exc}).") from exc
+        if not answers or not prompt:
+            raise DatasetError(f"{path}:{n} has an empty prompt or no answers.")
+        items.append(Item(prompt, answers, str(obj.get("split", "all")), str(obj.get("category", ""))))
+    if not items:
+        raise DatasetError(f"The dataset {path} has no items.")
+    return items
+
+
+def is_correct(reply: str, answers: Sequence[str]) -> bool:
+    """True when any answer appears in ``reply`` as a whole word (case-insensitive)."""
+    return any(re.search(r"(?<!\w)" + re.escape(a) + r"(?!\w)", reply, re.I) for a in answers)
+
+
+def _score_items(core: Ember, spec: ModelSpec, items: list[Item], *, system: str | None, glimpse_tokens: int,
+                 max_tokens: int, progress: Callable[[str], None] | None) -> None:
+    """Answer and score every item on the engine's worker thread (the real glimpse, then the whole answer)."""
+    core.engine.load(spec).wait()
+    for i, item in enumerate(items):
+        msgs = ([{"role": "system", "content": system}] if system else []) + [{"role": "user",
+                                                                              "content": item.prompt}]
+
+        def work(llm, item=item, msgs=msgs) -> None:
+            prompt = chat_prompt(llm, msgs)
+            t0 = time.perf_counter()
+            features = prompt_features(item.prompt)
+            g = glimpse(llm, prompt, n_tokens=glimpse_tokens)
+            auto_signals = merge(features, uncertainty_features(g.steps, "glimpse"))
+            route_weights.AUTO_MODEL.score(auto_signals)
+            decided = (time.perf_counter() - t0) * 1000 - g.prompt_ms  # the prefill is reused by the answer
+            a = probe(llm, prompt, GREEDY, max_tokens=max_tokens)
+            item.reply = a.text
+            item.correct = is_correct(a.text, item.answers)
+            item.signals = merge(auto_signals, uncertainty_features(a.steps, "answer"))
+            # + re-evaluating the prompt's last token, the price of rolling the glimpse back
+            item.decision_ms = decided + a.prompt_ms
+            calls = a.timings.get("decode_calls", 0)
+            item.token_ms = a.timings["decode_calls_ms"] / calls if calls else 0.0
+
+        core.engine.call(work).wait()
+        if progress and (i + 1) % 20 == 0:
+            progress(f"{i + 1}/{len(items)} answered")
+
+
+def _metrics(items: list[Item], scores: list[float], cal_scores: list[float]) -> dict[str, Any]:
+    wrong = [not it.correct for it in items]
+    err = sum(wrong) / len(items)
+    out: dict[str, Any] = {
+        "auroc": _r(auroc(scores, wrong)),
+        "caught_at_budget": {str(b): _r(caught_at_rate(scores, wrong, b)) for b in RATES},
+        "escalation_rate_at_budget": {},
+        "caught_at_calibrated_budget": {},
+    }
+    for b in RATES:
+        thr = calibrate_threshold(cal_scores, b, min_samples=1)
+        esc = [s >= thr for s in scores]
+        out["escalation_rate_at_budget"][str(b)] = _r(sum(esc) / len(esc))
+        out["caught_at_calibrated_budget"][str(b)] = _r(sum(e and w for e, w in zip(esc, wrong)) / max(sum(wrong), 1))
+    out["routed_accuracy_oracle_large"] = {
+        str(b): _r(1 - err + err * (out["caught_at_budget"][str(b)] or 0.0)) for b in RATES}
+    return out
+
+
+def bench_routing(core: Ember, *, dataset: Path | str | None = None, model: str | None = None,
+                  split: str = "test", fit: bool = False, threads: int | None = None, n_ctx: int = 2048,
+                  glimpse_tokens: int = 2, max_tokens: int = 48,
+                  progress: Callable[[str], None] | None = None, command: str = "") -> dict[str, Any]:
+    """Score every item, report on ``split`` (``test``, ``train`` or ``all``); ``fit`` refits the score models on
+    the ``train`` split first and reports with them.
+
+    Raises:
+        DatasetError: unreadable dataset, or the split has no items.
+    """
+    items = load_dataset(dataset or DEFAULT_DATASET)
+    base = core.model_spec(model)
+    spec = ModelSpec(base.name, base.path, ContextParams(n_ctx=n_ctx, n_threads=threads, n_batch=512))
+    system = core.settings.chat.system_prompt or None
+    t0 = time.perf_counter()
+    _score_items(core, spec, items, system=system, glimpse_tokens=glimpse_tokens, max_tokens=max_tokens,
+                 progress=progress)
+    elapsed = time.perf_counter() - t0
+    train = [it for it in items if it.split == "train"]
+    report = [it for it in items if split == "all" or it.split == split]
+    if not report:
+        raise DatasetError(f"The dataset has no items in the {split!r} split (use --split all).")
+    cal = train if train and split != "train" else report
+
+    auto_model: ScoreModel = route_weights.AUTO_MODEL
+    cascade_model: ScoreModel = route_weights.CASCADE_MODEL
+    result: dict[str, Any] = {}
+    if fit:
+        if not train:
+            raise DatasetError("--fit needs items marked \"split\": \"train\" in the dataset.")
+        labels = [not it.correct for it in train]
+        auto_model = fit_score_model([it.signals for it in train], labels, names=route_weights.AUTO_FEATURES,
+                                     l2=10.0)
+        cascade_model = fit_score_model([it.signals for it in train], labels,
+                                        names=route_weights.CASCADE_FEATURES, l2=10.0)
+        result["fitted"] = {"auto": auto_model.as_dict(), "cascade": cascade_model.as_dict()}
+
+    def scores(m: ScoreModel, its: list[Item]) -> list[float]:
+        return [m.score(it.signals or {}) for it in its]
+
+    wrong = [not it.correct for it in report]
+    err = sum(wrong) / len(report)
+    auto = _metrics(report, scores(auto_model, report), scores(auto_model, cal))
+    cascade = _metrics(report, scores(cascade_model, report), scores(cascade_model, cal))
+    decision = [it.decision_ms for it in report]
+    token = [it.token_ms for it in report if it.token_ms > 0]
+    result.update({
+        "items": len(report),
+        "split": split,
+        "calibrated_on": "train" if cal is train else split,
+        "model": spec.name,
+        "small_accuracy": _r(1 - err),
+        "auroc": auto["auroc"],
+        "caught_at_budget": auto["caught_at_budget"],
+        "perfect_router_at_budget": {str(b): _r(min(1.0, b / err) if err else None) for b in RATES},
+        "escalation_rate_at_budget": auto["escalation_rate_at_budget"],
+        "caught_at_calibrated_budget": auto["caught_at_calibrated_budget"],
+        "routed_accuracy_oracle_large": auto["routed_accuracy_oracle_large"],
+        "decision_ms": _r(statistics.median(decision), 2),
+        "token_ms": _r(statistics.median(token), 2) if token else None,
+        "glimpse_tokens": glimpse_tokens,
+        "cascade": {k: cascade[k] for k in ("auroc", "caught_at_budget", "escalation_rate_at_budget",
+                                            "routed_accuracy_oracle_large")},
+        "baselines": {
+            "first_token_entropy_auroc": _r(auroc([(it.signals or {}).get("glimpse_entropy_first", 0.0)
+                                                   for it in report], wrong)),
+            "answer_mean_entropy_auroc": _r(auroc([(it.signals or {}).get("answer_entropy_mean", 0.0)
+                                                   for it in report], wrong)),
+        },
+        "by_category": _by_category(report),
+        "seconds": round(elapsed, 1),
+        "command": command,
+    })
+    if result["token_ms"]:
+        result["decision_tokens"] = _r(result["decision_ms"] / result["token_ms"], 2)
+    return result
+
+
+def _by_category(items: list[Item]) -> dict[str, dict[str, float]]:
+    cats: dict[str, list[Item]] = {}
+    for it in items:
+        cats.setdefault(it.category or "-", []).append(it)
+    return {c: {"items": len(v), "small_accuracy": _r(sum(i.correct for i in v) / len(v))} for c, v in cats.items()}
+
+
+def _r(x: float | None, nd: int = 4) -> float | None:
+    return None if x is None else round(float(x), nd)
+
+
+def format_routing(result: dict[str, Any]) -> str:
+    """A readable summary of :func:`bench_routing`'s result."""
+    lines = [f"Routing on {result['items']} {result['split']} items ({result['model']}): small model accuracy "
+             f"{result['small_accuracy']:.1%}",
+             f"auto score AUROC {result['auroc']}  (first-token entropy alone: "
+             f"{result['baselines']['first_token_entropy_auroc']}); cascade AUROC {result['cascade']['auroc']}",
+             f"decision {result['decision_ms']} ms = {result.get('decision_tokens')} small-model tokens"]
+    for b in RATES:
+        k = str(b)
+        lines.append(f"  budget {b:.0%}: auto catches {result['caught_at_budget'][k]} of wrong answers (perfect "
+                     f"{result['perfect_router_at_budget'][k]}), cascade {result['cascade']['caught_at_budget'][k]}"
+                     f"; calibrated threshold escalates {result['escalation_rate_at_budget'][k]}")
+    lines.append(f"reproduce: {result['command']}")
+    return "\n".join(lines)

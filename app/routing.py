@@ -1,0 +1,353 @@
+"""The router as front ends use it: which tier answers a chat turn, run through one job handle.
+
+A routed turn is a :class:`~inference.engine.JobHandle` driven by a small thread: it scores the query (prompt
+features plus the small model's glimpse for ``auto``; the whole small answer for ``cascade``), picks the tier,
+streams the chosen tier's reply into the handle, records the decision in SQLite and ends with a ``Finished`` event
+whose stats carry a ``router`` entry. The CLI, the desktop window and the API all get here through
+:class:`app.chat.Turn`, so they share one path.
+
+Large tiers: a library model (run by a second engine service, so the small model and its KV cache stay loaded) or
+a remote OpenAI-compatible server. When the large tier fails, the user gets a clear message and the small model's
+answer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable, Mapping, Sequence
+
+from app.core import Ember
+from inference.engine import ChatResult, EngineService, JobHandle, ModelSpec
+from inference.errors import EngineError
+from inference.events import EngineEvent, Failed, Finished, GenerationStats, LoadProgress, TokenText
+from inference.llama_model import LlamaModel
+from inference.remote_tier import RemoteEndpoint, remote_chat
+from inference.route_signals import (Probe, chat_prompt, glimpse, merge, probe, prompt_features,
+                                     uncertainty_features)
+from inference.route_weights import AUTO_MODEL, CASCADE_MODEL
+from inference.router import POLICIES, RouteDecision, calibrate_threshold
+from inference.sampling import SamplingOptions
+from storage.errors import EmberError
+from storage.routing import RoutingStore
+from storage.secrets import get_secret
+
+log = logging.getLogger(__name__)
+
+Message = Mapping[str, str]
+FORCE_PREFIXES = {"/large": "large", "/small": "small"}
+
+
+class RouterError(EmberError, ValueError):
+    """Routing was asked for but cannot work as configured (no large tier, unknown policy)."""
+
+
+@dataclass(frozen=True)
+class RouteRequest:
+    """Per-request routing: a policy (None: the conversation's, else the settings'), a forced tier, and a large
+    tier overriding the settings (library model, .gguf path or ``http(s)://`` URL, ``URL#model`` naming the model)."""
+
+    policy: str | None = None
+    tier: str | None = None
+    large: str | None = None
+
+
+def split_force_prefix(text: str) -> tuple[str, str | None]:
+    """``("question", "large")`` for ``"/large question"``; the text unchanged and None without a prefix."""
+    stripped = text.lstrip()
+    for prefix, tier in FORCE_PREFIXES.items():
+        if stripped == prefix or stripped.startswith(prefix + " ") or stripped.startswith(prefix + "\n"):
+            return stripped[len(prefix):].strip(), tier
+    return text, None
+
+
+@dataclass(frozen=True)
+class LargeTier:
+    """The resolved large tier: a local spec or a remote endpoint, and how it is named in records."""
+
+    target: str
+    spec: ModelSpec | None = None
+    remote: RemoteEndpoint | None = None
+
+    @property
+    def model_name(self) -> str:
+        if self.spec is not None:
+            return self.spec.name
+        assert self.remote is not None
+        return self.remote.model or self.target
+
+
+class Router:
+    """Routes chat turns between the small and the large tier (one per :class:`~app.core.Ember`)."""
+
+    def __init__(self, core: Ember) -> None:
+        self.core = core
+        self.store = RoutingStore(core.db)
+        self._large_engine: EngineService | None = None
+        self._lock = threading.Lock()
+
+    # -- configuration -------------------------------------------------------------------------------------------
+
+    def policy_for(self, conversation_settings: Mapping[str, object] | None, request: RouteRequest | None) -> str:
+        """The policy of a turn: the request's, else the conversation's, else the settings'.
+
+        Raises:
+            RouterError: an unknown policy name.
+        """
+        policy = (request.policy if request else None) or (conversation_settings or {}).get("router") \
+            or self.core.settings.router.policy
+        if policy not in POLICIES:
+            raise RouterError(f"Unknown router policy {policy!r}: use one of {', '.join(POLICIES)}.")
+        return str(policy)
+
+    def large_tier(self, override: str | None = None) -> LargeTier:
+        """The large tier from ``override`` or the settings.
+
+        Raises:
+            RouterError: none is configured.
+            ModelNotFoundError, ModelFileError: the named local model does not exist or is unusable.
+        """
+        rs = self.core.settings.router
+        target = override or rs.remote_url or rs.large_model
+        if not target:
+            raise RouterError("No large tier is configured. Give one with --large MODEL_OR_URL, or set "
+                              "router.large_model or router.remote_url in settings.")
+        if target.startswith(("http://", "https://")):
+            url, _, model = target.partition("#")
+            remote = RemoteEndpoint(base_url=url, model=model or rs.remote_model, api_key=get_secret(rs.remote_key),
+                                    connect_timeout=rs.connect_timeout, read_timeout=rs.read_timeout,
+                                    total_timeout=rs.total_timeout, retries=rs.retries)
+            return LargeTier(target=url, remote=remote)
+        spec = self.core.model_spec(target)
+        return LargeTier(target=spec.name, spec=dataclasses.replace(spec, speculative=None))
+
+    def threshold(self, policy: str) -> float:
+        """The escalation threshold that holds the budget, calibrated on the stored scores of ``policy``."""
+        rs = self.core.settings.router
+        return calibrate_threshold(self.store.recent_scores(policy), rs.budget, default=rs.default_threshold,
+                                   min_samples=rs.min_calibration)
+
+    # -- running a turn ------------------------------------------------------------------------------------------
+
+    def start(self, messages: Sequence[Message], options: SamplingOptions, *, small: ModelSpec, policy: str,
+              forced: str | None = None, large: str | None = None, conversation_id: int | None = None,
+              message_id: int | None = None, on_event: Callable[[EngineEvent], None] | None = None) -> JobHandle:
+        """Answer ``messages`` through the router; returns a handle with the usual events.
+
+        The large tier is resolved before the handle is returned, so a bad configuration raises here.
+
+        Raises:
+            RouterError: the policy is unknown, or the large tier is needed and none is configured.
+        """
+        if policy not in POLICIES:
+            raise RouterError(f"Unknown router policy {policy!r}: use one of {', '.join(POLICIES)}.")
+        if forced not in (None, "small", "large"):
+            raise RouterError(f"Unknown tier {forced!r}: use small or large.")
+        tier = self.large_tier(large) if (forced == "large" or (policy != "off" and forced != "small")) else None
+        msgs = [{"role": m["role"], "content": m["content"]} for m in messages]
+        handle = JobHandle("route", on_event)
+        turn = _RoutedTurn(self, handle, msgs, options, small, tier, policy, forced, conversation_id, message_id)
+        threading.Thread(target=turn.run, name=f"ember-route-{handle.id}", daemon=True).start()
+        return handle
+
+    def large_engine(self) -> EngineService:
+        """The engine service that runs a local large tier (started on first use)."""
+        with self._lock:
+            if self._large_engine is None:
+                self._large_engine = EngineService(name="ember-large").start()
+            return self._large_engine
+
+    def close(self) -> None:
+        """Stop the large tier's engine, if one was started."""
+        with self._lock:
+            engine, self._large_engine = self._large_engine, None
+        if engine is not None:
+            engine.shutdown()
+
+
+def _last_user(messages: Sequence[Message]) -> str:
+    for m in reversed(messages):
+        if m["role"] == "user":
+            return m["content"]
+    return ""
+
+
+class _RoutedTurn:
+    """One routed reply, run on its own thread; everything ends in exactly one Finished or Failed event."""
+
+    def __init__(self, router: Router, handle: JobHandle, msgs: list[dict[str, str]], options: SamplingOptions,
+                 small: ModelSpec, large: LargeTier | None, policy: str, forced: str | None,
+                 conversation_id: int | None, message_id: int | None) -> None:
+        self.r, self.h, self.msgs, self.options = router, handle, msgs, options
+        self.small, self.large, self.policy, self.forced = small, large, policy, forced
+        self.conversation_id, self.message_id = conversation_id, message_id
+        self.streamed = False
+
+    def run(self) -> None:
+        self.h.started = time.perf_counter()
+        try:
+            text, stats, decision, model = self._route()
+            self.r.store.record(policy=decision.policy, tier=decision.tier, score=decision.score,
+                                threshold=decision.threshold, signals=decision.signals,
+                                decision_ms=decision.decision_ms, conversation_id=self.conversation_id,
+                                message_id=self.message_id, forced=decision.forced, escalated=decision.escalated,
+                                small_model=self.small.name, large_target=self.large.target if self.large else None,
+                                error=decision.error)
+            stats = dataclasses.replace(stats, router=decision.stats(model=model))
+            self.h.emit(Finished(result=ChatResult(text, stats), stats=stats))
+        except EmberError as exc:
+            self.h.emit(Failed(exc))
+        except Exception as exc:  # a bug: keep the traceback
+            log.exception("routed turn %s failed", self.h.id)
+            self.h.emit(Failed(exc))
+
+    # -- deciding ----------------------------------------------------------------------------------------------
+
+    def _route(self) -> tuple[str, GenerationStats, RouteDecision, str]:
+        t0 = time.perf_counter()
+        if self.forced is not None:
+            decision = RouteDecision("forced", self.forced, None, None, {}, 0.0, forced=True)
+            if self.forced == "small":
+                return (*self._run_small(), decision, self.small.name)
+            return self._answer_large(decision, small_answer=None)
+        if self.policy == "off":
+            decision = RouteDecision("off", "small", None, None, {}, 0.0)
+            return (*self._run_small(), decision, self.small.name)
+        self.r.core.engine.load(self.small).wait()  # a cold load is not part of the decision's latency
+        t0 = time.perf_counter()
+        features = prompt_features(_last_user(self.msgs))
+        if self.policy == "auto":
+            n = self.r.core.settings.router.glimpse_tokens
+            g = self._on_small(lambda llm: glimpse(llm, chat_prompt(llm, self.msgs), n_tokens=n,
+                                                   should_stop=lambda: self.h.cancelled))
+            signals = merge(features, uncertainty_features(g.steps, "glimpse")) if g else dict(features)
+            score = AUTO_MODEL.score(signals)
+            threshold = self.r.threshold("auto")
+            ms = (time.perf_counter() - t0) * 1000 - (g.prompt_ms if g else 0.0)  # the prefill is reused
+            escalate = score >= threshold
+            decision = RouteDecision("auto", "large" if escalate else "small", score, threshold, signals, ms,
+                                     escalated=escalate)
+            if not escalate:
+                return (*self._run_small(), decision, self.small.name)
+            return self._answer_large(decision, small_answer=None)
+        # cascade: the small model answers first (not streamed), then its confidence decides
+        p = self._on_small(lambda llm: probe(llm, chat_prompt(llm, self.msgs), self.options,
+                                             max_tokens=self.options.max_tokens,
+                                             should_stop=lambda: self.h.cancelled))
+        if p is None:
+            raise EngineError("The small model could not be loaded for the cascade; try again.")
+        t1 = time.perf_counter()
+        n = self.r.core.settings.router.glimpse_tokens
+        signals = merge(features, uncertainty_features(p.steps[:n], "glimpse"),
+                        uncertainty_features(p.steps, "answer"))
+        score = CASCADE_MODEL.score(signals)
+        threshold = self.r.threshold("cascade")
+        escalate = score >= threshold and p.finish != "cancelled"
+        decision = RouteDecision("cascade", "large" if escalate else "small", score, threshold, signals,
+                                 (time.perf_counter() - t1) * 1000, escalated=escalate)
+        small_answer = (p.text, _probe_stats(p, t0))
+        if not escalate:
+            self._emit_text(p.text)
+            return (*small_answer, decision, self.small.name)
+        return self._answer_large(decision, small_answer=small_answer)
+
+    def _on_small(self, fn: Callable[[LlamaModel], Probe]) -> Probe | None:
+        """Run ``fn`` on the (loaded) small model on the engine thread; None if another model got loaded since or
+        the prompt does not fit (the decision then rests on the prompt features)."""
+        engine = self.r.core.engine
+        path = self.small.path
+
+        def work(llm: LlamaModel | None) -> Probe | None:
+            if llm is None or llm.path != path:
+                return None
+            try:
+                return fn(llm)
+            except EngineError as exc:
+                log.info("router: no glimpse (%s)", exc)
+                return None
+
+        return engine.call(work).wait()
+
+    # -- answering ---------------------------------------------------------------------------------------------
+
+    def _emit_text(self, text: str) -> None:
+        if text:
+            self.streamed = True
+            self.h.emit(TokenText(text))
+
+    def _forward(self, event: EngineEvent, inner: list[JobHandle]) -> None:
+        if isinstance(event, (TokenText, LoadProgress)):
+            if isinstance(event, TokenText):
+                self.streamed = True
+            self.h.emit(event)
+        if self.h.cancelled and inner:
+            inner[0].cancel()
+
+    def _follow(self, start: Callable[[Callable[[EngineEvent], None]], JobHandle]) -> ChatResult:
+        inner: list[JobHandle] = []
+        inner.append(start(lambda e: self._forward(e, inner)))
+        while True:
+            try:
+                return inner[0].wait(0.1)
+            except TimeoutError:
+                if self.h.cancelled:
+                    inner[0].cancel()
+
+    def _run_small(self) -> tuple[str, GenerationStats]:
+        res = self._follow(lambda cb: self.r.core.engine.chat(self.msgs, self.options, model=self.small,
+                                                               on_event=cb))
+        return res.text, res.stats
+
+    def _answer_large(self, decision: RouteDecision, *, small_answer: tuple[str, GenerationStats] | None
+                      ) -> tuple[str, GenerationStats, RouteDecision, str]:
+        assert self.large is not None
+        try:
+            if self.large.spec is not None:
+                spec = self.large.spec
+                res = self._follow(lambda cb: self.r.large_engine().chat(self.msgs, self.options, model=spec,
+                                                                          on_event=cb))
+            else:
+                assert self.large.remote is not None
+                res = remote_chat(self.large.remote, self.msgs, self.options, on_text=self._emit_text,
+                                  should_stop=lambda: self.h.cancelled)
+            return res.text, res.stats, decision, self.large.model_name
+        except EmberError as exc:
+            decision.error = str(exc)
+            decision.tier = "small"
+            log.info("router: the large tier failed, keeping the small model's answer: %s", exc)
+        note = f"[The large tier failed: {decision.error} The small model's answer follows.]\n\n"
+        prefix = "\n\n" + note if self.streamed else note
+        self._emit_text(prefix)
+        if small_answer is not None:
+            self._emit_text(small_answer[0])
+            text, stats = small_answer
+        else:
+            text, stats = self._run_small()
+        return prefix + text, stats, decision, self.small.name
+
+
+def _probe_stats(p: Probe, t0: float) -> GenerationStats:
+    n = len(p.tokens)
+    total = (time.perf_counter() - t0) * 1000
+    return GenerationStats(prompt_tokens=p.prompt_tokens, cached_tokens=p.reused, completion_tokens=n,
+                           ttft_ms=round(total, 2), prompt_ms=round(p.prompt_ms, 2),
+                           tokens_per_s=round(n / (p.decode_ms / 1000), 2) if p.decode_ms > 0 and n else 0.0,
+                           total_ms=round(total, 2), finish_reason="stop" if p.finish == "stop" else p.finish)
+
+
+def api_route(core: Ember, policy: str | None, tier: str | None) -> tuple[str, str | None] | None:
+    """``(policy, forced tier)`` for an API request's ``ember`` routing fields, or None to answer unrouted (no
+    tier forced and the policy, from the request or the settings, is ``off``).
+
+    Raises:
+        RouterError: an unknown policy or tier.
+    """
+    if tier not in (None, "small", "large"):
+        raise RouterError(f"Unknown tier {tier!r}: use small or large.")
+    chosen = core.router.policy_for(None, RouteRequest(policy=policy))
+    if chosen == "off" and tier is None:
+        return None
+    return chosen, tier

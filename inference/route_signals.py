@@ -1,0 +1,233 @@
+"""Cheap signals for the router: features of the prompt, and the small model's own uncertainty.
+
+Two kinds of signal feed the escalation score (:mod:`inference.router`):
+
+- **prompt features**, read from the text alone (length, code, arithmetic, multi-step wording, non-English text);
+- **model uncertainty**: entropy, log-probability and top-2 margin of the tokens the small model generates. The
+  *glimpse* decodes only the first few answer tokens and then rolls the KV cache back to the prompt, so when the
+  small model keeps the query its prefill is reused and the glimpse has cost a few tokens. ``cascade`` uses the
+  same statistics over the whole small answer (:func:`probe`).
+
+Everything here runs on the engine's worker thread (it touches the llama.cpp context) and imports no Qt.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+import weakref
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Sequence
+
+import llama_cpp
+import numpy as np
+
+from inference.chat_template import ChatTemplate
+from inference.llama_model import LlamaModel
+from inference.sampler import Sampler
+from inference.sampling import SamplingOptions
+from inference.spec_sampling import _softmax as softmax  # the one softmax of the sampling maths
+from inference.text_stream import TextStream
+
+Features = dict[str, float]
+
+GREEDY = SamplingOptions(temperature=0.0, top_k=0, top_p=1.0, min_p=0.0, repeat_penalty=1.0)
+
+_CODE = re.compile(r"```|\bdef |\bclass |\breturn\b|[{};]\s*$|\bfunction\b|#include|\bimport \w|=>|</?\w+>|\w+\(\)",
+                   re.M)
+_MATH_OPS = re.compile(r"\d\s*[-+*/x×÷^%]\s*\d|\bsquare root\b|\bpercent\b|\bsum of\b|\bproduct of\b|"
+                       r"\bplus\b|\bminus\b|\btimes\b|\bdivided\b|\bmultipl\w*|\bsquared\b|\bcubed\b", re.I)
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+_STEPS = re.compile(r"\bstep[- ]by[- ]step\b|\bfirst\b.*\bthen\b|\bexplain\b|\bwhy\b|\bprove\b|\bcompare\b|"
+                    r"\banalyz|\banalys|\bderive\b|\bif\b.*\b(?:how|what)\b|\beach\b|\bremain|\bleft\b|\bafter\b|"
+                    r"\bbefore\b|\bolder\b|\byounger\b|\bfaster\b|\btaller\b", re.I)
+_UNITS = re.compile(r"\bhow many\b.*\b(?:in an?|in one|per)\b|\b(?:meters?|metres?|centimet\w+|millimet\w+|"
+                    r"kilomet\w+|grams?|kilograms?|litres?|liters?|millilit\w+|minutes?|seconds?|hours?|days?|"
+                    r"weeks?|months?|years?|inches|feet|foot|yards?|miles?|dozen)\b", re.I)
+_SPELL = re.compile(r"\bspell\w*\b|\bletters?\b|\bbackwards?\b|\brhymes?\b|\bsyllables?\b|\bplural\b|"
+                    r"\bopposite\b|\bsynonym\b|\bantonym\b|\bword\b", re.I)
+_FACT = re.compile(r"^\s*(?:what|who|which|where|when)\s+(?:is|was|are|were|did|wrote|painted|invented|discovered)"
+                   r"\b", re.I)
+_HOW_MANY = re.compile(r"\bhow (?:many|much|old|far|long)\b", re.I)
+_YES_NO = re.compile(r"^\s*(?:is|are|does|do|can|was|were|will|has|have)\b", re.I)
+
+
+def prompt_features(text: str) -> Features:
+    """Features of the user's query, each a float (0/1 flags, or a small magnitude).
+
+    ``log_words`` (length), ``code``, ``math`` (arithmetic operators or words), ``numbers`` (how many figures,
+    capped), ``multi_step`` (reasoning or multi-step wording), ``units``, ``wordplay`` (spelling, letters,
+    opposites), ``fact`` (a what/who/where question), ``how_many``, ``yes_no``, ``non_ascii`` (share of non-ASCII
+    letters: another language or script) and ``lines``.
+    """
+    words = text.split()
+    letters = [c for c in text if c.isalpha()]
+    non_ascii = sum(1 for c in letters if ord(c) > 127) / len(letters) if letters else 0.0
+    return {
+        "log_words": math.log1p(len(words)),
+        "code": float(bool(_CODE.search(text))),
+        "math": float(bool(_MATH_OPS.search(text))),
+        "numbers": float(min(len(_NUMBER.findall(text)), 4)) / 4.0,
+        "multi_step": float(bool(_STEPS.search(text))),
+        "units": float(bool(_UNITS.search(text))),
+        "wordplay": float(bool(_SPELL.search(text))),
+        "fact": float(bool(_FACT.search(text))),
+        "how_many": float(bool(_HOW_MANY.search(text))),
+        "yes_no": float(bool(_YES_NO.search(text))),
+        "non_ascii": round(non_ascii, 4),
+        "lines": float(min(text.count("\n") + 1, 20)) / 20.0,
+    }
+
+
+@dataclass(frozen=True)
+class TokenUncertainty:
+    """How sure the model was at one generated position (temperature-1 distribution of its raw logits)."""
+
+    entropy: float  # nats
+    logprob: float  # log-probability of the token that was chosen
+    margin: float  # probability of the likeliest token minus the second likeliest
+
+
+def token_uncertainty(logits: np.ndarray, token: int) -> TokenUncertainty:
+    """The uncertainty of one logits row, for the ``token`` that was picked."""
+    p = softmax(np.asarray(logits, dtype=np.float64))
+    nz = p[p > 0.0]
+    entropy = float(-(nz * np.log(nz)).sum())
+    top2 = np.partition(p, -2)[-2:]
+    return TokenUncertainty(entropy=entropy, logprob=float(np.log(max(p[token], 1e-30))),
+                            margin=float(top2[1] - top2[0]))
+
+
+def uncertainty_features(steps: Sequence[TokenUncertainty], prefix: str) -> Features:
+    """Summary statistics of a run of positions, named ``{prefix}_...``: first/mean/max entropy, mean/min
+    log-probability, min margin, and ``{prefix}_tokens`` (log of the count). Empty runs give zeros."""
+    if not steps:
+        return {f"{prefix}_{k}": 0.0 for k in ("entropy_first", "entropy_mean", "entropy_max", "logprob_mean",
+                                                "logprob_min", "margin_min", "tokens")}
+    ent = np.array([s.entropy for s in steps])
+    lp = np.array([s.logprob for s in steps])
+    mg = np.array([s.margin for s in steps])
+    return {
+        f"{prefix}_entropy_first": float(ent[0]),
+        f"{prefix}_entropy_mean": float(ent.mean()),
+        f"{prefix}_entropy_max": float(ent.max()),
+        f"{prefix}_logprob_mean": float(lp.mean()),
+        f"{prefix}_logprob_min": float(lp.min()),
+        f"{prefix}_margin_min": float(mg.min()),
+        f"{prefix}_tokens": math.log1p(len(steps)),
+    }
+
+
+@dataclass
+class Probe:
+    """What a probing decode produced: tokens, text, per-position uncertainty and timings."""
+
+    tokens: list[int]
+    text: str
+    steps: list[TokenUncertainty]
+    reused: int  # prompt tokens reused from the KV cache
+    prompt_ms: float  # evaluating the uncached part of the prompt
+    decode_ms: float  # everything after the prompt (sampling, uncertainty, decode calls)
+    finish: str  # "stop" | "length" | "cancelled"
+    timings: dict[str, float] = field(default_factory=dict)
+    prompt_tokens: int = 0
+
+
+def probe(model: LlamaModel, prompt: Sequence[int], options: SamplingOptions, *, max_tokens: int,
+          should_stop: Callable[[], bool] = lambda: False, rollback: bool = False) -> Probe:
+    """Decode up to ``max_tokens`` answer tokens with the sampler chain of ``options``, measuring how sure the
+    model was at every position.
+
+    Args:
+        model: the loaded small model; its cached prefix of ``prompt`` is reused.
+        prompt: prompt token ids (chat template applied).
+        options: sampling settings (their ``stop`` strings end the answer too).
+        max_tokens: most tokens to generate.
+        should_stop: polled before every token.
+        rollback: afterwards drop the generated tokens from the KV cache, so it holds exactly ``prompt`` (the
+            glimpse: the small model can then answer with its prefill reused).
+
+    Raises:
+        EngineError: the prompt does not fit or llama.cpp failed.
+    """
+    t0 = time.perf_counter()
+    try:
+        reused = model.ingest_prompt(prompt, should_stop=should_stop)
+    except InterruptedError:
+        return Probe([], "", [], 0, (time.perf_counter() - t0) * 1000, 0.0, "cancelled", prompt_tokens=len(prompt))
+    t1 = time.perf_counter()
+    stream = TextStream(options.stop)
+    tokens: list[int] = []
+    steps: list[TokenUncertainty] = []
+    parts: list[str] = []
+    finish = "length"
+    n_vocab = model.n_vocab
+    decode_s, n_decode = 0.0, 0
+    with Sampler(options, n_vocab=n_vocab, vocab=model.vocab) as sampler:
+        sampler.prime(prompt)
+        while len(tokens) < max_tokens:
+            if should_stop():
+                finish = "cancelled"
+                break
+            ptr = llama_cpp.llama_get_logits_ith(model.ctx, -1)
+            logits = np.ctypeslib.as_array(ptr, shape=(n_vocab,))
+            token = sampler.sample(model.ctx, -1)
+            if model.is_eog(token):
+                finish = "stop"
+                break
+            steps.append(token_uncertainty(logits, token))
+            tokens.append(token)
+            parts.append(stream.push(model.piece(token)))
+            if stream.stopped:
+                finish = "stop"
+                break
+            if len(tokens) >= max_tokens or len(model.tokens) + 1 >= model.n_ctx:
+                break
+            td = time.perf_counter()
+            model.decode([token])
+            decode_s += time.perf_counter() - td
+            n_decode += 1
+    parts.append(stream.flush())
+    if rollback:
+        model.truncate(len(prompt))
+    t2 = time.perf_counter()
+    return Probe(tokens, "".join(parts), steps, reused, (t1 - t0) * 1000, (t2 - t1) * 1000, finish,
+                 {"decode_calls": n_decode, "decode_calls_ms": decode_s * 1000}, prompt_tokens=len(prompt))
+
+
+def glimpse(model: LlamaModel, prompt: Sequence[int], *, n_tokens: int = 2,
+            should_stop: Callable[[], bool] = lambda: False) -> Probe:
+    """The first ``n_tokens`` greedy answer tokens and their uncertainty; the KV cache is rolled back to hold
+    exactly ``prompt`` afterwards, so the small model's prefill is reused if it keeps the query.
+
+    The first position's logits come with the prefill, so the glimpse costs ``n_tokens - 1`` decode calls (and
+    the re-evaluation of the prompt's last token when the answer starts)."""
+    return probe(model, prompt, GREEDY, max_tokens=n_tokens, should_stop=should_stop, rollback=True)
+
+
+_TEMPLATES: "weakref.WeakKeyDictionary[LlamaModel, ChatTemplate]" = weakref.WeakKeyDictionary()
+
+
+def chat_prompt(model: LlamaModel, messages: Sequence[Mapping[str, str]]) -> list[int]:
+    """The prompt tokens of ``messages`` exactly as the engine's ``chat`` job builds them (the model's own
+    template), so a glimpse and the answer that follows share the cached prefix.
+
+    Raises:
+        EngineError: the template rejected the messages.
+    """
+    template = _TEMPLATES.get(model)
+    if template is None:
+        template = ChatTemplate(model.chat_template(), bos_token=model.token_text(model.bos_id),
+                                eos_token=model.token_text(model.eos_id), strip_bos=model.add_bos)
+        _TEMPLATES[model] = template
+    msgs = [{"role": m["role"], "content": m["content"]} for m in messages]
+    return model.tokenize(template.render(msgs), add_special=True, parse_special=True)
+
+
+def merge(*parts: Mapping[str, float]) -> Features:
+    """One feature dict from several (later keys win)."""
+    out: Features = {}
+    for p in parts:
+        out.update(p)
+    return out

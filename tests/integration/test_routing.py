@@ -1,0 +1,171 @@
+"""The router on the real starter model: the glimpse, and every policy end to end through ``app.chat.Turn``
+with a second local GGUF (a Q8_0 requantisation of the starter) and with Ember's own API server as the remote tier.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from app.api import ApiServer
+from app.chat import Turn, new_conversation
+from app.core import Ember
+from app.paths import Paths
+from app.routing import RouteRequest
+from inference.requantize import requantized_copy
+from inference.route_signals import chat_prompt, glimpse
+from inference.sampling import SamplingOptions
+from tests.helpers import starter_path
+
+GREEDY = SamplingOptions(temperature=0.0, max_tokens=24)
+QUESTION = "What is the capital of France?"
+TOKEN = "remote-token-0123456789"
+
+
+@pytest.fixture(scope="module")
+def q8(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return requantized_copy(starter_path(), tmp_path_factory.mktemp("q8"), "q8_0", threads=1)
+
+
+def _open(home: Path, q8: Path) -> Ember:
+    core = Ember.open(Paths(home))
+    core.settings.engine.n_threads = 1
+    core.settings.engine.n_ctx = 1024
+    core.library.add(q8, name="starter-q8")
+    return core
+
+
+@pytest.fixture(scope="module")
+def core(tmp_path_factory: pytest.TempPathFactory, q8: Path) -> Iterator[Ember]:
+    c = _open(tmp_path_factory.mktemp("ember-routing"), q8)
+    yield c
+    c.close()
+
+
+@pytest.fixture(autouse=True)
+def router_settings(core: Ember) -> Iterator[None]:
+    saved = core.settings.router.model_dump()
+    yield
+    for k, v in saved.items():
+        setattr(core.settings.router, k, v)
+
+
+def _turn(core: Ember, text: str, route: RouteRequest | None = None):
+    conv = new_conversation(core, model="default")
+    turn = Turn(core, conv.id, text, spec=core.model_spec("default"), options=GREEDY, route=route)
+    result = turn.wait(120)
+    return conv, turn, result
+
+
+def test_glimpse_measures_uncertainty_and_keeps_the_prompt_cached(core):
+    spec = core.model_spec("default")
+    core.engine.load(spec).wait(60)
+    msgs = [{"role": "system", "content": "You are a helpful assistant."}, {"role": "user", "content": QUESTION}]
+
+    def run(llm):
+        prompt = chat_prompt(llm, msgs)
+        g = glimpse(llm, prompt, n_tokens=3)
+        return prompt, g, list(llm.tokens)
+
+    prompt, g, cached = core.engine.call(run).wait(60)
+    assert len(g.steps) == 3 and len(g.tokens) == 3
+    assert all(s.entropy >= 0 and s.logprob <= 0 and 0 <= s.margin <= 1 for s in g.steps)
+    assert cached == prompt  # the glimpse's tokens were rolled back; the prompt's KV entries stay
+    answer = core.engine.chat(msgs, GREEDY, model=spec).wait(60)
+    assert answer.stats.cached_tokens == len(prompt) - 1  # only the last prompt token is evaluated again
+    assert "Paris" in answer.text
+
+
+def test_auto_keeps_an_easy_query_on_the_small_tier_and_reuses_its_prefill(core):
+    core.settings.router.budget = 0.0  # never escalate
+    conv, turn, result = _turn(core, QUESTION, RouteRequest(policy="auto", large="starter-q8"))
+    r = result.stats.router
+    assert r["tier"] == "small" and r["policy"] == "auto" and not r["escalated"] and 0 <= r["score"] <= 1
+    assert result.stats.cached_tokens == result.stats.prompt_tokens - 1
+    stored = core.router.store.list(conversation_id=conv.id)
+    assert len(stored) == 1 and stored[0].message_id == turn.message.id and stored[0].tier == "small"
+    assert "glimpse_entropy_first" in stored[0].signals and "math" in stored[0].signals
+    assert turn.message.stats["router"]["tier"] == "small"
+
+
+def test_auto_escalates_to_a_second_local_gguf(core):
+    core.settings.router.budget = 1.0  # always escalate
+    conv, turn, result = _turn(core, "What is 17 times 23?", RouteRequest(policy="auto", large="starter-q8"))
+    r = result.stats.router
+    assert r["tier"] == "large" and r["escalated"] and r["model"] == "starter-q8"
+    assert result.text and turn.message.content == result.text
+    assert core.engine.loaded.name != "starter-q8"  # the small model stayed loaded; the large tier has its own
+    assert core.router.store.list(conversation_id=conv.id)[0].large_target == "starter-q8"
+
+
+def test_cascade_keeps_or_escalates_on_the_whole_answer(core):
+    core.settings.router.budget = 0.0
+    _, _, kept = _turn(core, QUESTION, RouteRequest(policy="cascade", large="starter-q8"))
+    assert kept.stats.router["tier"] == "small" and "Paris" in kept.text
+    core.settings.router.budget = 1.0
+    conv, _, escalated = _turn(core, QUESTION, RouteRequest(policy="cascade", large="starter-q8"))
+    assert escalated.stats.router["tier"] == "large" and escalated.stats.router["policy"] == "cascade"
+    rec = core.router.store.list(conversation_id=conv.id)[0]
+    assert "answer_entropy_mean" in rec.signals and rec.escalated
+
+
+def test_large_prefix_forces_the_large_tier_and_is_not_stored(core):
+    conv, turn, result = _turn(core, "/large " + QUESTION, RouteRequest(large="starter-q8"))
+    assert result.stats.router["tier"] == "large" and result.stats.router["policy"] == "forced"
+    assert turn.user_message.content == QUESTION
+    rec = core.router.store.list(conversation_id=conv.id)[0]
+    assert rec.forced and rec.score is None
+
+
+def test_escalation_to_a_remote_ember_server(core, q8, tmp_path, monkeypatch):
+    remote = _open(tmp_path / "remote-home", q8)
+    server = ApiServer(remote, port=0, token=TOKEN).start()
+    try:
+        monkeypatch.setenv("EMBER_SECRET_ROUTER_REMOTE", TOKEN)  # the key, as the keyring would hold it
+        core.settings.router.budget = 1.0
+        _, turn, result = _turn(core, QUESTION, RouteRequest(policy="auto", large=f"{server.address}/v1#starter-q8"))
+        r = result.stats.router
+        assert r["tier"] == "large" and r["model"] == "starter-q8" and "error" not in r
+        assert "Paris" in result.text and turn.message.content == result.text
+        assert remote.engine.loaded.name == "starter-q8"
+    finally:
+        server.stop()
+        remote.close()
+
+
+def test_an_unreachable_remote_keeps_the_small_answer_with_a_clear_error(core):
+    core.settings.router.retries = 0
+    core.settings.router.connect_timeout = 1.0
+    t0 = time.monotonic()
+    conv, turn, result = _turn(core, "/large " + QUESTION, RouteRequest(large="http://127.0.0.1:9/v1#big"))
+    assert time.monotonic() - t0 < 30
+    r = result.stats.router
+    assert r["tier"] == "small" and "cannot connect" in r["error"] and "127.0.0.1:9" in r["error"]
+    assert "The large tier failed" in result.text and "Paris" in result.text
+    assert core.router.store.list(conversation_id=conv.id)[0].error == r["error"]
+
+
+def test_api_routes_per_request_and_reports_the_tier(core):
+    import httpx
+
+    core.settings.router.large_model = "starter-q8"
+    core.settings.router.budget = 0.0
+    server = ApiServer(core, port=0, token=TOKEN).start()
+    try:
+        with httpx.Client(base_url=server.address, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60) as c:
+            body = {"model": "default", "messages": [{"role": "user", "content": QUESTION}], "temperature": 0,
+                    "max_tokens": 16}
+            forced = c.post("/v1/chat/completions", json={**body, "ember": {"tier": "large"}})
+            assert forced.status_code == 200, forced.text
+            assert forced.headers["X-Ember-Route"].startswith("large; policy=forced; model=starter-q8")
+            assert forced.json()["ember"]["stats"]["router"]["tier"] == "large"
+            auto = c.post("/v1/chat/completions", json={**body, "ember": {"router": "auto"}})
+            assert auto.headers["X-Ember-Route"].startswith("small; policy=auto") and "score=" in auto.headers[
+                "X-Ember-Route"]
+            plain = c.post("/v1/chat/completions", json=body)
+            assert "X-Ember-Route" not in plain.headers and "router" not in plain.json()["ember"]["stats"]
+    finally:
+        server.stop()

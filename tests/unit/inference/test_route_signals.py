@@ -1,0 +1,48 @@
+"""Prompt features and per-token uncertainty."""
+
+import math
+
+import numpy as np
+import pytest
+
+from inference.route_signals import prompt_features, token_uncertainty, uncertainty_features
+
+
+def test_features_flag_math_code_steps_units_language():
+    f = prompt_features("What is 12 * 7?")
+    assert f["math"] == 1.0 and f["numbers"] > 0 and f["code"] == 0.0
+    assert prompt_features("def add(a, b):\n    return a + b\nWhat does this do?")["code"] == 1.0
+    assert prompt_features("Explain step by step why the sky is blue.")["multi_step"] == 1.0
+    assert prompt_features("How many centimeters are in a meter?")["units"] == 1.0
+    assert prompt_features("Spell the word 'dog' backwards.")["wordplay"] == 1.0
+    assert prompt_features("What is the capital of France?")["fact"] == 1.0
+    assert prompt_features("Quelle est la capitale de l'Éthiopie ? Réponds en français.")["non_ascii"] > 0
+    assert prompt_features("Wie heißt die Hauptstadt?")["non_ascii"] > 0
+    assert prompt_features("Hello")["non_ascii"] == 0.0
+
+
+def test_features_grow_with_length_and_are_floats():
+    short, long = prompt_features("Hi"), prompt_features("word " * 200)
+    assert long["log_words"] > short["log_words"]
+    assert all(isinstance(v, float) for v in short.values())
+
+
+def test_token_uncertainty_of_peaked_and_flat_rows():
+    peaked = np.full(100, -10.0, dtype=np.float32)
+    peaked[7] = 10.0
+    u = token_uncertainty(peaked, 7)
+    assert u.entropy < 0.01 and u.logprob == pytest.approx(0.0, abs=1e-6) and u.margin > 0.99
+    flat = np.zeros(100, dtype=np.float32)
+    v = token_uncertainty(flat, 3)
+    assert v.entropy == pytest.approx(math.log(100)) and v.logprob == pytest.approx(-math.log(100))
+    assert v.margin == pytest.approx(0.0)
+
+
+def test_uncertainty_summary():
+    flat = np.zeros(10)
+    peaked = np.array([10.0] + [0.0] * 9)
+    steps = [token_uncertainty(peaked, 0), token_uncertainty(flat, 1)]
+    f = uncertainty_features(steps, "g")
+    assert f["g_entropy_first"] < f["g_entropy_mean"] < f["g_entropy_max"] == pytest.approx(math.log(10))
+    assert f["g_logprob_min"] == pytest.approx(-math.log(10))
+    assert uncertainty_features([], "g")["g_entropy_mean"] == 0.0
