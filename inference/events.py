@@ -41,6 +41,22 @@ class GenerationStats:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
 
+def reply_stats(*, prompt_tokens: int, cached_tokens: int, completion_tokens: int, decoded: int, started: float,
+                prompt_ms: float, first: float | None, last: float | None, end: float, finish_reason: str,
+                **extra: Any) -> GenerationStats:
+    """The stats of a finished reply from its clock readings (``time.perf_counter()`` values).
+
+    ``decoded`` counts the tokens produced between the first and the last token's time, which sets the rate.
+    """
+    span = (last - first) if first is not None and last is not None else 0.0
+    return GenerationStats(
+        prompt_tokens=prompt_tokens, cached_tokens=cached_tokens, completion_tokens=completion_tokens,
+        ttft_ms=round(((first or end) - started) * 1000, 2), prompt_ms=round(prompt_ms, 2),
+        tokens_per_s=round(decoded / span, 2) if decoded and span > 0 else 0.0,
+        total_ms=round((end - started) * 1000, 2), finish_reason=finish_reason, **extra,
+    )
+
+
 @dataclass(frozen=True)
 class TokenText:
     """New reply text (one or more tokens' worth)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Callable, Sequence
 
-from inference.events import GenerationStats
+from inference.events import GenerationStats, reply_stats
 from inference.llama_model import LlamaModel, ShouldStop
 from inference.sampler import Sampler
 from inference.sampling import SamplingOptions
@@ -88,12 +88,6 @@ def generate(model: LlamaModel, prompt: Sequence[int], options: SamplingOptions,
     tail = stream.flush()
     if tail:
         on_text(tail)
-    end = time.perf_counter()
-    ttft = ((t_first or end) - t0) * 1000
-    span = (t_last - t_first) if t_first is not None and t_last is not None else 0.0
-    rate = n_decoded / span if n_decoded and span > 0 else 0.0
-    return GenerationStats(
-        prompt_tokens=len(prompt), cached_tokens=cached, completion_tokens=n_gen, ttft_ms=round(ttft, 2),
-        prompt_ms=round(prompt_ms, 2), tokens_per_s=round(rate, 2), total_ms=round((end - t0) * 1000, 2),
-        finish_reason=finish, context_shifts=shifts or None,
-    )
+    return reply_stats(prompt_tokens=len(prompt), cached_tokens=cached, completion_tokens=n_gen,
+                       decoded=n_decoded, started=t0, prompt_ms=prompt_ms, first=t_first, last=t_last,
+                       end=time.perf_counter(), finish_reason=finish, context_shifts=shifts or None)

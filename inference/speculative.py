@@ -21,7 +21,7 @@ import numpy as np
 
 from inference.draft_control import DraftController
 from inference.drafters import Draft, Drafter, logits_row
-from inference.events import GenerationStats
+from inference.events import GenerationStats, reply_stats
 from inference.llama_model import LlamaModel, ShouldStop
 from inference.sampling import SamplingOptions
 from inference.spec_sampling import accept_or_resample, greedy_token, target_dist
@@ -178,14 +178,10 @@ def generate_speculative(model: LlamaModel, drafter: Drafter, prompt: Sequence[i
     tail = stream.flush()
     if tail:
         on_text(tail)
-    end = time.perf_counter()
-    ttft = ((t_first or end) - t0) * 1000
-    span = (t_last - t_first) if t_first is not None and t_last is not None else 0.0
-    rate = n_released / span if n_released and span > 0 else 0.0
-    return GenerationStats(
-        prompt_tokens=len(prompt), cached_tokens=cached, completion_tokens=n_gen, ttft_ms=round(ttft, 2),
-        prompt_ms=round(prompt_ms, 2), tokens_per_s=round(rate, 2), total_ms=round((end - t0) * 1000, 2),
-        finish_reason=finish, speculative=drafter.kind, drafted=c.drafted, accepted=c.accepted,
+    return reply_stats(
+        prompt_tokens=len(prompt), cached_tokens=cached, completion_tokens=n_gen, decoded=n_released, started=t0,
+        prompt_ms=prompt_ms, first=t_first, last=t_last, end=time.perf_counter(), finish_reason=finish,
+        speculative=drafter.kind, drafted=c.drafted, accepted=c.accepted,
         acceptance_rate=round(c.accepted / c.drafted, 4) if c.drafted else None,
         mean_accepted_length=round(sum(c.accepted_lengths) / len(c.accepted_lengths), 3) if c.rounds else None,
         draft_ms=round(c.draft_s * 1000, 2), verify_ms=round(c.verify_s * 1000, 2),
