@@ -29,6 +29,7 @@ from inference.hardware import physical_cores
 from inference.llama_model import ContextParams, LlamaModel
 from inference.requantize import requantized_copy
 from inference.sampling import SamplingOptions
+from inference.spec_runtime import draft_cost_ratio
 from inference.speculative import generate_speculative
 from storage.errors import EmberError
 
@@ -155,7 +156,7 @@ def _bench_mode(mode: str, target_path: Path, draft_path: Path | None, suites: d
                                "verify_cost": verify, "suites": {}}
         prompts = {name: [target.tokenize(template.render([{"role": "user", "content": p}]), add_special=True)
                           for p in texts] for name, texts in suites.items()}
-        ctl = DraftController(max_draft=max_draft)
+        ctl = DraftController(max_draft=max_draft, prior_draft_ratio=draft_cost_ratio(draft_path, target_path))
         _run_plain(target, prompts[next(iter(prompts))][0], options)  # warm-up
         _run_spec(target, drafter(), prompts[next(iter(prompts))][0], options, ctl)
         for name, plist in prompts.items():

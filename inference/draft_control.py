@@ -34,11 +34,15 @@ class DraftController:
         decay: weight kept by old observations each round (smaller adapts faster).
         probe_every: while paused, draft a short probe after this many plain steps.
         min_gain: a K must promise at least this speed ratio over plain decoding to be used.
+        prior_draft_ratio: assumed cost of one drafted token as a fraction of one target token, until measured
+            (0 for prompt lookup; for a draft model, about its size relative to the target's). Without it the
+            first rounds would treat drafting as free.
     """
 
     def __init__(self, *, max_draft: int = 8, adaptive: bool = True, prior_acceptance: float = 0.7,
                  prior_verify_slope: float = 0.35, decay: float = 0.9, probe_every: int = 24,
-                 min_gain: float = 1.03) -> None:
+                 min_gain: float = 1.03, prior_draft_ratio: float = 0.0) -> None:
+        self.prior_draft_ratio = prior_draft_ratio
         self.max_draft = max(1, max_draft)
         self.adaptive = adaptive
         self.prior_verify_slope = prior_verify_slope
@@ -61,8 +65,19 @@ class DraftController:
         return self._acc / max(self._acc + self._rej, 1e-9)
 
     def draft_cost(self) -> float:
-        """Seconds per drafted token (0 until measured)."""
-        return self._draft_s / self._draft_n if self._draft_n > 0 else 0.0
+        """Seconds per drafted token (before any measurement: the prior ratio times a target token's cost)."""
+        if self._draft_n > 0:
+            return self._draft_s / self._draft_n
+        return self.prior_draft_ratio * (self.verify_cost(1) or 0.0)
+
+    def could_pay(self) -> bool:
+        """Whether drafting could beat plain decoding even if every drafted token were accepted."""
+        t1 = self.verify_cost(1)
+        if t1 is None:
+            return True
+        best = max((k + 1) / (k * self.draft_cost() + (self.verify_cost(k + 1) or t1))
+                   for k in range(1, self.max_draft + 1))
+        return best > self.min_gain / t1
 
     def verify_cost(self, n: int) -> float | None:
         """Estimated seconds to verify a batch of ``n`` tokens (None before any verify is measured)."""
@@ -111,7 +126,7 @@ class DraftController:
                 best_k, best = k, r
         if best_k == 0:
             self._since_probe += 1
-            if self._since_probe >= self.probe_every:
+            if self._since_probe >= self.probe_every and self.could_pay():
                 self._since_probe = 0
                 return 2  # probe: keeps the acceptance estimate from going stale
             self.paused_rounds += 1

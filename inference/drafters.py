@@ -9,6 +9,7 @@ Two kinds:
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
@@ -26,6 +27,7 @@ class Draft:
 
     tokens: list[int] = field(default_factory=list)
     q: list[Dist] | None = None
+    catchup_s: float = 0.0  # time the drafter spent catching up with the accepted text (not per drafted token)
 
 
 class Drafter(Protocol):
@@ -73,7 +75,9 @@ class ModelDrafter:
         if k <= 0:
             return draft
         m = self.model
+        t0 = time.perf_counter()
         m.ingest_prompt(context)  # reuses the cached prefix, evaluates the rest, logits for the last token
+        draft.catchup_s = time.perf_counter() - t0
         hist = list(context[-max(options.repeat_last_n, 1):]) if options.repeat_penalty != 1.0 else []
         for i in range(k):
             row = logits_row(m, -1)

@@ -86,7 +86,8 @@ class SpeculativeRuntime:
             drafter = ModelDrafter(draft_model)
             log.info("draft model %s loaded for %s: n_ctx=%d", name, target.path.name, draft_model.n_ctx)
         self._drafter = drafter
-        self._controller = DraftController(max_draft=config.max_draft, adaptive=config.adaptive)
+        self._controller = DraftController(max_draft=config.max_draft, adaptive=config.adaptive,
+                                           prior_draft_ratio=draft_cost_ratio(config.draft_path, target.path))
         self.config = config
 
     def generate(self, model: LlamaModel, prompt: Sequence[int], options: SamplingOptions, *,
@@ -108,3 +109,14 @@ class SpeculativeRuntime:
 def params_for_draft(target: ContextParams, n_ctx: int) -> ContextParams:
     """Context parameters of a draft model for a target loaded with ``target`` and ``n_ctx`` tokens."""
     return replace(target, n_ctx=n_ctx)
+
+
+def draft_cost_ratio(draft_path: Path | str | None, target_path: Path | str) -> float:
+    """A first guess at a drafted token's cost relative to a target token: the ratio of the files' sizes
+    (decoding reads every weight once per token); 0 for prompt lookup (no draft model)."""
+    if draft_path is None:
+        return 0.0
+    try:
+        return min(1.0, Path(draft_path).stat().st_size / max(Path(target_path).stat().st_size, 1))
+    except OSError:
+        return 0.5

@@ -158,8 +158,9 @@ def generate_speculative(model: LlamaModel, drafter: Drafter, prompt: Sequence[i
         n_acc = len(new) - 1
         model.truncate(len(history) + n_acc)  # drop KV of the rejected drafts
         t_end = time.perf_counter()
-        ctl.record(drafted=len(draft.tokens), accepted=n_acc, draft_s=t_v - t_d, verify_s=t_end - t_v,
-                   batch=len(batch))
+        # The controller prices drafted tokens; the drafter's catch-up after a pause is a one-off, not per token.
+        ctl.record(drafted=len(draft.tokens), accepted=n_acc, draft_s=max(0.0, t_v - t_d - draft.catchup_s),
+                   verify_s=t_end - t_v, batch=len(batch))
         if draft.tokens:
             c.rounds += 1
             c.drafted += len(draft.tokens)

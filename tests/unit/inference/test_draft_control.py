@@ -51,3 +51,16 @@ def test_verify_cost_interpolates_and_extrapolates():
     ctl.record(drafted=4, accepted=4, draft_s=0, verify_s=3.0, batch=5)
     assert ctl.verify_cost(3) == 2.0  # interpolated between 1 and 5
     assert ctl.verify_cost(9) == 5.0  # measured slope 0.5 per token
+
+
+def test_a_draft_as_costly_as_the_target_is_never_tried_or_probed():
+    # Before any draft is measured, the prior (draft costs 70% of a target token, CPU-like verify slope) says even
+    # perfect acceptance cannot pay, so the controller neither drafts nor probes.
+    ctl = DraftController(max_draft=8, prior_draft_ratio=0.7, probe_every=4)
+    ctl.record(drafted=0, accepted=0, draft_s=0.0, verify_s=0.006, batch=1)
+    assert not ctl.could_pay()
+    assert all(ctl.next_k() == 0 for _ in range(20))
+    # A cheap draft on a GPU-like verify (flat cost) is tried at once.
+    gpu = DraftController(max_draft=8, prior_draft_ratio=0.1, prior_verify_slope=0.02)
+    gpu.record(drafted=0, accepted=0, draft_s=0.0, verify_s=0.006, batch=1)
+    assert gpu.could_pay() and gpu.next_k() > 0
