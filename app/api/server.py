@@ -7,6 +7,7 @@ uvicorn runs in its own thread with its own event loop; every request becomes a 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import socket
@@ -16,6 +17,7 @@ from typing import Callable
 
 import uvicorn
 from pydantic import ValidationError
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from app.api.app import create_app
 from app.api.context import ApiContext
@@ -109,7 +111,7 @@ class ApiServer:
         self.context = ApiContext(core=self.core, settings=s, scheduler=scheduler,
                                   token=self.token.value if self.token else None)
         app = self._app = create_app(self.context, bound_host=s.host)
-        config = uvicorn.Config(app, log_config=None, access_log=s.access_log, lifespan="off",
+        config = uvicorn.Config(app, log_config=None, access_log=s.access_log, lifespan="off", http=NoDelayH11,
                                 timeout_graceful_shutdown=3, timeout_keep_alive=5, server_header=False)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._run, args=(sock,), name="ember-api", daemon=True)
@@ -223,3 +225,18 @@ def _bind(host: str, port: int) -> socket.socket:
                                  "Stop it or choose another port with --port.") from exc
         raise ApiServerError(f"The API cannot listen on {host}:{port} ({exc.strerror or exc}).") from exc
     return sock
+
+
+class NoDelayH11(H11Protocol):
+    """uvicorn's HTTP protocol with Nagle's algorithm off.
+
+    A stream is many small writes; with Nagle on, each one after the first waits for the client's delayed ACK
+    (about 40 ms on Linux), which showed as 40-50 ms of extra time to first token.
+    """
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        super().connection_made(transport)
