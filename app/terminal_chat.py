@@ -14,6 +14,8 @@ from inference.sampling import SamplingOptions
 if TYPE_CHECKING:
     from app.routing import RouteRequest
 
+_shown_plan: list[object] = [None]  # the load plan printed last (printed once per load)
+
 HELP = """Commands:
   /new    start a new conversation
   /exit   leave (Ctrl+D works too)
@@ -109,6 +111,10 @@ def _stream_turn(core: Ember, conversation_id: int, text: str, *, spec: ModelSpe
         print(f"[router {routed['policy']}: {routed['tier']} tier ({routed['model']}) answered{score}, "
               f"decision {routed['decision_ms']:.0f} ms]", file=sys.stderr)
     if verbose:
+        plan = core.engine.load_plan
+        if plan is not None and plan is not _shown_plan[0]:
+            print(f"[load plan: {plan.summary()}]", file=sys.stderr)
+            _shown_plan[0] = plan
         s = result.stats
         print(f"[{spec.name}: {s.completion_tokens} tokens, {s.tokens_per_s:.1f} tok/s, "
               f"TTFT {s.ttft_ms:.0f} ms, prompt {s.prompt_tokens} tokens ({s.cached_tokens} cached), "

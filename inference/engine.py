@@ -22,7 +22,7 @@ from inference.events import EngineEvent, Failed, Finished, GenerationStats, Loa
 from inference.generate import generate
 from inference.hardware import physical_cores
 from inference.kv_state import StateCache, common_prefix
-from inference.offload import preflight
+from inference.offload import OffloadPlan, preflight
 from inference.llama_model import ContextParams, LlamaModel
 from inference.sampling import SamplingOptions
 from inference.spec_runtime import SpeculativeConfig, SpeculativeRuntime
@@ -135,6 +135,7 @@ class EngineService:
 
     def __init__(self, *, name: str = "ember-engine", states: StateCache | None = None) -> None:
         self._states = states  # saved KV states of earlier conversations (None: no saving)
+        self.load_plan: OffloadPlan | None = None  # the plan of the last load (GPU layers, threads, memory)
         self._queue: queue.Queue[_Job | None] = queue.Queue()
         self._thread = threading.Thread(target=self._worker, name=name, daemon=True)
         self._model: LlamaModel | None = None
@@ -331,6 +332,7 @@ class EngineService:
         threads = params.n_threads or physical_cores()
         plan = preflight(spec.path, n_ctx=params.n_ctx, n_batch=params.n_batch, threads=threads, name=spec.name,
                          held_ram=self._model.path.stat().st_size if self._model is not None else 0)
+        self.load_plan = plan
         if plan is not None:
             log.info("offload plan for %s: %s", spec.name, plan.summary())
             if params.n_gpu_layers == -1:  # auto: as many layers as the plan gives the GPU

@@ -106,17 +106,14 @@ def plan_offload(target: ModelShape, machine: Machine, *, ctx: int, threads: int
 
 
 
-def preflight(path: Path, *, n_ctx: int, n_batch: int, threads: int, name: str | None = None,
-              held_ram: int = 0) -> OffloadPlan | None:
-    """Plan a load from the file's header and this machine's free memory, refusing one that cannot fit.
+def plan_for_file(path: Path, *, n_ctx: int, n_batch: int, threads: int, held_ram: int = 0) -> OffloadPlan | None:
+    """Plan a load of ``path`` against this machine's free RAM and VRAM right now.
 
-    ``held_ram`` is memory Ember's loaded model holds, which the new model would take over.
+    ``held_ram`` is memory Ember's loaded model holds, which the new model would take over. Models loaded already
+    (a target, when this plans its draft) have taken their share, so a draft gets only the room that remains.
 
     Returns:
-        The plan, or None when the header does not give what the estimate needs (the load is then attempted).
-
-    Raises:
-        ModelLoadError: the model needs more memory than is free, with the numbers and what to change.
+        The plan, or None when the header does not give what the estimate needs.
     """
     from inference import hardware
 
@@ -133,9 +130,22 @@ def preflight(path: Path, *, n_ctx: int, n_batch: int, threads: int, name: str |
     ctx = min(n_ctx, shape.context_length or n_ctx)
     machine = Machine(ram_available=mem.available if mem.available is not None else 1 << 62,
                       vram_free=gpu.free if gpu is not None else None, held_ram=held_ram)
-    plan = plan_offload(shape, machine, ctx=ctx, threads=threads, gpu_offload=gpu is not None,
+    return plan_offload(shape, machine, ctx=ctx, threads=threads, gpu_offload=gpu is not None,
                         gpu_total=gpu.total if gpu else None, n_batch=n_batch,
                         unified_memory=bool(gpu and gpu.unified))
+
+
+def preflight(path: Path, *, n_ctx: int, n_batch: int, threads: int, name: str | None = None,
+              held_ram: int = 0) -> OffloadPlan | None:
+    """:func:`plan_for_file`, refusing a model that cannot fit.
+
+    Raises:
+        ModelLoadError: the model needs more memory than is free, with the numbers and what to change.
+    """
+    plan = plan_for_file(path, n_ctx=n_ctx, n_batch=n_batch, threads=threads, held_ram=held_ram)
+    if plan is None:
+        return None
+    ctx = plan.fit.ctx
     if plan.fit.fit is FitClass.DOES_NOT_FIT:
         need = plan.fit.need
         free = gib(plan.fit.ram_available) + (f" of RAM and {gib(plan.fit.vram_available)} of VRAM"

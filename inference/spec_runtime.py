@@ -17,6 +17,7 @@ from inference.draft_control import DraftController
 from inference.drafters import Drafter, LookupDrafter, ModelDrafter
 from inference.events import GenerationStats
 from inference.llama_model import ContextParams, LlamaModel, ShouldStop
+from inference.offload import plan_for_file
 from inference.sampling import SamplingOptions
 from inference.speculative import generate_speculative
 
@@ -81,8 +82,15 @@ class SpeculativeRuntime:
             name = config.draft_name or Path(config.draft_path).stem
             check_compatible(read_vocab(target.path, name=target.path.stem),
                              read_vocab(config.draft_path, name=name))
-            draft_model = LlamaModel(config.draft_path, params_for_draft(target.params, target.n_ctx),
-                                     progress=progress)
+            params = params_for_draft(target.params, target.n_ctx)
+            if target.params.n_gpu_layers != 0:
+                # The target is loaded: the draft gets only the GPU room that remains, never the target's layers.
+                plan = plan_for_file(Path(config.draft_path), n_ctx=params.n_ctx, n_batch=params.n_batch,
+                                     threads=target.n_threads)
+                if plan is not None:
+                    params = replace(params, n_gpu_layers=plan.target_gpu_layers)
+                    log.info("draft offload plan: %s", plan.summary())
+            draft_model = LlamaModel(config.draft_path, params, progress=progress)
             drafter = ModelDrafter(draft_model)
             log.info("draft model %s loaded for %s: n_ctx=%d", name, target.path.name, draft_model.n_ctx)
         self._drafter = drafter
