@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from PySide6.QtCore import QTimer
 from PySide6.QtGui import QGuiApplication
@@ -16,11 +16,15 @@ from PySide6.QtWidgets import QApplication
 
 from app import APP_ID
 from app.core import Ember
+from app.paths import Paths
 from storage.errors import EmberError
 from ui.api_control import ApiControl, ApiServerLike
 from ui.icon import app_icon
 from ui.main_window import MainWindow
 from ui.tray import NO_TRAY_NOTICE, Tray
+
+if TYPE_CHECKING:
+    from ui.single_instance import SingleInstance
 
 log = logging.getLogger(__name__)
 
@@ -129,9 +133,15 @@ def run_desktop(argv: Sequence[str] | None = None, *, quit_after: float | None =
     app = QApplication.instance() or QApplication(list(argv or sys.argv[:1]))
     app.setQuitOnLastWindowClosed(False)
     app.setWindowIcon(app_icon())
+    instance = single_instance(Paths.from_env())
+    if instance is not None and not instance.claim():
+        print("ember: Ember is already running; its window was brought to the front.", flush=True)
+        return 0
     core = Ember.open()
     try:
         desktop = DesktopApp(core, api=api_server_factory(core))
+        if instance is not None:
+            instance.activated.connect(desktop.show_window)
         desktop.start()
         if quit_after is not None:
             def report_and_quit() -> None:
@@ -143,5 +153,17 @@ def run_desktop(argv: Sequence[str] | None = None, *, quit_after: float | None =
             QTimer.singleShot(int(quit_after * 1000), report_and_quit)
         return app.exec()
     finally:
+        if instance is not None:
+            instance.close()
         core.close()
+
+
+def single_instance(paths: Paths) -> "SingleInstance | None":
+    """The single-instance guard of the data root, or None when this build has no QtNetwork."""
+    try:
+        from ui.single_instance import SingleInstance
+    except ImportError as exc:
+        log.info("single instance check not available: %s", exc)
+        return None
+    return SingleInstance(paths.home)
 

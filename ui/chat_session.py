@@ -8,18 +8,22 @@ from __future__ import annotations
 
 import itertools
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 from PySide6.QtCore import QObject, Signal
 
 from app.chat import Turn, new_conversation
 from app.core import Ember
+from inference.engine import ModelSpec
 from inference.events import Failed, Finished, LoadProgress, TokenText
 from inference.sampling import SamplingOptions
 from storage.conversations import Conversation, Message
 from storage.errors import EmberError
 from ui.engine_adapter import EventRelay
+
+if TYPE_CHECKING:
+    from app.routing import RouteRequest
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +60,8 @@ class ChatSession(QObject):
         self._turn: Turn | None = None
         self._conversation_id: int | None = None
         self.model_name: str = core.settings.chat.model
+        self.draft: str | None = None  # "off", "lookup" or a draft model; None: the speculative settings decide
+        self.route: "RouteRequest | None" = None  # None: the conversation's, else the router settings
 
     # -- state ---------------------------------------------------------------------------------------------------
 
@@ -105,8 +111,30 @@ class ChatSession(QObject):
         self.open(None)
 
     def set_model(self, name: str) -> None:
-        """Use this library model (name, alias or path) for the next replies."""
+        """Use this library model (name, alias or path) for the next replies (its drafter from the settings)."""
+        if name != self.model_name:
+            self.draft = None
         self.model_name = name
+
+    def set_draft(self, choice: str | None) -> None:
+        """Speculative decoding for the next replies: ``off``, ``lookup``, a draft model, or None (settings)."""
+        self.draft = choice or None
+
+    def set_route(self, policy: str, large: str = "") -> None:
+        """Route the next replies with ``policy`` (off/auto/cascade) and ``large`` ("" for the settings' tier)."""
+        from app.routing import RouteRequest
+
+        self.route = RouteRequest(policy=policy, large=large or None)
+
+    def spec(self) -> ModelSpec:
+        """The small tier's load spec: the chosen model with the chosen drafter.
+
+        Raises:
+            ModelNotFoundError, ModelFileError, SettingsError: the model or draft cannot be used.
+        """
+        if self.draft == "lookup":
+            return self._core.model_spec(self.model_name, lookup=True)
+        return self._core.model_spec(self.model_name, draft=self.draft)
 
     def update_settings(self, *, system_prompt: str, sampling: SamplingOptions) -> None:
         """Save the open conversation's system prompt and sampling (creating the conversation if needed)."""
@@ -120,12 +148,12 @@ class ChatSession(QObject):
         if not text or self.busy:
             return False
         try:
-            spec = self._core.model_spec(self.model_name)
+            spec = self.spec()
             conv = self._ensure_conversation()
             options = self.options()
             self._tag = next(self._tags)
             self._turn = Turn(self._core, conv.id, text, spec=spec, options=options,
-                              on_event=self._relay.callback(self._tag))
+                              on_event=self._relay.callback(self._tag), route=self.route)
         except EmberError as exc:
             self.error.emit(str(exc))
             return False

@@ -9,6 +9,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QCloseEvent, QKeyEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (QMainWindow, QPushButton, QSplitter, QStackedWidget, QVBoxLayout, QWidget)
 
+from app.chat import context_notice
 from app.core import Ember
 from app.settings import Settings
 from storage.errors import EmberError
@@ -19,6 +20,7 @@ from ui.chat_view import ChatView
 from ui.composer import Composer
 from ui.downloads_controller import DownloadsController
 from ui.downloads_panel import DownloadsPanel
+from ui.draft_choice import draft_options
 from ui.library_page import LibraryPage
 from ui.conversation_list import ConversationList
 from ui.conversation_settings import ConversationSettingsDialog
@@ -56,7 +58,8 @@ class MainWindow(QMainWindow):
         self.resize(1120, 740)
         self.background = Background(self)
         self.session = ChatSession(core, self)
-        self.loader = ModelLoader(core.engine, self.background, core.model_spec, self)
+        self.loader = ModelLoader(core.engine, self.background, core.model_spec, self,
+                                  drafts_for=lambda name: draft_options(core, name))
 
         # widgets
         self.conversations = ConversationList(core.conversations)
@@ -137,12 +140,18 @@ class MainWindow(QMainWindow):
         s.replyText.connect(self.chat_view.append_text)
         s.replyFinished.connect(self.chat_view.finish_reply)
         s.replyFinished.connect(lambda _: self.picker.set_loaded(self.loader.loaded_name))
+        s.replyFinished.connect(self._reply_finished)
         s.busyChanged.connect(self.composer.set_busy)
         s.loadProgress.connect(lambda f: (self.picker.set_loading(f < 1.0), self.picker.set_progress(f)))
         s.error.connect(self.show_error)
 
         # models
         self.picker.modelSelected.connect(s.set_model)
+        self.picker.modelSelected.connect(self.find_drafts)
+        self.picker.draft.changed.connect(s.set_draft)
+        self.picker.router.set_settings(core.settings.router)
+        self.picker.router.changed.connect(s.set_route)
+        self.loader.draftsFound.connect(self._drafts_found)
         self.picker.loadRequested.connect(self.loader.load_name)
         self.picker.loadRequested.connect(s.set_model)
         self.picker.unloadRequested.connect(self.loader.unload)
@@ -230,17 +239,30 @@ class MainWindow(QMainWindow):
         """Reload the model list of the picker from the library."""
         self.picker.set_models(self.core.library.list(), self.session.model_name)
         self.session.set_model(self.picker.current() or self.session.model_name)
+        self.find_drafts(self.session.model_name)
+
+    def find_drafts(self, name: str) -> None:
+        """Offer off and lookup now, and the library models that can draft for ``name`` once they are known."""
+        self.picker.draft.set_checking()
+        self.loader.find_drafts(name)
 
     def use_model(self, name: str) -> None:
         """Select a library model in the chat and load it."""
         self.picker.select(name)
         self.session.set_model(name)
+        self.find_drafts(name)
         self.show_page("chat")
         self.loader.load_name(name)
 
     def apply_settings(self, settings: Settings) -> None:
-        """Use saved settings from now on (new loads and new chats pick them up)."""
+        """Use saved settings from now on (new loads and new chats pick them up); start on login is set up."""
+        from app.autostart import apply_start_on_login
+
         self.core.settings = settings
+        try:
+            apply_start_on_login(settings.desktop.start_on_login)
+        except OSError as exc:
+            self.show_error(f"Start on login could not be changed: {exc}")
         self.settingsChanged.emit(settings)
 
     def open_settings(self) -> SettingsDialog:
@@ -264,6 +286,18 @@ class MainWindow(QMainWindow):
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.open()
         return dialog
+
+    def _drafts_found(self, options: Any) -> None:
+        if options.model == self.session.model_name:
+            self.picker.draft.set_options(options)
+
+    def _reply_finished(self, message: Any) -> None:
+        """Say once per conversation that its earliest turns no longer fit the model's context."""
+        if message is None or not message.stats.get("trimmed_messages"):
+            return
+        notice = context_notice(self.core, message.conversation_id)
+        if notice:
+            self.show_info(notice)
 
     def _conversation_opened(self, conversation_id: int) -> None:
         self.show_page("chat")

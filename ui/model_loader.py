@@ -22,7 +22,7 @@ class ModelLoader(QObject):
     """The one place the window asks the engine for a model.
 
     Signals: ``progress(fraction)``, ``loaded(name)``, ``unloaded()``, ``cancelled()``, ``failed(message)``,
-    ``busyChanged(busy)``.
+    ``busyChanged(busy)``, ``draftsFound(options)`` (the answer to :meth:`find_drafts`).
     """
 
     progress = Signal(float)
@@ -31,12 +31,15 @@ class ModelLoader(QObject):
     cancelled = Signal()
     failed = Signal(str)
     busyChanged = Signal(bool)
+    draftsFound = Signal(object)
 
     def __init__(self, engine: EngineService, background: Background, spec_for: Callable[[str], ModelSpec],
-                 parent: QObject | None = None) -> None:
+                 parent: QObject | None = None, *, drafts_for: Callable[[str], Any] | None = None) -> None:
         super().__init__(parent)
         self._engine = engine
         self._spec_for = spec_for
+        self._drafts_for = drafts_for
+        self._drafts_request = 0
         self._background = background
         self._relay = EventRelay(self._on_event, self)
         self._tags = itertools.count(1)
@@ -73,6 +76,21 @@ class ModelLoader(QObject):
         self._handle = self._engine.load(spec, on_event=self._relay.callback(self._tag))
         self.busyChanged.emit(True)
         self.progress.emit(0.0)
+
+    def find_drafts(self, name: str) -> None:
+        """Look for the library models that can draft for ``name`` (vocabularies are read off the GUI thread);
+        the newest request's answer arrives as ``draftsFound``. An unreadable model is logged and ignored."""
+        if self._drafts_for is None or not name:
+            return
+        self._drafts_request += 1
+        request, drafts_for = self._drafts_request, self._drafts_for
+
+        def done(options: Any) -> None:
+            if request == self._drafts_request:
+                self.draftsFound.emit(options)
+
+        self._background.run(lambda: drafts_for(name), done,
+                             lambda message: log.info("no draft choice for %s: %s", name, message))
 
     def cancel(self) -> None:
         """Stop the running load at its next progress step."""

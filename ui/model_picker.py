@@ -1,16 +1,20 @@
-"""The chat header: which model answers, Load/Unload, and load progress with Cancel."""
+"""The chat header: which model answers, Load/Unload, load progress with Cancel; below, the draft and router
+choices (:mod:`ui.draft_choice`, :mod:`ui.router_choice`)."""
 
 from __future__ import annotations
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (QComboBox, QFileDialog, QHBoxLayout, QLabel, QProgressBar, QPushButton, QToolButton,
-                               QWidget)
+                               QVBoxLayout, QWidget)
 
 from models.library import LibraryModel
+from ui.draft_choice import DraftChoice
+from ui.router_choice import RouterChoice
 
 
 class ModelPicker(QWidget):
-    """Signals: ``modelSelected(name)``, ``loadRequested(name)``, ``unloadRequested()``, ``cancelRequested()``."""
+    """Signals: ``modelSelected(name)``, ``loadRequested(name)``, ``unloadRequested()``, ``cancelRequested()``;
+    ``draft.changed(choice)`` and ``router.changed(policy, large)`` on the second row."""
 
     modelSelected = Signal(str)
     loadRequested = Signal(str)
@@ -33,8 +37,18 @@ class ModelPicker(QWidget):
         self.cancel_button = QPushButton("Cancel")
         self.status = QLabel("No model loaded")
         self.status.setObjectName("hint")
-        layout = QHBoxLayout(self)
-        layout.setContentsMargins(16, 8, 16, 8)
+        self.draft = DraftChoice()
+        self.router = RouterChoice()
+        rows = QVBoxLayout(self)
+        rows.setContentsMargins(16, 8, 16, 4)
+        rows.setSpacing(4)
+        layout = QHBoxLayout()
+        rows.addLayout(layout)
+        options = QHBoxLayout()
+        options.addWidget(self.draft)
+        options.addSpacing(16)
+        options.addWidget(self.router, 1)
+        rows.addLayout(options)
         layout.addWidget(QLabel("Model"))
         layout.addWidget(self.combo)
         layout.addWidget(self.open_button)
@@ -57,7 +71,8 @@ class ModelPicker(QWidget):
         return self.combo.currentData() or ""
 
     def set_models(self, models: list[LibraryModel], selected: str | None = None) -> None:
-        """Fill the list; keeps (or sets) the selection."""
+        """Fill the list (and the router's large tiers); keeps (or sets) the selection."""
+        self.router.set_models([m.name for m in models])
         keep = selected or self.current()
         self.combo.blockSignals(True)
         self.combo.clear()

@@ -1,4 +1,5 @@
-"""The secrets part of the settings: Hub token (keyring) and the local API token (show, copy, regenerate)."""
+"""The secrets part of the settings: Hub token and the remote large tier's API key (keyring), and the local API
+token (show, copy, regenerate)."""
 
 from __future__ import annotations
 
@@ -14,12 +15,13 @@ from storage.errors import EmberError
 log = logging.getLogger(__name__)
 
 HUB_SECRET = "hf-token"
+REMOTE_SECRET = "router-remote"  # the default of settings.router.remote_key
 
 
 class SecretsPanel(QWidget):
     """Edits secrets; nothing here is written to ``settings.json``."""
 
-    def __init__(self, home: Path, parent: QWidget | None = None) -> None:
+    def __init__(self, home: Path, parent: QWidget | None = None, *, remote_secret: str = REMOTE_SECRET) -> None:
         super().__init__(parent)
         self._home = home
         self.keyring_ok = secrets.available()
@@ -27,21 +29,17 @@ class SecretsPanel(QWidget):
         self.keyring_note = QLabel(
             "Secrets are stored in your system keyring." if self.keyring_ok else
             "No system keyring is available on this machine, so Ember cannot store secrets. Set the "
-            f"environment variable {secrets.env_var(HUB_SECRET)} for the Hub token instead.")
+            f"environment variable {secrets.env_var(HUB_SECRET)} for the Hub token and "
+            f"{secrets.env_var(remote_secret)} for the remote large tier's API key instead.")
         self.keyring_note.setWordWrap(True)
         self.keyring_note.setObjectName("hint")
         layout.addRow(self.keyring_note)
-        self.hub_token = QLineEdit()
-        self.hub_token.setEchoMode(QLineEdit.EchoMode.Password)
-        self.hub_token.setPlaceholderText("hf_… (for gated and private models)")
-        self.hub_token.setEnabled(self.keyring_ok)
-        try:
-            self._hub_initial = secrets.get_secret(HUB_SECRET) or ""
-        except EmberError as exc:
-            self._hub_initial = ""
-            self.keyring_note.setText(str(exc))
-        self.hub_token.setText(self._hub_initial)
+        self._initial: dict[str, str] = {}
+        self.fields: dict[str, QLineEdit] = {}
+        self.hub_token = self._secret_field(HUB_SECRET, "hf_… (for gated and private models)")
         layout.addRow("Hugging Face token", self.hub_token)
+        self.remote_key = self._secret_field(remote_secret, "API key of the remote large tier (router)")
+        layout.addRow("Remote large tier key", self.remote_key)
         self.api_token = QLineEdit()
         self.api_token.setReadOnly(True)
         self.api_token.setEchoMode(QLineEdit.EchoMode.Password)
@@ -61,6 +59,20 @@ class SecretsPanel(QWidget):
         self.copy_button.clicked.connect(lambda: QGuiApplication.clipboard().setText(self.api_token.text()))
         self.regenerate_button.clicked.connect(self.regenerate_api_token)
         self._load_api_token()
+
+    def _secret_field(self, name: str, placeholder: str) -> QLineEdit:
+        field = QLineEdit()
+        field.setEchoMode(QLineEdit.EchoMode.Password)
+        field.setPlaceholderText(placeholder)
+        field.setEnabled(self.keyring_ok)
+        try:
+            self._initial[name] = secrets.get_secret(name) or ""
+        except EmberError as exc:
+            self._initial[name] = ""
+            self.keyring_note.setText(str(exc))
+        field.setText(self._initial[name])
+        self.fields[name] = field
+        return field
 
     def _load_api_token(self) -> None:
         try:
@@ -89,16 +101,17 @@ class SecretsPanel(QWidget):
         self.api_source.setText(f"New token kept in: {token.source}.")
 
     def save(self) -> None:
-        """Store a changed Hub token in the keyring.
+        """Store changed secrets (Hub token, remote key) in the keyring.
 
         Raises:
             SecretStoreError: no keyring, or it refused.
         """
-        value = self.hub_token.text().strip()
-        if value == self._hub_initial:
-            return
-        if value:
-            secrets.set_secret(HUB_SECRET, value)
-        else:
-            secrets.delete_secret(HUB_SECRET)
-        self._hub_initial = value
+        for name, field in self.fields.items():
+            value = field.text().strip()
+            if value == self._initial[name]:
+                continue
+            if value:
+                secrets.set_secret(name, value)
+            else:
+                secrets.delete_secret(name)
+            self._initial[name] = value

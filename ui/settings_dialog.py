@@ -8,13 +8,14 @@ from pydantic import BaseModel, ValidationError
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QLabel, QScrollArea, QTabWidget, QVBoxLayout, QWidget)
 
+from app.autostart import UNSUPPORTED_NOTICE, autostart_supported
 from app.settings import Settings, describe_validation, save_settings
 from storage.errors import EmberError
 from ui.secrets_panel import SecretsPanel
 from ui.settings_form import SettingsForm
 
 SECTION_TITLES = {"engine": "Engine", "chat": "Chat", "sampling": "Sampling", "api": "Local API",
-                  "desktop": "Desktop"}
+                  "desktop": "Desktop", "speculative": "Speculative decoding", "router": "Router"}
 
 
 class SettingsDialog(QDialog):
@@ -44,12 +45,14 @@ class SettingsDialog(QDialog):
             about.setStyleSheet("font-weight: 600")
             box.addWidget(about)
             box.addWidget(form)
+            if name == "desktop":
+                self._autostart_note(form, box)
             box.addStretch(1)
             scroll = QScrollArea()
             scroll.setWidgetResizable(True)
             scroll.setWidget(page)
             self.tabs.addTab(scroll, SECTION_TITLES.get(name, name.replace("_", " ").capitalize()))
-        self.secrets = SecretsPanel(home)
+        self.secrets = SecretsPanel(home, remote_secret=settings.router.remote_key)
         self.tabs.addTab(self.secrets, "Accounts and tokens")
         self.error = QLabel()
         self.error.setObjectName("errorText")
@@ -89,6 +92,18 @@ class SettingsDialog(QDialog):
         self.saved.emit(settings)
         self.accept()
         return True
+
+    def _autostart_note(self, form: SettingsForm, box: QVBoxLayout) -> None:
+        """Where start on login is not implemented, say so and leave the box unchecked."""
+        self.autostart_note = QLabel(UNSUPPORTED_NOTICE)
+        self.autostart_note.setObjectName("hint")
+        self.autostart_note.setWordWrap(True)
+        box.addWidget(self.autostart_note)
+        supported = autostart_supported()
+        self.autostart_note.setVisible(not supported)
+        editor = form.editors.get("start_on_login")
+        if editor is not None and not supported:
+            editor.setEnabled(False)
 
     def _fail(self, message: str) -> bool:
         self.error.setText(message)

@@ -25,6 +25,14 @@ def gui_settings(max_tokens: int = 48) -> Settings:
     return settings
 
 
+@pytest.fixture(autouse=True)
+def xdg_config_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Autostart entries (start on login) go to a temporary XDG config folder, never the user's."""
+    folder = tmp_path / "xdg-config"
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(folder))
+    return folder
+
+
 @pytest.fixture
 def starter() -> Path:
     path = find_starter_file()

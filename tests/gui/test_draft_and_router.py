@@ -1,0 +1,93 @@
+"""The model picker's draft choice (only compatible library models) and router choice (reaches the turn), and the
+context notice shown once when a conversation outgrows the model's context."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from inference.requantize import requantized_copy
+from models.starter import STARTER_NAME
+from tests.gui.gui_helpers import LOAD_TIMEOUT_MS, send
+
+
+def _drafts_of(qtbot, window, name: str) -> list[str]:
+    with qtbot.waitSignal(window.loader.draftsFound, timeout=LOAD_TIMEOUT_MS,
+                          check_params_cb=lambda options: options.model == name):
+        window.picker.select(name)
+    return window.picker.draft.choices()
+
+
+def test_draft_choice_lists_only_compatible_models_and_reaches_the_reply(qtbot, window, starter: Path,
+                                                                          tmp_path: Path):
+    core = window.core
+    q8 = core.library.add(requantized_copy(starter, tmp_path / "rq", "q8_0", threads=1), name="starter-q8")
+    junk = tmp_path / "broken.gguf"  # a catalogued file that is no (longer a) GGUF file
+    junk.write_bytes(b"not a gguf file" * 1000)
+    core.db["models"].insert({"name": "broken", "path": str(junk), "size": junk.stat().st_size, "aliases": "[]",
+                              "added": "2024-01-01T00:00:00"})
+    window.refresh_models()
+
+    # the Q8_0 copy is larger than the starter and shares its vocabulary: the starter can draft for it
+    assert _drafts_of(qtbot, window, q8.name) == ["off", "lookup", STARTER_NAME]
+    assert window.picker.draft.current() == "off"  # the speculative settings' default
+    # the starter gets no draft: the copy is larger, the broken file unreadable
+    assert _drafts_of(qtbot, window, STARTER_NAME) == ["off", "lookup"]
+
+    assert _drafts_of(qtbot, window, q8.name)[-1] == STARTER_NAME
+    window.picker.draft.select(STARTER_NAME)
+    assert window.session.draft == STARTER_NAME
+    spec = window.session.spec()
+    assert spec.name == q8.name and spec.speculative.draft_name == STARTER_NAME
+    reply = send(qtbot, window, "Count from one to ten.")
+    assert reply.model == q8.name
+    assert reply.stats["speculative"] == "draft"  # the adaptive controller may still decide not to draft
+
+    window.picker.draft.select("lookup")
+    assert window.session.spec().speculative.mode == "lookup"
+    window.picker.draft.select("off")
+    assert window.session.spec().speculative is None
+
+
+def test_router_choice_reaches_the_turn(qtbot, window):
+    from storage.routing import RoutingStore
+
+    core = window.core
+    core.settings.router.default_threshold = 1.0  # never escalate: the remote tier below is never called
+    assert window.picker.router.current_policy() == "off"
+    window.picker.router.choose("auto", "http://127.0.0.1:9/v1")
+    assert window.session.route.policy == "auto" and window.session.route.large == "http://127.0.0.1:9/v1"
+    reply = send(qtbot, window, "What is the capital of France?")
+    router = reply.stats["router"]
+    assert router["policy"] == "auto" and router["tier"] == "small" and "score" in router
+    records = RoutingStore(core.db).list(conversation_id=reply.conversation_id)
+    assert [(r.policy, r.tier, r.message_id) for r in records] == [("auto", "small", reply.id)]
+    assert records[0].large_target == "http://127.0.0.1:9/v1"
+
+    window.picker.router.choose("off")
+    reply = send(qtbot, window, "And of Italy?")
+    assert "router" not in reply.stats or reply.stats["router"] is None
+
+    window.picker.router.choose("cascade", "no-such-model")  # a bad large tier: said in the window, nothing sent
+    window.composer.input.setPlainText("Hello")
+    assert not window.session.send("Hello")
+    assert window.banner.isVisible() and "no-such-model" in window.banner.text
+
+
+def test_context_notice_is_shown_once_per_conversation(qtbot, window, caplog):
+    from app.chat import CONTEXT_NOTICE
+
+    store = window.core.conversations
+    conv = store.create(title="A long chat")
+    filler = "The quick brown fox jumps over the lazy dog. " * 30
+    for i in range(4):
+        store.add_message(conv.id, "user", f"Question {i}: {filler}")
+        store.add_message(conv.id, "assistant", f"Answer {i}: {filler}", stats={"finish_reason": "stop"})
+    window.conversations.refresh()
+    window.session.open(conv.id)
+    reply = send(qtbot, window, "Summarise in one word.")
+    assert reply.stats.get("trimmed_messages")
+    assert window.banner.isVisible() and window.banner.kind == "info" and window.banner.text == CONTEXT_NOTICE
+    reply = send(qtbot, window, "Again, one word.")
+    assert reply.stats.get("trimmed_messages")
+    assert not window.banner.isVisible()
+    assert sum(CONTEXT_NOTICE in r.getMessage() for r in caplog.records) == 1
