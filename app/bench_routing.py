@@ -4,7 +4,9 @@ Each prompt of a JSONL dataset (``{"prompt": ..., "answers": [...], "split": "tr
 small model at temperature 0; an answer is correct when any listed answer appears in the reply as a whole word,
 case-insensitive. The router scores the prompt as in ``auto`` (prompt features and the glimpse) and as in
 ``cascade`` (plus the confidence over the whole answer). Figures are reported on the ``test`` split; thresholds are
-calibrated on the scores of the ``train`` split, which is also the only data ``--fit`` fits on.
+calibrated on the scores of the ``train`` split, which is also the only data ``--fit`` fits on. ``--dump FILE``
+writes every item's label and per-token statistics, from which ``python -m app.fit_routing`` refits the shipped
+weights of :mod:`inference.route_weights`.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from inference.engine import ModelSpec
 from inference.llama_model import ContextParams
 from inference.route_signals import (GREEDY, chat_prompt, glimpse, merge, probe, prompt_features,
                                      uncertainty_features)
-from inference.router import ScoreModel, auroc, calibrate_threshold, caught_at_rate, fit_score_model
+from inference.router import ScoreModel, auroc, calibrate_threshold, caught_at_rate
 from inference import route_weights
 from storage.errors import EmberError
 
@@ -47,6 +49,7 @@ class Item:
     signals: dict[str, float] | None = None
     decision_ms: float = 0.0
     token_ms: float = 0.0
+    steps: list[tuple[float, float, float]] | None = None  # (entropy, logprob, margin) of each answer token
 
 
 def load_dataset(path: Path | str) -> list[Item]:
@@ -103,6 +106,7 @@ def _score_items(core: Ember, spec: ModelSpec, items: list[Item], *, system: str
             item.reply = a.text
             item.correct = is_correct(a.text, item.answers)
             item.signals = merge(auto_signals, uncertainty_features(a.steps, "answer"))
+            item.steps = [(s.entropy, s.logprob, s.margin) for s in a.steps]
             # + re-evaluating the prompt's last token, the price of rolling the glimpse back
             item.decision_ms = decided + a.prompt_ms
             calls = a.timings.get("decode_calls", 0)
@@ -134,10 +138,11 @@ def _metrics(items: list[Item], scores: list[float], cal_scores: list[float]) ->
 
 def bench_routing(core: Ember, *, dataset: Path | str | None = None, model: str | None = None,
                   split: str = "test", fit: bool = False, threads: int | None = None, n_ctx: int = 2048,
-                  glimpse_tokens: int = 2, max_tokens: int = 48,
+                  glimpse_tokens: int = 2, max_tokens: int = 48, dump: Path | str | None = None,
                   progress: Callable[[str], None] | None = None, command: str = "") -> dict[str, Any]:
     """Score every item, report on ``split`` (``test``, ``train`` or ``all``); ``fit`` refits the score models on
-    the ``train`` split first and reports with them.
+    the ``train`` split first and reports with them. ``dump`` writes every item's label and signals to a JSONL
+    file (:func:`dump_items`), the input of ``python -m app.fit_routing``.
 
     Raises:
         DatasetError: unreadable dataset, or the split has no items.
@@ -150,6 +155,8 @@ def bench_routing(core: Ember, *, dataset: Path | str | None = None, model: str 
     _score_items(core, spec, items, system=system, glimpse_tokens=glimpse_tokens, max_tokens=max_tokens,
                  progress=progress)
     elapsed = time.perf_counter() - t0
+    if dump:
+        dump_items(items, dump, threads=threads)
     train = [it for it in items if it.split == "train"]
     report = [it for it in items if split == "all" or it.split == split]
     if not report:
@@ -162,12 +169,13 @@ def bench_routing(core: Ember, *, dataset: Path | str | None = None, model: str 
     if fit:
         if not train:
             raise DatasetError("--fit needs items marked \"split\": \"train\" in the dataset.")
-        labels = [not it.correct for it in train]
-        auto_model = fit_score_model([it.signals for it in train], labels, names=route_weights.AUTO_FEATURES,
-                                     l2=10.0)
-        cascade_model = fit_score_model([it.signals for it in train], labels,
-                                        names=route_weights.CASCADE_FEATURES, l2=10.0)
-        result["fitted"] = {"auto": auto_model.as_dict(), "cascade": cascade_model.as_dict()}
+        from app.fit_routing import choose_and_fit  # the same procedure as python -m app.fit_routing
+
+        rows = [(it.prompt, it.signals or {}, not it.correct) for it in train]
+        auto_model, auto_l2, _ = choose_and_fit(rows, route_weights.AUTO_FEATURES)
+        cascade_model, cascade_l2, _ = choose_and_fit(rows, route_weights.CASCADE_FEATURES)
+        result["fitted"] = {"auto": {**auto_model.as_dict(), "l2": auto_l2},
+                            "cascade": {**cascade_model.as_dict(), "l2": cascade_l2}}
 
     def scores(m: ScoreModel, its: list[Item]) -> list[float]:
         return [m.score(it.signals or {}) for it in its]
@@ -208,6 +216,16 @@ def bench_routing(core: Ember, *, dataset: Path | str | None = None, model: str 
     if result["token_ms"]:
         result["decision_tokens"] = _r(result["decision_ms"] / result["token_ms"], 2)
     return result
+
+
+def dump_items(items: Sequence[Item], path: Path | str, *, threads: int | None = None) -> None:
+    """Write one JSON object per scored item: prompt, split, category, ``correct``, the reply, the router's
+    ``signals`` and the per-token ``steps`` (entropy, log-probability, margin) of the answer."""
+    with Path(path).open("w", encoding="utf-8") as f:
+        for it in items:
+            f.write(json.dumps({"prompt": it.prompt, "split": it.split, "category": it.category,
+                                "correct": it.correct, "reply": it.reply, "threads": threads,
+                                "signals": it.signals, "steps": it.steps}) + "\n")
 
 
 def _by_category(items: list[Item]) -> dict[str, dict[str, float]]:

@@ -67,6 +67,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                                                        "(default: 2)")
     routing.add_argument("--threads", type=int, default=None, help="CPU threads (default: physical cores)")
     routing.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    routing.add_argument("--dump", metavar="FILE.jsonl", help="write every item's label and signals (the input "
+                         "of python -m app.fit_routing)")
     routing.set_defaults(func=_routing)
 
 
@@ -126,7 +128,8 @@ def _routing(args: argparse.Namespace) -> int:
         command = "ember bench routing " + " ".join(sys.argv[sys.argv.index("routing") + 1:]) \
             if "routing" in sys.argv else "ember bench routing"
         result = bench_routing(core, dataset=args.dataset, model=args.model, split=args.split, fit=args.fit,
-                               threads=args.threads, glimpse_tokens=args.glimpse_tokens, progress=_progress,
+                               threads=args.threads, glimpse_tokens=args.glimpse_tokens, dump=args.dump,
+                               progress=_progress,
                                command=command.strip())
         print(json.dumps(result) if args.json else format_routing(result))
         return 0

@@ -99,15 +99,21 @@ def token_uncertainty(logits: np.ndarray, token: int) -> TokenUncertainty:
                             margin=float(top2[1] - top2[0]))
 
 
+_UNCERTAINTY_KEYS = ("entropy_first", "entropy_mean", "entropy_max", "logprob_mean", "logprob_min", "margin_min",
+                     "tokens", "prob_first", "prob_mean", "prob_min", "margin_first")
+
+
 def uncertainty_features(steps: Sequence[TokenUncertainty], prefix: str) -> Features:
     """Summary statistics of a run of positions, named ``{prefix}_...``: first/mean/max entropy, mean/min
-    log-probability, min margin, and ``{prefix}_tokens`` (log of the count). Empty runs give zeros."""
+    log-probability, min margin, ``{prefix}_tokens`` (log of the count), and the bounded, outlier-free forms
+    ``prob_first``/``prob_mean``/``prob_min`` (probability of the chosen token: the argmax, for greedy decoding)
+    and ``margin_first`` (top-2 margin at the first position). Empty runs give zeros."""
     if not steps:
-        return {f"{prefix}_{k}": 0.0 for k in ("entropy_first", "entropy_mean", "entropy_max", "logprob_mean",
-                                                "logprob_min", "margin_min", "tokens")}
+        return {f"{prefix}_{k}": 0.0 for k in _UNCERTAINTY_KEYS}
     ent = np.array([s.entropy for s in steps])
     lp = np.array([s.logprob for s in steps])
     mg = np.array([s.margin for s in steps])
+    prob = np.exp(lp)
     return {
         f"{prefix}_entropy_first": float(ent[0]),
         f"{prefix}_entropy_mean": float(ent.mean()),
@@ -116,6 +122,10 @@ def uncertainty_features(steps: Sequence[TokenUncertainty], prefix: str) -> Feat
         f"{prefix}_logprob_min": float(lp.min()),
         f"{prefix}_margin_min": float(mg.min()),
         f"{prefix}_tokens": math.log1p(len(steps)),
+        f"{prefix}_prob_first": float(prob[0]),
+        f"{prefix}_prob_mean": float(prob.mean()),
+        f"{prefix}_prob_min": float(prob.min()),
+        f"{prefix}_margin_first": float(mg[0]),
     }
 
 

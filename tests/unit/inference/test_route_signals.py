@@ -46,3 +46,14 @@ def test_uncertainty_summary():
     assert f["g_entropy_first"] < f["g_entropy_mean"] < f["g_entropy_max"] == pytest.approx(math.log(10))
     assert f["g_logprob_min"] == pytest.approx(-math.log(10))
     assert uncertainty_features([], "g")["g_entropy_mean"] == 0.0
+
+
+def test_uncertainty_probabilities_are_bounded_and_ordered():
+    flat = np.zeros(10)
+    peaked = np.array([10.0] + [0.0] * 9)
+    f = uncertainty_features([token_uncertainty(peaked, 0), token_uncertainty(flat, 1)], "g")
+    assert 0.99 < f["g_prob_first"] <= 1.0 and f["g_margin_first"] > 0.99
+    assert f["g_prob_min"] == pytest.approx(0.1)
+    assert f["g_prob_min"] < f["g_prob_mean"] < f["g_prob_first"]
+    empty = uncertainty_features([], "g")
+    assert empty["g_prob_first"] == 0.0 and set(empty) == set(f)
