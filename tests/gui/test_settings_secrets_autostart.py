@@ -40,7 +40,19 @@ def memory_keyring():
     keyring.set_keyring(previous)
 
 
-def test_without_a_keyring_the_panel_says_so_and_names_the_environment_variables(qtbot, core, monkeypatch):
+@pytest.fixture()
+def no_keyring():
+    """No OS keyring, whatever this machine has or an earlier test chose."""
+    from keyring.backends import fail
+
+    previous = keyring.get_keyring()
+    keyring.set_keyring(fail.Keyring())
+    yield
+    keyring.set_keyring(previous)
+
+
+def test_without_a_keyring_the_panel_says_so_and_names_the_environment_variables(qtbot, core, monkeypatch,
+                                                                                 no_keyring):
     from ui.secrets_panel import SecretsPanel
 
     monkeypatch.delenv("EMBER_SECRET_ROUTER_REMOTE", raising=False)
