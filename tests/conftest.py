@@ -6,6 +6,7 @@ import logging
 import os
 from pathlib import Path
 
+import keyring
 import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -34,3 +35,26 @@ def fail_on_log_warnings(caplog: pytest.LogCaptureFixture, request: pytest.Fixtu
     if bad:
         pytest.fail("unexpected log warnings:\n" + "\n".join(f"{r.levelname} {r.name}: {r.getMessage()}"
                                                             for r in bad))
+
+
+@pytest.fixture()
+def memory_keyring():
+    """An in-memory keyring installed for one test (the real keyring API; no OS daemon here)."""
+    from tests.helpers import MemoryKeyring
+
+    previous = keyring.get_keyring()
+    backend = MemoryKeyring()
+    keyring.set_keyring(backend)
+    yield backend
+    keyring.set_keyring(previous)
+
+
+@pytest.fixture()
+def no_keyring():
+    """No OS keyring, whatever this machine has or an earlier test chose."""
+    from keyring.backends import fail
+
+    previous = keyring.get_keyring()
+    keyring.set_keyring(fail.Keyring())
+    yield
+    keyring.set_keyring(previous)

@@ -1,11 +1,14 @@
-"""Helpers shared by tests: the starter model, and building small GGUF files byte by byte."""
+"""Helpers shared by tests: the starter model, small GGUF files built byte by byte, an in-memory keyring."""
 
 from __future__ import annotations
 
 import struct
 from pathlib import Path
 
+import keyring.errors
 import pytest
+from keyring.backend import KeyringBackend
+from keyring.compat import properties
 
 from models.starter import find_starter_file
 
@@ -41,3 +44,29 @@ def write_tiny_gguf(path: Path, *, arch: str = "llama", n_tensors: int = 1, trun
         data = data[:-5]
     path.write_bytes(header + b"\0" * pad + data)
     return path
+
+
+class MemoryKeyring(KeyringBackend):
+    """A keyring backend that keeps passwords in a dict: the OS keyring daemon is not reachable in tests.
+
+    It is installed explicitly (``keyring.set_keyring``) and never chosen by keyring's own backend detection.
+    """
+
+    @properties.classproperty
+    def priority(cls) -> float:
+        raise RuntimeError("a test backend: only used when installed explicitly")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.store: dict[tuple[str, str], str] = {}
+
+    def get_password(self, service: str, username: str) -> str | None:
+        return self.store.get((service, username))
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self.store[(service, username)] = password
+
+    def delete_password(self, service: str, username: str) -> None:
+        if (service, username) not in self.store:
+            raise keyring.errors.PasswordDeleteError("not found")
+        del self.store[(service, username)]

@@ -4,51 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import keyring
 import pytest
-from keyring.backend import KeyringBackend
-from keyring.compat import properties
-
-
-class MemoryKeyring(KeyringBackend):
-    """A keyring in memory (this machine has none); only used where a test installs it."""
-
-    @properties.classproperty
-    def priority(cls) -> float:
-        raise RuntimeError("not viable unless set explicitly")  # keyring must never pick it by itself
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.store: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service: str, username: str) -> str | None:
-        return self.store.get((service, username))
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        self.store[(service, username)] = password
-
-    def delete_password(self, service: str, username: str) -> None:
-        self.store.pop((service, username), None)
-
-
-@pytest.fixture
-def memory_keyring():
-    previous = keyring.get_keyring()
-    backend = MemoryKeyring()
-    keyring.set_keyring(backend)
-    yield backend
-    keyring.set_keyring(previous)
-
-
-@pytest.fixture()
-def no_keyring():
-    """No OS keyring, whatever this machine has or an earlier test chose."""
-    from keyring.backends import fail
-
-    previous = keyring.get_keyring()
-    keyring.set_keyring(fail.Keyring())
-    yield
-    keyring.set_keyring(previous)
 
 
 def test_without_a_keyring_the_panel_says_so_and_names_the_environment_variables(qtbot, core, monkeypatch,
