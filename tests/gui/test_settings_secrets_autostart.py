@@ -70,7 +70,7 @@ def test_start_on_login_elsewhere_is_said_to_be_unsupported(qtbot, core, monkeyp
     import app.autostart as autostart
     from ui.settings_dialog import SettingsDialog
 
-    monkeypatch.setattr(autostart.sys, "platform", "darwin")
+    monkeypatch.setattr(autostart.sys, "platform", "sunos5")
     dialog = SettingsDialog(core.settings, core.paths.settings, core.paths.home)
     qtbot.addWidget(dialog)
     assert not dialog.autostart_note.isHidden() and "not supported" in dialog.autostart_note.text()

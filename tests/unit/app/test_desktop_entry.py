@@ -23,3 +23,19 @@ def test_cli_install_desktop(tmp_path, capsys):
 
     assert main(["install-desktop", "--prefix", str(tmp_path)]) == 0
     assert f"{APP_ID}.desktop" in capsys.readouterr().out
+
+
+def test_macos_launch_agent_starts_ember_at_login(tmp_path, monkeypatch):
+    import plistlib
+
+    import app.autostart as autostart
+
+    monkeypatch.setattr(autostart.sys, "platform", "darwin")
+    monkeypatch.setattr(autostart.Path, "home", classmethod(lambda cls: tmp_path))
+    assert autostart.autostart_supported() and not autostart.autostart_enabled()
+    path = autostart.set_start_on_login(True)
+    assert path == tmp_path / "Library" / "LaunchAgents" / f"{APP_ID}.plist"
+    agent = plistlib.loads(path.read_bytes())
+    assert agent["Label"] == APP_ID and agent["RunAtLoad"] is True
+    assert agent["ProgramArguments"] == [sys.executable, "-m", "app"]
+    assert autostart.apply_start_on_login(False) and not path.exists()
