@@ -245,7 +245,12 @@ class EngineService:
         if len(prompt) >= llm.n_ctx:
             raise EngineError(f"The message is {len(prompt)} tokens, longer than the {llm.n_ctx}-token context. "
                               "Shorten it, or raise the context length in settings.")
-        keep = common_prefix(tokens(system), prompt) if system else min(4, len(prompt))
+        keep = min(4, len(prompt))  # attention sinks
+        if system:
+            try:
+                keep = max(keep, common_prefix(tokens(system), prompt))
+            except EngineError:  # a template that refuses a system prompt on its own
+                pass
         return prompt, keep, dropped
 
     def complete(self, prompt: str, options: SamplingOptions, *, model: ModelSpec | None = None,
