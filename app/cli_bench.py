@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any, Callable
 
 from app.core import Ember
 
@@ -72,69 +73,58 @@ def register(sub: argparse._SubParsersAction) -> None:
     routing.set_defaults(func=_routing)
 
 
+def _run(args: argparse.Namespace, bench: Callable[[Ember], dict[str, Any]],
+         describe: Callable[[dict[str, Any]], str]) -> int:
+    """Open Ember, run one benchmark, print its JSON (``--json``) or its readable summary."""
+    core = Ember.open()
+    try:
+        result = bench(core)
+        print(json.dumps(result) if args.json else describe(result))
+        return 0
+    finally:
+        core.close()
+
+
 def _decode(args: argparse.Namespace) -> int:
     from app.bench_decode import bench_decode, format_decode
     from app.bench_multiturn import bench_multiturn, format_multiturn
 
-    core = Ember.open()
-    try:
-        say = None if args.json else _progress
-        if args.multiturn:
-            result = bench_multiturn(core, model=args.model, turns=args.turns, threads=args.threads,
-                                     n_ctx=args.n_ctx, progress=say)
-            print(json.dumps(result) if args.json else format_multiturn(result))
-            return 0
-        result = bench_decode(core, model=args.model, tokens=args.tokens, runs=args.runs, threads=args.threads,
-                              n_ctx=args.n_ctx, progress=say)
-        print(json.dumps(result) if args.json else format_decode(result))
-        return 0
-    finally:
-        core.close()
+    say = None if args.json else _progress
+    if args.multiturn:
+        return _run(args, lambda core: bench_multiturn(core, model=args.model, turns=args.turns,
+                                                       threads=args.threads, n_ctx=args.n_ctx, progress=say),
+                    format_multiturn)
+    return _run(args, lambda core: bench_decode(core, model=args.model, tokens=args.tokens, runs=args.runs,
+                                                threads=args.threads, n_ctx=args.n_ctx, progress=say),
+                format_decode)
 
 
 def _speculative(args: argparse.Namespace) -> int:
     from app.bench_speculative import bench_speculative, format_speculative
 
-    core = Ember.open()
-    try:
-        result = bench_speculative(core, model=args.model, draft=args.draft, lookup=args.lookup,
-                                   prompts_file=args.prompts, tokens=args.tokens, threads=args.threads,
-                                   n_ctx=args.n_ctx, target_quant=args.target_quant, max_draft=args.max_draft,
-                                   progress=_progress)
-        print(json.dumps(result) if args.json else format_speculative(result))
-        return 0
-    finally:
-        core.close()
+    return _run(args, lambda core: bench_speculative(
+        core, model=args.model, draft=args.draft, lookup=args.lookup, prompts_file=args.prompts, tokens=args.tokens,
+        threads=args.threads, n_ctx=args.n_ctx, target_quant=args.target_quant, max_draft=args.max_draft,
+        progress=_progress), format_speculative)
 
 
 def _api(args: argparse.Namespace) -> int:
     from app.bench_api import bench_api, format_api
 
-    core = Ember.open()
-    try:
-        result = bench_api(core, model=args.model, tokens=args.tokens, runs=args.runs, clients=args.clients,
-                           threads=args.threads, n_ctx=args.n_ctx, progress=_progress)
-        print(json.dumps(result) if args.json else format_api(result))
-        return 0
-    finally:
-        core.close()
+    return _run(args, lambda core: bench_api(core, model=args.model, tokens=args.tokens, runs=args.runs,
+                                             clients=args.clients, threads=args.threads, n_ctx=args.n_ctx,
+                                             progress=_progress), format_api)
 
 
 def _routing(args: argparse.Namespace) -> int:
     from app.bench_routing import bench_routing, format_routing
 
-    core = Ember.open()
-    try:
-        command = "ember bench routing " + " ".join(sys.argv[sys.argv.index("routing") + 1:]) \
-            if "routing" in sys.argv else "ember bench routing"
-        result = bench_routing(core, dataset=args.dataset, model=args.model, split=args.split, fit=args.fit,
-                               threads=args.threads, glimpse_tokens=args.glimpse_tokens, dump=args.dump,
-                               progress=_progress,
-                               command=command.strip())
-        print(json.dumps(result) if args.json else format_routing(result))
-        return 0
-    finally:
-        core.close()
+    command = ("ember bench routing " + " ".join(sys.argv[sys.argv.index("routing") + 1:])
+               if "routing" in sys.argv else "ember bench routing")
+    return _run(args, lambda core: bench_routing(
+        core, dataset=args.dataset, model=args.model, split=args.split, fit=args.fit, threads=args.threads,
+        glimpse_tokens=args.glimpse_tokens, dump=args.dump, progress=_progress, command=command.strip()),
+        format_routing)
 
 
 def _progress(text: str) -> None:
