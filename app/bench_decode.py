@@ -38,6 +38,7 @@ def bench_decode(core: Ember, *, model: str | None = None, tokens: int = 128, ru
 
     say = progress or (lambda _t: None)
     base = core.model_spec(model)
+    requested_fa = flash_attn
     if flash_attn is None:  # the engine's own choice, given to both so they run the same kernels
         flash_attn = flash_attn_type(core.settings.engine.flash_attn) == llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
     n_threads = threads or core.settings.engine.n_threads or physical_cores()
@@ -98,7 +99,8 @@ def bench_decode(core: Ember, *, model: str | None = None, tokens: int = 128, ru
         "per_run_tok_s": {"ember": [round(r[1], 2) for r in ember_runs],
                           "reference": [round(r[1], 2) for r in ref_runs]},
         "command": f"ember bench decode --json --tokens {tokens} --runs {runs} --n-ctx {n_ctx}"
-                   + (f" --threads {threads}" if threads else "") + (f" --model {model}" if model else ""),
+                   + (f" --threads {threads}" if threads else "") + (f" --model {model}" if model else "")
+                   + ("" if requested_fa is None else f" --flash-attn {'on' if requested_fa else 'off'}"),
     }
 
 

@@ -25,13 +25,19 @@ QUESTIONS = ["Name a fruit.", "Name a colour.", "Name an animal.", "Name a count
 
 def bench_multiturn(core: Ember, *, model: str | None = None, turns: int = 20, reply_tokens: int = 32,
                     switch_history: int = 1500, runs: int = 3, threads: int | None = None, n_ctx: int = 4096,
+                    flash_attn: bool | None = None,
                     progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Run both parts and return the figures (see the module docstring)."""
+    """Run both parts and return the figures (see the module docstring).
+
+    ``flash_attn`` None uses the engine setting (and its automatic choice).
+    """
     say = progress or (lambda _t: None)
     base = core.model_spec(model)
     n_threads = threads or core.settings.engine.n_threads or physical_cores()
     spec = ModelSpec(base.name, base.path, ContextParams(n_ctx=n_ctx, n_batch=512, n_threads=n_threads,
-                                                         n_gpu_layers=core.settings.engine.n_gpu_layers))
+                                                         n_gpu_layers=core.settings.engine.n_gpu_layers,
+                                                         flash_attn=flash_attn if flash_attn is not None
+                                                         else core.settings.engine.flash_attn))
     opts = SamplingOptions(temperature=0.0, max_tokens=reply_tokens)
     states = StateCache(None)
     engine = EngineService(name="bench-multiturn", states=states).start()
@@ -80,8 +86,10 @@ def bench_multiturn(core: Ember, *, model: str | None = None, turns: int = 20, r
         "switch_restore_ms": round(restore_ms, 2),
         "switch_reeval_ms": round(reeval_ms, 2),
         "switch_speedup": round(reeval_ms / restore_ms, 2) if restore_ms else None,
+        "flash_attn": flash_attn,
         "command": f"ember bench decode --multiturn --json --turns {turns} --n-ctx {n_ctx}"
-                   + (f" --threads {threads}" if threads else "") + (f" --model {model}" if model else ""),
+                   + (f" --threads {threads}" if threads else "") + (f" --model {model}" if model else "")
+                   + ("" if flash_attn is None else f" --flash-attn {'on' if flash_attn else 'off'}"),
     }
 
 

@@ -26,6 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     decode.add_argument("--multiturn", action="store_true", help="time to first token over a long conversation "
                                                                   "and when switching back to one")
     decode.add_argument("--turns", type=int, default=20, help="turns of the --multiturn conversation (default: 20)")
+    decode.add_argument("--flash-attn", choices=["auto", "on", "off"], default="auto",
+                        help="flash attention for both engines (default: auto, the engine's own choice)")
     decode.set_defaults(func=_decode)
 
     api = names.add_parser("api", help="Ember's HTTP API against llama-cpp-python's server (TTFT, tokens/s)")
@@ -90,13 +92,14 @@ def _decode(args: argparse.Namespace) -> int:
     from app.bench_multiturn import bench_multiturn, format_multiturn
 
     say = None if args.json else _progress
+    fa = {"auto": None, "on": True, "off": False}[args.flash_attn]
     if args.multiturn:
         return _run(args, lambda core: bench_multiturn(core, model=args.model, turns=args.turns,
-                                                       threads=args.threads, n_ctx=args.n_ctx, progress=say),
-                    format_multiturn)
+                                                       threads=args.threads, n_ctx=args.n_ctx, flash_attn=fa,
+                                                       progress=say), format_multiturn)
     return _run(args, lambda core: bench_decode(core, model=args.model, tokens=args.tokens, runs=args.runs,
-                                                threads=args.threads, n_ctx=args.n_ctx, progress=say),
-                format_decode)
+                                                threads=args.threads, n_ctx=args.n_ctx, flash_attn=fa,
+                                                progress=say), format_decode)
 
 
 def _speculative(args: argparse.Namespace) -> int:
