@@ -40,6 +40,19 @@ def history(core: Ember, conversation: Conversation) -> list[dict[str, str]]:
     return msgs
 
 
+def remember_route(core: Ember, conversation: Conversation, route: "RouteRequest") -> Conversation:
+    """Store ``route``'s policy and large tier as the conversation's own (``router``, ``router_large`` in its
+    settings), so its later turns, in any window or the CLI, route the same way; returns the updated row."""
+    settings = {k: v for k, v in conversation.settings.items() if k not in ("router", "router_large")}
+    settings["router"] = route.policy
+    if route.large:
+        settings["router_large"] = route.large
+    if settings == conversation.settings:
+        return conversation
+    core.conversations.update(conversation.id, settings=settings)
+    return core.conversations.get(conversation.id)
+
+
 class Turn:
     """A reply being generated for a conversation, written to the database while it streams.
 
@@ -47,7 +60,8 @@ class Turn:
     stops it at the next token; what was generated so far is kept.
 
     Routing: ``route`` (else the conversation's ``router`` setting, else the router settings) picks the policy;
-    a ``/large`` or ``/small`` prefix on the text forces a tier and is not stored. ``spec`` is the small tier.
+    a ``route`` naming a policy is remembered by the conversation (:func:`remember_route`). A ``/large`` or
+    ``/small`` prefix on the text forces a tier and is not stored. ``spec`` is the small tier.
     """
 
     def __init__(self, core: Ember, conversation_id: int, user_text: str, *, spec: ModelSpec,
@@ -60,8 +74,11 @@ class Turn:
         user_text, forced = split_force_prefix(user_text)
         forced = forced or (route.tier if route else None)
         policy = core.router.policy_for(conversation.settings, route)
+        large = (route.large if route else None) or conversation.settings.get("router_large") or None
         if forced == "large" or (policy != "off" and forced != "small"):
-            core.router.large_tier(route.large if route else None)  # no large tier: fail before storing
+            core.router.large_tier(large)  # no large tier: fail before storing
+        if route is not None and route.policy:
+            conversation = remember_route(core, conversation, route)
         self.user_message = core.conversations.add_message(conversation_id, "user", user_text)
         if conversation.title == "New chat":
             core.conversations.update(conversation_id, title=_title(user_text))
@@ -75,7 +92,7 @@ class Turn:
             self.handle: JobHandle = core.engine.chat(msgs, options, model=spec, on_event=self._record)
         else:
             self.handle = core.router.start(msgs, options, small=spec, policy=policy, forced=forced,
-                                            large=route.large if route else None, conversation_id=conversation_id,
+                                            large=large, conversation_id=conversation_id,
                                             message_id=self.reply.message.id, on_event=self._record)
 
     def _record(self, event: EngineEvent) -> None:

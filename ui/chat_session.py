@@ -61,7 +61,7 @@ class ChatSession(QObject):
         self._conversation_id: int | None = None
         self.model_name: str = core.settings.chat.model
         self.draft: str | None = None  # "off", "lookup" or a draft model; None: the speculative settings decide
-        self.route: "RouteRequest | None" = None  # None: the conversation's, else the router settings
+        self.route: "RouteRequest | None" = None  # the open conversation's routing; None: the router settings
 
     # -- state ---------------------------------------------------------------------------------------------------
 
@@ -101,10 +101,24 @@ class ChatSession(QObject):
     # -- actions -------------------------------------------------------------------------------------------------
 
     def open(self, conversation_id: int | None) -> None:
-        """Show another conversation (None: an empty new chat). A running reply is stopped first."""
+        """Show another conversation (None: an empty new chat). A running reply is stopped first.
+
+        The conversation's own routing (saved by its turns) becomes the current one; a new chat keeps the current
+        routing."""
         self.stop()
         self._conversation_id = conversation_id
+        if conversation_id is not None:
+            self.route = self._stored_route()
         self.conversationOpened.emit(conversation_id or 0)
+
+    def _stored_route(self) -> "RouteRequest | None":
+        from app.routing import RouteRequest
+
+        conv = self.conversation()
+        policy = conv.settings.get("router") if conv else None
+        if not policy:
+            return None
+        return RouteRequest(policy=str(policy), large=conv.settings.get("router_large") or None)
 
     def new(self) -> None:
         """Start a new chat; the conversation row is created with its first message."""

@@ -301,6 +301,11 @@ class MainWindow(QMainWindow):
 
     def _conversation_opened(self, conversation_id: int) -> None:
         self.show_page("chat")
+        route = self.session.route
+        if route is not None and route.policy:
+            self.picker.router.show_route(route.policy, route.large or "")
+        else:
+            self.picker.router.set_settings(self.core.settings.router)
         self.banner.hide()
         self.chat_view.show_messages(self.session.messages())
         self.conversations.set_current(conversation_id or None)

@@ -60,8 +60,12 @@ class RouterChoice(QWidget):
 
     def set_settings(self, settings: RouterSettings) -> None:
         """Show the policy and large tier of the settings."""
-        self.policy.setCurrentIndex(max(self.policy.findData(settings.policy), 0))
-        self.large.setEditText(settings.remote_url or settings.large_model or "")
+        self.show_route(settings.policy, settings.remote_url or settings.large_model or "")
+
+    def show_route(self, policy: str, large: str = "") -> None:
+        """Show a policy and large tier (an opened conversation's) without emitting ``changed``."""
+        self.policy.setCurrentIndex(max(self.policy.findData(policy), 0))
+        self.large.setEditText(large)
 
     def choose(self, policy: str, large: str = "") -> None:
         """Set the policy and large tier (as if the user chose them)."""

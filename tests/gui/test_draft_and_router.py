@@ -73,6 +73,27 @@ def test_router_choice_reaches_the_turn(qtbot, window):
     assert window.banner.isVisible() and "no-such-model" in window.banner.text
 
 
+def test_router_choice_is_remembered_per_conversation(qtbot, window):
+    core = window.core
+    core.settings.router.default_threshold = 1.0  # never escalate
+    window.session.new()
+    window.picker.router.choose("auto", "http://127.0.0.1:9/v1")
+    first = send(qtbot, window, "What is the capital of France?").conversation_id
+    window.session.new()
+    assert window.picker.router.current_policy() == "auto"  # a new chat starts with the current choice
+    window.picker.router.choose("off")
+    second = send(qtbot, window, "What is the capital of Spain?").conversation_id
+    assert first != second
+
+    window.session.open(first)
+    assert window.picker.router.current_policy() == "auto"
+    assert window.picker.router.current_large() == "http://127.0.0.1:9/v1"
+    assert window.session.route.policy == "auto"
+    assert send(qtbot, window, "And of Italy?").stats["router"]["policy"] == "auto"
+    window.session.open(second)
+    assert window.picker.router.current_policy() == "off" and window.session.route.policy == "off"
+
+
 def test_context_notice_is_shown_once_per_conversation(qtbot, window, caplog):
     from app.chat import CONTEXT_NOTICE
 

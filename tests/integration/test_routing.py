@@ -112,6 +112,22 @@ def test_cascade_keeps_or_escalates_on_the_whole_answer(core):
     assert "answer_entropy_mean" in rec.signals and rec.escalated
 
 
+def test_a_conversation_remembers_its_routing(core):
+    core.settings.router.budget = 0.0
+    assert core.settings.router.policy == "off"
+    conv, _, _ = _turn(core, QUESTION, RouteRequest(policy="auto", large="starter-q8"))
+    stored = core.conversations.get(conv.id).settings
+    assert stored["router"] == "auto" and stored["router_large"] == "starter-q8"
+    later = Turn(core, conv.id, "And of Italy?", spec=core.model_spec("default"), options=GREEDY)  # no route
+    assert later.wait(120).stats.router["policy"] == "auto"
+    assert [r.large_target for r in core.router.store.list(conversation_id=conv.id)] == ["starter-q8"] * 2
+    off = Turn(core, conv.id, "And of Spain?", spec=core.model_spec("default"), options=GREEDY,
+               route=RouteRequest(policy="off"))
+    assert off.wait(120).stats.router is None
+    assert core.conversations.get(conv.id).settings["router"] == "off"
+    assert "router_large" not in core.conversations.get(conv.id).settings
+
+
 def test_large_prefix_forces_the_large_tier_and_is_not_stored(core):
     conv, turn, result = _turn(core, "/large " + QUESTION, RouteRequest(large="starter-q8"))
     assert result.stats.router["tier"] == "large" and result.stats.router["policy"] == "forced"
