@@ -9,8 +9,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from app.api.errors import ApiError
-from app.api.jobs import Scheduler
+from app.api.jobs import ApiJob, Scheduler
 from app.core import Ember
+from app.routing import api_route
 from app.settings import ApiSettings, describe_validation
 from inference.engine import ModelSpec
 from inference.sampling import SamplingOptions
@@ -64,6 +65,25 @@ class ApiContext:
             first = exc.errors()[0]["loc"]
             raise ApiError(400, f"Invalid sampling option: {describe_validation(exc)}",
                            param=str(first[0]) if first else None, code="invalid_value") from None
+
+    def submit_chat(self, messages: list[dict[str, str]], options: SamplingOptions, model: LibraryModel,
+                    spec: ModelSpec, *, grammar: str | None = None, routing: Any = None) -> ApiJob:
+        """Queue a chat reply: on the engine, or through the router when the request's ``ember`` field (or the
+        router settings) asks for it; the request's model is then the small tier. Constrained output (a grammar)
+        is never routed: the large tier may not honour it.
+
+        Raises:
+            RouterError: an unknown policy or tier.
+        """
+        route = None if grammar is not None else api_route(self.core, routing and routing.router,
+                                                           routing and routing.tier)
+        if route is None:
+            return self.scheduler.submit(
+                lambda cb: self.core.engine.chat(messages, options, model=spec, on_event=cb, grammar=grammar),
+                model=model.name, kind="chat")
+        return self.scheduler.submit(  # see app/routing.py
+            lambda cb: self.core.router.start(messages, options, small=spec, policy=route[0], forced=route[1],
+                                              on_event=cb), model=model.name, kind="chat")
 
 
 def stop_list(stop: str | list[str] | None) -> list[str] | None:

@@ -111,9 +111,7 @@ async def chat(body: OllamaChatRequest, request: Request) -> Response:
     messages = [{"role": m.role, "content": m.content} for m in body.messages]
     options = _options(ctx, body.options)
     grammar = _grammar(body.format)
-    job = ctx.scheduler.submit(
-        lambda cb: ctx.core.engine.chat(messages, options, model=spec, on_event=cb, grammar=grammar),
-        model=model.name, kind="chat")
+    job = ctx.submit_chat(messages, options, model, spec, grammar=grammar, routing=body.ember)
     if not body.stream:
         try:
             out = await run_to_end(request, job)

@@ -16,7 +16,6 @@ from app.api.generation import (ember_extras, ember_headers, finish_reason, requ
                                 usage)
 from app.api.schemas import ChatCompletionRequest, ChatMessage, CompletionRequest, EmbeddingRequest
 from app.api.streaming import sse
-from app.routing import api_route
 from inference.grammar import GrammarError, json_grammar
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -95,16 +94,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
                            repeat_penalty=body.repeat_penalty, seed=body.seed, stop=stop_list(body.stop),
                            max_tokens=body.max_completion_tokens or body.max_tokens)
     model, spec = ctx.spec(body.model)
-    route = None if grammar is not None else api_route(ctx.core, body.ember and body.ember.router,
-                                                        body.ember and body.ember.tier)
-    if route is None:
-        job = ctx.scheduler.submit(
-            lambda cb: ctx.core.engine.chat(messages, options, model=spec, on_event=cb, grammar=grammar),
-            model=model.name, kind="chat")
-    else:  # the router picks the tier (the request's model is the small tier); see app/routing.py
-        job = ctx.scheduler.submit(
-            lambda cb: ctx.core.router.start(messages, options, small=spec, policy=route[0], forced=route[1],
-                                             on_event=cb), model=model.name, kind="chat")
+    job = ctx.submit_chat(messages, options, model, spec, grammar=grammar, routing=body.ember)
     rid, created = request_id("chatcmpl"), int(time.time())
     if not body.stream:
         try:

@@ -132,6 +132,7 @@ class OllamaChatRequest(_Lenient):
     options: OllamaOptions | None = None
     tools: list[dict[str, Any]] | None = None
     keep_alive: Union[float, str, None] = None
+    ember: EmberRouting | None = None
 
 
 class OllamaGenerateRequest(_Lenient):

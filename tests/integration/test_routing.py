@@ -164,7 +164,7 @@ def test_an_unreachable_remote_keeps_the_small_answer_with_a_clear_error(core):
     assert core.router.store.list(conversation_id=conv.id)[0].error == r["error"]
 
 
-def test_api_routes_per_request_and_reports_the_tier(core):
+def test_api_routes_per_request_and_reports_the_tier_openai_and_ollama(core):
     import httpx
 
     core.settings.router.large_model = "starter-q8"
@@ -183,5 +183,14 @@ def test_api_routes_per_request_and_reports_the_tier(core):
                 "X-Ember-Route"]
             plain = c.post("/v1/chat/completions", json=body)
             assert "X-Ember-Route" not in plain.headers and "router" not in plain.json()["ember"]["stats"]
+            ollama = {"model": "default", "messages": body["messages"], "stream": False,
+                      "options": {"temperature": 0, "num_predict": 16}}
+            forced = c.post("/api/chat", json={**ollama, "ember": {"tier": "large"}})
+            assert forced.status_code == 200, forced.text
+            assert forced.headers["X-Ember-Route"].startswith("large; policy=forced; model=starter-q8")
+            assert forced.json()["ember"]["stats"]["router"]["tier"] == "large"
+            assert "X-Ember-Route" not in c.post("/api/chat", json=ollama).headers
+            bad = c.post("/api/chat", json={**ollama, "ember": {"router": "sometimes"}})
+            assert bad.status_code == 400 and "router" in bad.json()["error"]
     finally:
         server.stop()
