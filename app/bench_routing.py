@@ -22,8 +22,7 @@ from typing import Any, Callable, Sequence
 from app.core import Ember
 from inference.engine import ModelSpec
 from inference.llama_model import ContextParams
-from inference.route_signals import (GREEDY, chat_prompt, glimpse, merge, probe, prompt_features,
-                                     uncertainty_features)
+from inference.route_signals import GREEDY, chat_prompt, glimpse, probe, route_signals
 from inference.router import ScoreModel, auroc, calibrate_threshold, caught_at_rate
 from inference import route_weights
 from storage.errors import EmberError
@@ -97,15 +96,13 @@ def _score_items(core: Ember, spec: ModelSpec, items: list[Item], *, system: str
         def work(llm, item=item, msgs=msgs) -> None:
             prompt = chat_prompt(llm, msgs)
             t0 = time.perf_counter()
-            features = prompt_features(item.prompt)
             g = glimpse(llm, prompt, n_tokens=glimpse_tokens)
-            auto_signals = merge(features, uncertainty_features(g.steps, "glimpse"))
-            route_weights.AUTO_MODEL.score(auto_signals)
+            route_weights.AUTO_MODEL.score(route_signals(item.prompt, g.steps))
             decided = (time.perf_counter() - t0) * 1000 - g.prompt_ms  # the prefill is reused by the answer
             a = probe(llm, prompt, GREEDY, max_tokens=max_tokens)
             item.reply = a.text
             item.correct = is_correct(a.text, item.answers)
-            item.signals = merge(auto_signals, uncertainty_features(a.steps, "answer"))
+            item.signals = route_signals(item.prompt, g.steps, a.steps)
             item.steps = [(s.entropy, s.logprob, s.margin) for s in a.steps]
             # + re-evaluating the prompt's last token, the price of rolling the glimpse back
             item.decision_ms = decided + a.prompt_ms

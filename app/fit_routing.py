@@ -26,7 +26,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from inference import route_weights
-from inference.route_signals import TokenUncertainty, merge, prompt_features, uncertainty_features
+from inference.route_signals import TokenUncertainty, route_signals
 from inference.router import ScoreModel, auroc, fit_score_model
 
 L2_GRID = (0.3, 1.0, 3.0, 10.0, 30.0)
@@ -50,8 +50,7 @@ def load_train(paths: Iterable[Path | str], *, glimpse_tokens: int = 2) -> list[
 def item_features(prompt: str, steps: Sequence[Sequence[float]], glimpse_tokens: int) -> dict[str, float]:
     """The signals ``auto`` and ``cascade`` would see for ``prompt`` given the answer's per-token statistics."""
     tu = [TokenUncertainty(*map(float, s)) for s in steps]
-    return merge(prompt_features(prompt), uncertainty_features(tu[:glimpse_tokens], "glimpse"),
-                 uncertainty_features(tu, "answer"))
+    return route_signals(prompt, tu[:glimpse_tokens], tu)
 
 
 def cross_validate(rows: Sequence[tuple[str, Mapping[str, float], bool]], names: Sequence[str], l2: float, *,

@@ -26,8 +26,7 @@ from inference.errors import EngineError
 from inference.events import EngineEvent, Failed, Finished, GenerationStats, LoadProgress, TokenText
 from inference.llama_model import LlamaModel
 from inference.remote_tier import RemoteEndpoint, remote_chat
-from inference.route_signals import (Probe, chat_prompt, glimpse, merge, probe, prompt_features,
-                                     uncertainty_features)
+from inference.route_signals import Probe, chat_prompt, glimpse, probe, route_signals
 from inference.route_weights import AUTO_MODEL, CASCADE_MODEL
 from inference.router import POLICIES, RouteDecision, calibrate_threshold
 from inference.sampling import SamplingOptions
@@ -218,12 +217,12 @@ class _RoutedTurn:
             return (*self._run_small(), decision, self.small.name)
         self.r.core.engine.load(self.small).wait()  # a cold load is not part of the decision's latency
         t0 = time.perf_counter()
-        features = prompt_features(_last_user(self.msgs))
+        query = _last_user(self.msgs)
         if self.policy == "auto":
             n = self.r.core.settings.router.glimpse_tokens
             g = self._on_small(lambda llm: glimpse(llm, chat_prompt(llm, self.msgs), n_tokens=n,
                                                    should_stop=lambda: self.h.cancelled))
-            signals = merge(features, uncertainty_features(g.steps, "glimpse")) if g else dict(features)
+            signals = route_signals(query, g.steps if g else None)
             score = AUTO_MODEL.score(signals)
             threshold = self.r.threshold("auto")
             ms = (time.perf_counter() - t0) * 1000 - (g.prompt_ms if g else 0.0)  # the prefill is reused
@@ -241,8 +240,7 @@ class _RoutedTurn:
             raise EngineError("The small model could not be loaded for the cascade; try again.")
         t1 = time.perf_counter()
         n = self.r.core.settings.router.glimpse_tokens
-        signals = merge(features, uncertainty_features(p.steps[:n], "glimpse"),
-                        uncertainty_features(p.steps, "answer"))
+        signals = route_signals(query, p.steps[:n], p.steps)
         score = CASCADE_MODEL.score(signals)
         threshold = self.r.threshold("cascade")
         escalate = score >= threshold and p.finish != "cancelled"

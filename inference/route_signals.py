@@ -235,9 +235,26 @@ def chat_prompt(model: LlamaModel, messages: Sequence[Mapping[str, str]]) -> lis
     return model.tokenize(template.render(msgs), add_special=True, parse_special=True)
 
 
-def merge(*parts: Mapping[str, float]) -> Features:
-    """One feature dict from several (later keys win)."""
-    out: Features = {}
-    for p in parts:
-        out.update(p)
+# Products of a glimpse statistic and a prompt-type flag. The same first-token confidence means different things for
+# a question the small model answers by echoing it ("The capital of ...") and for a sum whose first tokens are
+# digits; these let the logistic score weigh the glimpse per kind of question (better in cross-validation on the
+# training split: see app/fit_routing.py).
+INTERACTIONS: tuple[tuple[str, str], ...] = tuple(
+    (g, kind) for g in ("glimpse_prob_first", "glimpse_entropy_mean")
+    for kind in ("math", "wordplay", "fact", "units", "multi_step", "how_many"))
+INTERACTION_FEATURES: list[str] = [f"{g}*{kind}" for g, kind in INTERACTIONS]
+
+
+def route_signals(prompt: str, glimpse_steps: Sequence[TokenUncertainty] | None,
+                  answer_steps: Sequence[TokenUncertainty] | None = None) -> Features:
+    """Every signal the router scores for the user's ``prompt``: its prompt features; with ``glimpse_steps``
+    the glimpse statistics and their :data:`INTERACTIONS` with the prompt features (left out when there was no
+    glimpse, so they count as "no evidence"); with ``answer_steps`` (``cascade``) the whole answer's."""
+    out = prompt_features(prompt)
+    if glimpse_steps is not None:
+        out.update(uncertainty_features(glimpse_steps, "glimpse"))
+        for g, kind in INTERACTIONS:
+            out[f"{g}*{kind}"] = out[g] * out[kind]
+    if answer_steps is not None:
+        out.update(uncertainty_features(answer_steps, "answer"))
     return out

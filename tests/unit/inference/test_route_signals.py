@@ -5,7 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from inference.route_signals import prompt_features, token_uncertainty, uncertainty_features
+from inference.route_signals import (INTERACTION_FEATURES, INTERACTIONS, TokenUncertainty, prompt_features,
+                                     route_signals, token_uncertainty, uncertainty_features)
 
 
 def test_features_flag_math_code_steps_units_language():
@@ -57,3 +58,19 @@ def test_uncertainty_probabilities_are_bounded_and_ordered():
     assert f["g_prob_min"] < f["g_prob_mean"] < f["g_prob_first"]
     empty = uncertainty_features([], "g")
     assert empty["g_prob_first"] == 0.0 and set(empty) == set(f)
+
+
+def test_route_signals_add_glimpse_interactions_only_with_a_glimpse():
+    steps = [TokenUncertainty(entropy=2.0, logprob=-0.5, margin=0.3), TokenUncertainty(1.0, -0.1, 0.8)]
+    prompt_only = route_signals("What is 17 * 23?", None)
+    assert prompt_only == prompt_features("What is 17 * 23?")  # no glimpse: nothing pretends to be one
+    auto = route_signals("What is 17 * 23?", steps)
+    assert auto["math"] == 1.0 and auto["glimpse_prob_first"] == pytest.approx(math.exp(-0.5))
+    for g, kind in INTERACTIONS:
+        assert auto[f"{g}*{kind}"] == pytest.approx(auto[g] * auto[kind])
+    assert auto["glimpse_prob_first*math"] > 0 and auto["glimpse_prob_first*wordplay"] == 0
+    assert not any(k.startswith("answer_") for k in auto)
+    cascade = route_signals("What is 17 * 23?", steps[:1], steps)
+    assert cascade["answer_tokens"] == pytest.approx(math.log1p(2)) and cascade["glimpse_tokens"] == pytest.approx(
+        math.log1p(1))
+    assert set(INTERACTION_FEATURES) <= set(cascade)
