@@ -23,7 +23,7 @@ from app.core import Ember
 from inference.engine import ModelSpec
 from inference.llama_model import ContextParams
 from inference.route_signals import GREEDY, chat_prompt, glimpse, probe, route_signals
-from inference.router import ScoreModel, auroc, calibrate_threshold, caught_at_rate
+from inference.router import ScoreModel, auroc, auroc_interval, calibrate_threshold, caught_at_rate
 from inference import route_weights
 from storage.errors import EmberError
 
@@ -119,6 +119,7 @@ def _metrics(items: list[Item], scores: list[float], cal_scores: list[float]) ->
     err = sum(wrong) / len(items)
     out: dict[str, Any] = {
         "auroc": _r(auroc(scores, wrong)),
+        "auroc_ci95": [_r(x) for x in (auroc_interval(scores, wrong) or (None, None))],
         "caught_at_budget": {str(b): _r(caught_at_rate(scores, wrong, b)) for b in RATES},
         "escalation_rate_at_budget": {},
         "caught_at_calibrated_budget": {},
@@ -190,6 +191,7 @@ def bench_routing(core: Ember, *, dataset: Path | str | None = None, model: str 
         "model": spec.name,
         "small_accuracy": _r(1 - err),
         "auroc": auto["auroc"],
+        "auroc_ci95": auto["auroc_ci95"],
         "caught_at_budget": auto["caught_at_budget"],
         "perfect_router_at_budget": {str(b): _r(min(1.0, b / err) if err else None) for b in RATES},
         "escalation_rate_at_budget": auto["escalation_rate_at_budget"],
@@ -198,7 +200,7 @@ def bench_routing(core: Ember, *, dataset: Path | str | None = None, model: str 
         "decision_ms": _r(statistics.median(decision), 2),
         "token_ms": _r(statistics.median(token), 2) if token else None,
         "glimpse_tokens": glimpse_tokens,
-        "cascade": {k: cascade[k] for k in ("auroc", "caught_at_budget", "escalation_rate_at_budget",
+        "cascade": {k: cascade[k] for k in ("auroc", "auroc_ci95", "caught_at_budget", "escalation_rate_at_budget",
                                             "routed_accuracy_oracle_large")},
         "baselines": {
             "first_token_entropy_auroc": _r(auroc([(it.signals or {}).get("glimpse_entropy_first", 0.0)
@@ -240,7 +242,8 @@ def format_routing(result: dict[str, Any]) -> str:
     """A readable summary of :func:`bench_routing`'s result."""
     lines = [f"Routing on {result['items']} {result['split']} items ({result['model']}): small model accuracy "
              f"{result['small_accuracy']:.1%}",
-             f"auto score AUROC {result['auroc']}  (first-token entropy alone: "
+             f"auto score AUROC {result['auroc']} (95% CI {result['auroc_ci95'][0]}-{result['auroc_ci95'][1]}; "
+             f"first-token entropy alone: "
              f"{result['baselines']['first_token_entropy_auroc']}); cascade AUROC {result['cascade']['auroc']}",
              f"decision {result['decision_ms']} ms = {result.get('decision_tokens')} small-model tokens"]
     for b in RATES:

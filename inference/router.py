@@ -111,6 +111,26 @@ def auroc(scores: Sequence[float], positive: Sequence[bool]) -> float | None:
     return float((greater + 0.5 * ties) / (len(pos) * len(neg)))
 
 
+def auroc_interval(scores: Sequence[float], positive: Sequence[bool], *, level: float = 0.95,
+                   resamples: int = 1000, seed: int = 0) -> tuple[float, float] | None:
+    """A percentile-bootstrap confidence interval for :func:`auroc` (items resampled with replacement, fixed seed
+    so a report reproduces). None when either class is empty."""
+    s = np.asarray(scores, dtype=np.float64)
+    y = np.asarray(positive, dtype=bool)
+    if y.all() or not y.any():
+        return None
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(resamples):
+        idx = rng.integers(0, len(s), len(s))
+        a = auroc(s[idx], y[idx])
+        if a is not None:
+            values.append(a)
+    tail = (1.0 - level) / 2 * 100
+    lo, hi = np.percentile(values, [tail, 100 - tail])
+    return float(lo), float(hi)
+
+
 def caught_at_rate(scores: Sequence[float], wrong: Sequence[bool], rate: float) -> float | None:
     """The fraction of wrong answers among the top ``rate`` share of scores (what escalating that many would
     catch). None when nothing is wrong."""

@@ -3,9 +3,10 @@
 import math
 import random
 
+import numpy as np
 import pytest
 
-from inference.router import (RouteDecision, ScoreModel, auroc, calibrate_threshold, caught_at_rate,
+from inference.router import (RouteDecision, ScoreModel, auroc, auroc_interval, calibrate_threshold, caught_at_rate,
                               fit_score_model)
 
 
@@ -68,3 +69,17 @@ def test_decision_stats_have_the_fields_the_gui_badge_reads():
     stats = {"router": d.stats(model="big")}
     text, hover = tier_badge(stats)
     assert text == "large ↑" and "0.81" in hover and "big" in hover
+
+
+def test_auroc_interval_brackets_the_estimate_and_narrows_with_more_items():
+    rng = np.random.default_rng(1)
+    def sample(n):
+        wrong = rng.random(n) < 0.5
+        return list(rng.normal(0, 1, n) + wrong * 1.0), list(wrong)  # true AUROC about 0.76
+    small, large = sample(60), sample(600)
+    lo_s, hi_s = auroc_interval(*small)
+    lo_l, hi_l = auroc_interval(*large)
+    assert lo_s <= auroc(*small) <= hi_s and lo_l <= auroc(*large) <= hi_l
+    assert hi_l - lo_l < (hi_s - lo_s) / 2  # about 1/sqrt(10) as wide
+    assert lo_l < 0.76 < hi_l
+    assert auroc_interval([0.1, 0.2], [True, True]) is None
