@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 from PySide6.QtCore import QObject, Signal
 
-from app.chat import Turn, new_conversation
+from app.chat import Turn, new_conversation, remember_route
 from app.core import Ember
 from inference.engine import ModelSpec
 from inference.events import Failed, Finished, LoadProgress, TokenText
@@ -135,10 +135,14 @@ class ChatSession(QObject):
         self.draft = choice or None
 
     def set_route(self, policy: str, large: str = "") -> None:
-        """Route the next replies with ``policy`` (off/auto/cascade) and ``large`` ("" for the settings' tier)."""
+        """Route the next replies with ``policy`` (off/auto/cascade) and ``large`` ("" for the settings' tier);
+        the open conversation remembers it."""
         from app.routing import RouteRequest
 
         self.route = RouteRequest(policy=policy, large=large or None)
+        conv = self.conversation()
+        if conv is not None:  # the open conversation keeps the choice even before its next message
+            remember_route(self._core, conv, self.route)
 
     def spec(self) -> ModelSpec:
         """The small tier's load spec: the chosen model with the chosen drafter.

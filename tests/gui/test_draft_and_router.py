@@ -92,6 +92,10 @@ def test_router_choice_is_remembered_per_conversation(qtbot, window):
     assert send(qtbot, window, "And of Italy?").stats["router"]["policy"] == "auto"
     window.session.open(second)
     assert window.picker.router.current_policy() == "off" and window.session.route.policy == "off"
+    window.picker.router.choose("cascade", "http://127.0.0.1:9/v1")  # changed without sending a message
+    window.session.open(first)
+    window.session.open(second)
+    assert window.picker.router.current_policy() == "cascade" and window.session.route.policy == "cascade"
 
 
 def test_context_notice_is_shown_once_per_conversation(qtbot, window, caplog):
