@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Callable
 
 from app.core import Ember
 from inference.engine import ChatResult, JobHandle, ModelSpec
-from inference.events import EngineEvent, Failed, LoadProgress, TokenText
+from inference.events import EngineEvent, Failed, LoadProgress, Retracted, TokenText
 from inference.sampling import SamplingOptions
 from storage.conversations import Conversation, Message, StreamingMessage
 from storage.errors import EmberError
@@ -61,12 +61,14 @@ class Turn:
 
     Routing: ``route`` (else the conversation's ``router`` setting, else the router settings) picks the policy;
     a ``route`` naming a policy is remembered by the conversation (:func:`remember_route`). A ``/large`` or
-    ``/small`` prefix on the text forces a tier and is not stored. ``spec`` is the small tier.
+    ``/small`` prefix on the text forces a tier and is not stored. ``spec`` is the small tier. ``stream_cascade``
+    streams a ``cascade``'s small answer (for consumers that handle :class:`Retracted`, which withdraws it when
+    the router escalates; the stored reply is then the large tier's alone).
     """
 
     def __init__(self, core: Ember, conversation_id: int, user_text: str, *, spec: ModelSpec,
                  options: SamplingOptions, on_event: Callable[[EngineEvent], None] | None = None,
-                 route: "RouteRequest | None" = None) -> None:
+                 route: "RouteRequest | None" = None, stream_cascade: bool = False) -> None:
         from app.routing import split_force_prefix
 
         self._core = core
@@ -93,7 +95,8 @@ class Turn:
         else:
             self.handle = core.router.start(msgs, options, small=spec, policy=policy, forced=forced,
                                             large=large, conversation_id=conversation_id,
-                                            message_id=self.reply.message.id, on_event=self._record)
+                                            message_id=self.reply.message.id, on_event=self._record,
+                                            stream_cascade=stream_cascade)
 
     def _record(self, event: EngineEvent) -> None:
         """Runs on the engine thread: persist text as it arrives and the stats at the end.
@@ -103,6 +106,8 @@ class Turn:
         try:
             if isinstance(event, TokenText):
                 self.reply.append(event.text)
+            elif isinstance(event, Retracted):
+                self.reply.reset()
             elif isinstance(event, Failed):
                 self.message = self.reply.finish({"finish_reason": "error", "error": str(event.error)})
             elif not isinstance(event, LoadProgress):

@@ -23,7 +23,7 @@ from typing import Callable, Mapping, Sequence
 from app.core import Ember
 from inference.engine import ChatResult, EngineService, JobHandle, ModelSpec
 from inference.errors import EngineError
-from inference.events import EngineEvent, Failed, Finished, GenerationStats, LoadProgress, TokenText
+from inference.events import EngineEvent, Failed, Finished, GenerationStats, LoadProgress, Retracted, TokenText
 from inference.llama_model import LlamaModel
 from inference.remote_tier import RemoteEndpoint, remote_chat
 from inference.route_signals import Probe, chat_prompt, glimpse, probe, route_signals
@@ -133,10 +133,14 @@ class Router:
 
     def start(self, messages: Sequence[Message], options: SamplingOptions, *, small: ModelSpec, policy: str,
               forced: str | None = None, large: str | None = None, conversation_id: int | None = None,
-              message_id: int | None = None, on_event: Callable[[EngineEvent], None] | None = None) -> JobHandle:
+              message_id: int | None = None, on_event: Callable[[EngineEvent], None] | None = None,
+              stream_cascade: bool = False) -> JobHandle:
         """Answer ``messages`` through the router; returns a handle with the usual events.
 
-        The large tier is resolved before the handle is returned, so a bad configuration raises here.
+        The large tier is resolved before the handle is returned, so a bad configuration raises here. With
+        ``stream_cascade`` the small model's ``cascade`` answer streams as it is written, and an escalation first
+        sends :class:`~inference.events.Retracted` (for consumers that can take text back, such as the desktop);
+        otherwise the cascade's small answer arrives in one piece once it is kept.
 
         Raises:
             RouterError: the policy is unknown, or the large tier is needed and none is configured.
@@ -148,7 +152,8 @@ class Router:
         tier = self.large_tier(large) if (forced == "large" or (policy != "off" and forced != "small")) else None
         msgs = [{"role": m["role"], "content": m["content"]} for m in messages]
         handle = JobHandle("route", on_event)
-        turn = _RoutedTurn(self, handle, msgs, options, small, tier, policy, forced, conversation_id, message_id)
+        turn = _RoutedTurn(self, handle, msgs, options, small, tier, policy, forced, conversation_id, message_id,
+                           stream_cascade)
         threading.Thread(target=turn.run, name=f"ember-route-{handle.id}", daemon=True).start()
         return handle
 
@@ -179,10 +184,11 @@ class _RoutedTurn:
 
     def __init__(self, router: Router, handle: JobHandle, msgs: list[dict[str, str]], options: SamplingOptions,
                  small: ModelSpec, large: LargeTier | None, policy: str, forced: str | None,
-                 conversation_id: int | None, message_id: int | None) -> None:
+                 conversation_id: int | None, message_id: int | None, stream_cascade: bool = False) -> None:
         self.r, self.h, self.msgs, self.options = router, handle, msgs, options
         self.small, self.large, self.policy, self.forced = small, large, policy, forced
         self.conversation_id, self.message_id = conversation_id, message_id
+        self.stream_cascade = stream_cascade
         self.streamed = False
 
     def run(self) -> None:
@@ -232,10 +238,12 @@ class _RoutedTurn:
             if not escalate:
                 return (*self._run_small(), decision, self.small.name)
             return self._answer_large(decision, small_answer=None)
-        # cascade: the small model answers first (not streamed), then its confidence decides
+        # cascade: the small model answers first (streamed only if the consumer can take it back), then its
+        # confidence decides
+        on_text = self._emit_text if self.stream_cascade else None
         p = self._on_small(lambda llm: probe(llm, chat_prompt(llm, self.msgs), self.options,
                                              max_tokens=self.options.max_tokens,
-                                             should_stop=lambda: self.h.cancelled))
+                                             should_stop=lambda: self.h.cancelled, on_text=on_text))
         if p is None:
             raise EngineError("The small model could not be loaded for the cascade; try again.")
         t1 = time.perf_counter()
@@ -248,8 +256,12 @@ class _RoutedTurn:
                                  (time.perf_counter() - t1) * 1000, escalated=escalate)
         small_answer = (p.text, _probe_stats(p, t0))
         if not escalate:
-            self._emit_text(p.text)
+            if not self.stream_cascade:
+                self._emit_text(p.text)
             return (*small_answer, decision, self.small.name)
+        if self.streamed:
+            self.h.emit(Retracted("The small model was unsure of its answer; the large tier answers instead."))
+            self.streamed = False
         return self._answer_large(decision, small_answer=small_answer)
 
     def _on_small(self, fn: Callable[[LlamaModel], Probe]) -> Probe | None:

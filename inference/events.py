@@ -65,6 +65,14 @@ class TokenText:
 
 
 @dataclass(frozen=True)
+class Retracted:
+    """The reply text streamed so far is withdrawn and the text that follows replaces it (the router's ``cascade``
+    streamed the small model's answer, then escalated). Only consumers that ask for it receive this."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
 class LoadProgress:
     """Model load progress, 0..1."""
 
@@ -86,4 +94,4 @@ class Failed:
     error: BaseException
 
 
-EngineEvent = Union[TokenText, LoadProgress, Finished, Failed]
+EngineEvent = Union[TokenText, Retracted, LoadProgress, Finished, Failed]

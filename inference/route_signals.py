@@ -145,7 +145,8 @@ class Probe:
 
 
 def probe(model: LlamaModel, prompt: Sequence[int], options: SamplingOptions, *, max_tokens: int,
-          should_stop: Callable[[], bool] = lambda: False, rollback: bool = False) -> Probe:
+          should_stop: Callable[[], bool] = lambda: False, rollback: bool = False,
+          on_text: Callable[[str], None] | None = None) -> Probe:
     """Decode up to ``max_tokens`` answer tokens with the sampler chain of ``options``, measuring how sure the
     model was at every position.
 
@@ -157,6 +158,7 @@ def probe(model: LlamaModel, prompt: Sequence[int], options: SamplingOptions, *,
         should_stop: polled before every token.
         rollback: afterwards drop the generated tokens from the KV cache, so it holds exactly ``prompt`` (the
             glimpse: the small model can then answer with its prefill reused).
+        on_text: called with the answer's text as it is generated (a streamed ``cascade``).
 
     Raises:
         EngineError: the prompt does not fit or llama.cpp failed.
@@ -189,6 +191,8 @@ def probe(model: LlamaModel, prompt: Sequence[int], options: SamplingOptions, *,
             steps.append(token_uncertainty(logits, token))
             tokens.append(token)
             parts.append(stream.push(model.piece(token)))
+            if on_text is not None and parts[-1]:
+                on_text(parts[-1])
             if stream.stopped:
                 finish = "stop"
                 break
@@ -199,6 +203,8 @@ def probe(model: LlamaModel, prompt: Sequence[int], options: SamplingOptions, *,
             decode_s += time.perf_counter() - td
             n_decode += 1
     parts.append(stream.flush())
+    if on_text is not None and parts[-1]:
+        on_text(parts[-1])
     if rollback:
         model.truncate(len(prompt))
     t2 = time.perf_counter()

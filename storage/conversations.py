@@ -222,6 +222,12 @@ class StreamingMessage:
             self._dirty = False
         self._last_flush = time.monotonic()
 
+    def reset(self) -> None:
+        """Drop the text written so far (the reply starts over) and store that at once."""
+        self._parts = []
+        self._dirty = True
+        self.flush()
+
     def finish(self, stats: dict[str, Any]) -> Message:
         """Write the complete text and the reply's stats."""
         self._store.set_message_content(self.message.id, self.text, stats=stats)

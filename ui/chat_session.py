@@ -16,7 +16,7 @@ from PySide6.QtCore import QObject, Signal
 from app.chat import Turn, new_conversation, remember_route
 from app.core import Ember
 from inference.engine import ModelSpec
-from inference.events import Failed, Finished, LoadProgress, TokenText
+from inference.events import Failed, Finished, LoadProgress, Retracted, TokenText
 from inference.sampling import SamplingOptions
 from storage.conversations import Conversation, Message
 from storage.errors import EmberError
@@ -36,6 +36,8 @@ class ChatSession(QObject):
         conversationsChanged(): titles or order changed; the list reloads.
         replyStarted(user, reply): a turn began; ``user`` and the empty ``reply`` are stored :class:`Message` rows.
         replyText(text): more reply text (one engine event's worth; the view coalesces repaints).
+        replyRetracted(reason): the reply text shown so far is withdrawn; what follows replaces it (a ``cascade``
+            that escalated after streaming the small model's answer).
         replyFinished(message): the stored reply with its stats (``finish_reason`` stop/length/cancelled/error).
         loadProgress(fraction): the turn is loading its model first.
         busyChanged(busy): a reply started or ended.
@@ -46,6 +48,7 @@ class ChatSession(QObject):
     conversationsChanged = Signal()
     replyStarted = Signal(object, object)
     replyText = Signal(str)
+    replyRetracted = Signal(str)
     replyFinished = Signal(object)
     loadProgress = Signal(float)
     busyChanged = Signal(bool)
@@ -171,7 +174,7 @@ class ChatSession(QObject):
             options = self.options()
             self._tag = next(self._tags)
             self._turn = Turn(self._core, conv.id, text, spec=spec, options=options,
-                              on_event=self._relay.callback(self._tag), route=self.route)
+                              on_event=self._relay.callback(self._tag), route=self.route, stream_cascade=True)
         except EmberError as exc:
             self.error.emit(str(exc))
             return False
@@ -230,6 +233,8 @@ class ChatSession(QObject):
             return
         if isinstance(event, TokenText):
             self.replyText.emit(event.text)
+        elif isinstance(event, Retracted):
+            self.replyRetracted.emit(event.reason)
         elif isinstance(event, LoadProgress):
             self.loadProgress.emit(event.fraction)
         elif isinstance(event, (Finished, Failed)):

@@ -86,6 +86,15 @@ class ChatView(QStackedWidget):
         if not self._timer.isActive():
             self._timer.start()
 
+    def retract_reply(self, reason: str) -> None:
+        """Withdraw the reply text shown so far (the text that follows replaces it)."""
+        if self._streaming is None:
+            return
+        self._timer.stop()
+        self._pending, self._stream_text = "", ""
+        self._streaming.set_text("")
+        self._streaming.setToolTip(reason)
+
     def finish_reply(self, message: Message) -> None:
         """The reply ended: final text and its stats footer."""
         widget = self._streaming

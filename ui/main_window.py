@@ -138,6 +138,7 @@ class MainWindow(QMainWindow):
         s.replyStarted.connect(self.chat_view.begin_reply)
         s.replyStarted.connect(lambda *_: self.banner.hide())
         s.replyText.connect(self.chat_view.append_text)
+        s.replyRetracted.connect(self.chat_view.retract_reply)
         s.replyFinished.connect(self.chat_view.finish_reply)
         s.replyFinished.connect(lambda _: self.picker.set_loaded(self.loader.loaded_name))
         s.replyFinished.connect(self._reply_finished)

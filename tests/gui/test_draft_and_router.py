@@ -98,6 +98,20 @@ def test_router_choice_is_remembered_per_conversation(qtbot, window):
     assert window.picker.router.current_policy() == "cascade" and window.session.route.policy == "cascade"
 
 
+def test_a_cascade_streams_and_an_escalation_replaces_the_shown_text(qtbot, window):
+    core = window.core
+    core.settings.router.budget = 1.0  # always escalate (to a second engine running the same file)
+    window.picker.router.choose("cascade", STARTER_NAME)
+    shown, retracted = [], []
+    window.session.replyText.connect(shown.append)
+    window.session.replyRetracted.connect(retracted.append)
+    reply = send(qtbot, window, "What is the capital of France?")
+    assert reply.stats["router"]["tier"] == "large" and reply.stats["router"]["policy"] == "cascade"
+    assert len(retracted) == 1 and "large tier" in retracted[0]
+    assert len("".join(shown)) > len(reply.content)  # the small answer was shown first, then replaced
+    assert window.chat_view.streaming_text == reply.content  # what stays on screen is what was stored
+
+
 def test_context_notice_is_shown_once_per_conversation(qtbot, window, caplog):
     from app.chat import CONTEXT_NOTICE
 

@@ -112,6 +112,32 @@ def test_cascade_keeps_or_escalates_on_the_whole_answer(core):
     assert "answer_entropy_mean" in rec.signals and rec.escalated
 
 
+def test_a_streamed_cascade_retracts_the_small_answer_when_it_escalates(core):
+    from inference.events import Retracted, TokenText
+
+    route = RouteRequest(policy="cascade", large="starter-q8")
+    runs = {}
+    for budget in (0.0, 1.0):
+        core.settings.router.budget = budget
+        conv = new_conversation(core, model="default")
+        events = []
+        turn = Turn(core, conv.id, QUESTION, spec=core.model_spec("default"), options=GREEDY, route=route,
+                    on_event=events.append, stream_cascade=True)
+        result = turn.wait(120)
+        runs[budget] = (events, result, turn)
+    events, kept, turn = runs[0.0]
+    assert kept.stats.router["tier"] == "small" and not any(isinstance(e, Retracted) for e in events)
+    texts = [e.text for e in events if isinstance(e, TokenText)]
+    assert len(texts) > 1 and "".join(texts) == kept.text == turn.message.content  # streamed as it was written
+    events, escalated, turn = runs[1.0]
+    assert escalated.stats.router["tier"] == "large"
+    cut = next(i for i, e in enumerate(events) if isinstance(e, Retracted))
+    before = "".join(e.text for e in events[:cut] if isinstance(e, TokenText))
+    after = "".join(e.text for e in events[cut + 1:] if isinstance(e, TokenText))
+    assert before == kept.text  # the small answer, then withdrawn
+    assert after == escalated.text == turn.message.content  # only the large tier's answer is stored
+
+
 def test_a_conversation_remembers_its_routing(core):
     core.settings.router.budget = 0.0
     assert core.settings.router.policy == "off"
