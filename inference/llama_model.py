@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import llama_cpp
+import numpy as np
 
 from inference import llama_log
 from inference.errors import EngineError, LoadCancelled, ModelLoadError
@@ -128,6 +129,8 @@ class LlamaModel:
         self._abort_cb = llama_cpp.ggml_abort_callback(self._should_abort)
         self._pieces: dict[int, bytes] = {}
         self.tokens: list[int] = []  # tokens whose KV entries are in sequence 0, in order
+        # len(tokens) when llama.cpp's last logits row is the next-token distribution after all of them, else None
+        self._logits_at: int | None = None
         self.bos_id = llama_cpp.llama_vocab_bos(self._vocab)
         self.eos_id = llama_cpp.llama_vocab_eos(self._vocab)
         self.add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
@@ -231,6 +234,7 @@ class LlamaModel:
         """Drop every cached token from position ``n_keep`` on, in the KV cache and in :attr:`tokens`."""
         if n_keep >= len(self.tokens):
             return
+        self._logits_at = None
         if not llama_cpp.llama_memory_seq_rm(self._mem, 0, n_keep, -1):
             llama_cpp.llama_memory_clear(self._mem, True)
             n_keep = 0
@@ -240,6 +244,7 @@ class LlamaModel:
         """Forget every cached token."""
         llama_cpp.llama_memory_clear(self._mem, True)
         self.tokens.clear()
+        self._logits_at = None
 
     def common_prefix(self, tokens: Sequence[int]) -> int:
         """How many leading tokens of ``tokens`` are already cached."""
@@ -283,6 +288,7 @@ class LlamaModel:
             return False
         llama_cpp.llama_memory_seq_add(self._mem, 0, end, -1, -(end - start))
         del self.tokens[start:end]
+        self._logits_at = None
         return True
 
     def _reuse_after_gap(self, prompt: Sequence[int], reused: int) -> int:
@@ -332,6 +338,8 @@ class LlamaModel:
             if saved is not None and saved[1] > reused and self.load_state(saved[0].tokens, saved[0].data):
                 reused = saved[1]
         if reused == len(prompt):
+            if len(self.tokens) == reused and self._logits_at == reused:
+                return reused  # llama.cpp still holds the logits after the prompt's last token
             reused -= 1  # the last token is evaluated again so its logits are fresh
         self.truncate(reused)
         rest = list(prompt[reused:])
@@ -381,6 +389,7 @@ class LlamaModel:
             batch.logits[i] = logits[i] if logits is not None else (logits_last and i == n - 1)
         rc = llama_cpp.llama_decode(self._ctx, batch)
         if rc != 0:
+            self._logits_at = None  # the logits buffer may be partly overwritten
             llama_cpp.llama_memory_seq_rm(self._mem, 0, pos0, -1)
             if rc == 2:
                 raise InterruptedError("evaluation aborted")
@@ -388,6 +397,27 @@ class LlamaModel:
                 raise EngineError(f"The context is full ({self.n_ctx} tokens): no room for {n} more tokens.")
             raise EngineError(f"llama.cpp failed to evaluate {n} tokens (code {rc}).")
         self.tokens.extend(tokens)
+        last_has_logits = logits[-1] if logits is not None else logits_last
+        self._logits_at = len(self.tokens) if last_has_logits else None
+
+    def next_logits(self) -> np.ndarray | None:
+        """A copy of the next-token logits after every cached token, or None when llama.cpp no longer holds them
+        (keep it to :meth:`restore_next_logits` after a look-ahead that is rolled back)."""
+        if self._logits_at is None or self._logits_at != len(self.tokens):
+            return None
+        ptr = llama_cpp.llama_get_logits_ith(self._ctx, -1)
+        return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).copy() if ptr else None
+
+    def restore_next_logits(self, logits: np.ndarray) -> None:
+        """Put back the next-token logits saved by :meth:`next_logits` once the cache holds the same tokens again
+        (a look-ahead such as the router's glimpse was truncated away), so the next :meth:`ingest_prompt` of those
+        tokens evaluates nothing. Needs a logits row from the last decode call; otherwise nothing changes."""
+        ptr = llama_cpp.llama_get_logits_ith(self._ctx, -1)
+        if not ptr or len(logits) != self.n_vocab:
+            return
+        data = np.ascontiguousarray(logits, dtype=np.float32)
+        ctypes.memmove(ptr, data.ctypes.data, data.nbytes)
+        self._logits_at = len(self.tokens)
 
     def _should_abort(self, _data: ctypes.c_void_p) -> bool:
         stop = self._stop

@@ -169,6 +169,7 @@ def probe(model: LlamaModel, prompt: Sequence[int], options: SamplingOptions, *,
     except InterruptedError:
         return Probe([], "", [], 0, (time.perf_counter() - t0) * 1000, 0.0, "cancelled", prompt_tokens=len(prompt))
     t1 = time.perf_counter()
+    first_logits = model.next_logits() if rollback else None
     stream = TextStream(options.stop)
     tokens: list[int] = []
     steps: list[TokenUncertainty] = []
@@ -207,6 +208,8 @@ def probe(model: LlamaModel, prompt: Sequence[int], options: SamplingOptions, *,
         on_text(parts[-1])
     if rollback:
         model.truncate(len(prompt))
+        if first_logits is not None:  # the answer that follows then starts without evaluating anything
+            model.restore_next_logits(first_logits)
     t2 = time.perf_counter()
     return Probe(tokens, "".join(parts), steps, reused, (t1 - t0) * 1000, (t2 - t1) * 1000, finish,
                  {"decode_calls": n_decode, "decode_calls_ms": decode_s * 1000}, prompt_tokens=len(prompt))
@@ -215,10 +218,10 @@ def probe(model: LlamaModel, prompt: Sequence[int], options: SamplingOptions, *,
 def glimpse(model: LlamaModel, prompt: Sequence[int], *, n_tokens: int = 2,
             should_stop: Callable[[], bool] = lambda: False) -> Probe:
     """The first ``n_tokens`` greedy answer tokens and their uncertainty; the KV cache is rolled back to hold
-    exactly ``prompt`` afterwards, so the small model's prefill is reused if it keeps the query.
+    exactly ``prompt`` afterwards, and the prompt's next-token logits are put back, so if the small model keeps
+    the query its answer starts from the glimpse's prefill without evaluating anything.
 
-    The first position's logits come with the prefill, so the glimpse costs ``n_tokens - 1`` decode calls (and
-    the re-evaluation of the prompt's last token when the answer starts)."""
+    The first position's logits come with the prefill, so the glimpse costs ``n_tokens - 1`` decode calls."""
     return probe(model, prompt, GREEDY, max_tokens=n_tokens, should_stop=should_stop, rollback=True)
 
 

@@ -65,18 +65,28 @@ def test_glimpse_measures_uncertainty_and_keeps_the_prompt_cached(core):
     core.engine.load(spec).wait(60)
     msgs = [{"role": "system", "content": "You are a helpful assistant."}, {"role": "user", "content": QUESTION}]
 
+    def clear(llm):
+        llm.clear()
+
+    core.engine.call(clear).wait(60)
+    reference = core.engine.chat(msgs, GREEDY, model=spec).wait(60)  # no glimpse before it
+
     def run(llm):
         prompt = chat_prompt(llm, msgs)
+        llm.clear()
+        llm.ingest_prompt(prompt)
+        before = llm.next_logits()
         g = glimpse(llm, prompt, n_tokens=3)
-        return prompt, g, list(llm.tokens)
+        return prompt, g, list(llm.tokens), before, llm.next_logits()
 
-    prompt, g, cached = core.engine.call(run).wait(60)
+    prompt, g, cached, before, after = core.engine.call(run).wait(60)
     assert len(g.steps) == 3 and len(g.tokens) == 3
     assert all(s.entropy >= 0 and s.logprob <= 0 and 0 <= s.margin <= 1 for s in g.steps)
     assert cached == prompt  # the glimpse's tokens were rolled back; the prompt's KV entries stay
+    assert before is not None and after is not None and (after == before).all()  # and its next-token logits
     answer = core.engine.chat(msgs, GREEDY, model=spec).wait(60)
-    assert answer.stats.cached_tokens == len(prompt) - 1  # only the last prompt token is evaluated again
-    assert "Paris" in answer.text
+    assert answer.stats.cached_tokens == len(prompt)  # the answer evaluated nothing of the prompt again
+    assert answer.text == reference.text and "Paris" in answer.text
 
 
 def test_auto_keeps_an_easy_query_on_the_small_tier_and_reuses_its_prefill(core):
@@ -84,7 +94,7 @@ def test_auto_keeps_an_easy_query_on_the_small_tier_and_reuses_its_prefill(core)
     conv, turn, result = _turn(core, QUESTION, RouteRequest(policy="auto", large="starter-q8"))
     r = result.stats.router
     assert r["tier"] == "small" and r["policy"] == "auto" and not r["escalated"] and 0 <= r["score"] <= 1
-    assert result.stats.cached_tokens == result.stats.prompt_tokens - 1
+    assert result.stats.cached_tokens == result.stats.prompt_tokens  # the glimpse's prefill served the answer
     stored = core.router.store.list(conversation_id=conv.id)
     assert len(stored) == 1 and stored[0].message_id == turn.message.id and stored[0].tier == "small"
     assert "glimpse_entropy_first" in stored[0].signals and "math" in stored[0].signals
