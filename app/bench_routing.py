@@ -104,7 +104,7 @@ def _score_items(core: Ember, spec: ModelSpec, items: list[Item], *, system: str
             item.correct = is_correct(a.text, item.answers)
             item.signals = route_signals(item.prompt, g.steps, a.steps)
             item.steps = [(s.entropy, s.logprob, s.margin) for s in a.steps]
-            # + re-evaluating the prompt's last token, the price of rolling the glimpse back
+            # + what the answer had to evaluate again after the rollback (nothing once the logits are put back)
             item.decision_ms = decided + a.prompt_ms
             calls = a.timings.get("decode_calls", 0)
             item.token_ms = a.timings["decode_calls_ms"] / calls if calls else 0.0
