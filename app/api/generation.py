@@ -36,22 +36,26 @@ class Outcome:
     stats: GenerationStats | None
 
 
-async def run_to_end(request: Request, job: ApiJob) -> Outcome:
-    """Wait for ``job`` to finish, cancelling it if the client disconnects.
+async def run_to_end(request: Request, job: ApiJob, scheduler: Scheduler) -> Outcome:
+    """Wait for ``job`` to finish, cancelling it if the client disconnects; the job leaves ``scheduler``'s queue
+    however it ends.
 
     Raises:
         ApiError: the job failed (known error), timed out (504) or the client left (499).
     """
-    async with cancel_on_disconnect(request, job):
-        try:
-            async for event in job.stream():
-                if isinstance(event, Failed):
-                    raise failure(event)
-                if isinstance(event, Finished):
-                    return Outcome(event.result, event.stats)
-        except ClientGone as exc:
-            raise ApiError(499, "The client closed the connection.", code="client_closed") from exc
-    raise AssertionError("job stream ended without a final event")
+    try:
+        async with cancel_on_disconnect(request, job):
+            try:
+                async for event in job.stream():
+                    if isinstance(event, Failed):
+                        raise failure(event)
+                    if isinstance(event, Finished):
+                        return Outcome(event.result, event.stats)
+            except ClientGone as exc:
+                raise ApiError(499, "The client closed the connection.", code="client_closed") from exc
+        raise AssertionError("job stream ended without a final event")
+    finally:
+        scheduler.release(job)
 
 
 async def first_output(request: Request, job: ApiJob) -> list[EngineEvent]:

@@ -113,10 +113,7 @@ async def chat(body: OllamaChatRequest, request: Request) -> Response:
     grammar = _grammar(body.format)
     job = ctx.submit_chat(messages, options, model, spec, grammar=grammar, routing=body.ember)
     if not body.stream:
-        try:
-            out = await run_to_end(request, job)
-        finally:
-            ctx.scheduler.release(job)
+        out = await run_to_end(request, job, ctx.scheduler)
         return JSONResponse({"model": model.name, "created_at": _now(),
                              "message": {"role": "assistant", "content": out.result.text}, "done": True,
                              **_final_fields(out.stats), "ember": ember_extras(job, out.stats)},
@@ -163,10 +160,7 @@ async def generate(body: OllamaGenerateRequest, request: Request) -> Response:
             lambda cb: engine.chat(messages, options, model=spec, on_event=cb, grammar=grammar),
             model=model.name, kind="chat")
     if not body.stream:
-        try:
-            out = await run_to_end(request, job)
-        finally:
-            ctx.scheduler.release(job)
+        out = await run_to_end(request, job, ctx.scheduler)
         return JSONResponse({"model": model.name, "created_at": _now(), "response": out.result.text,
                              "done": True, **_final_fields(out.stats), "ember": ember_extras(job, out.stats)},
                             headers=ember_headers(job, out.stats))
@@ -193,10 +187,7 @@ async def embed(body: OllamaEmbedRequest, request: Request) -> Response:
     job = ctx.scheduler.submit(lambda cb: ctx.core.engine.embed(texts, model=spec, on_event=cb),
                                model=model.name, kind="embed")
     started = time.perf_counter()
-    try:
-        out = await run_to_end(request, job)
-    finally:
-        ctx.scheduler.release(job)
+    out = await run_to_end(request, job, ctx.scheduler)
     return JSONResponse({"model": model.name, "embeddings": out.result.vectors,
                          "total_duration": int((time.perf_counter() - started) * 1e9),
                          "prompt_eval_count": out.result.prompt_tokens}, headers=ember_headers(job))
@@ -205,10 +196,7 @@ async def embed(body: OllamaEmbedRequest, request: Request) -> Response:
 async def _load_only(ctx: ApiContext, request: Request, name: str, spec: Any, *, chat: bool) -> Response:
     """Ollama's "load the model" request (no prompt or no messages)."""
     job = ctx.scheduler.submit(lambda cb: ctx.core.engine.load(spec, on_event=cb), model=name, kind="load")
-    try:
-        await run_to_end(request, job)
-    finally:
-        ctx.scheduler.release(job)
+    await run_to_end(request, job, ctx.scheduler)
     body: dict[str, Any] = {"model": name, "created_at": _now(), "done": True, "done_reason": "load"}
     if chat:
         body["message"] = {"role": "assistant", "content": ""}

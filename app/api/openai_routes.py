@@ -97,10 +97,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     job = ctx.submit_chat(messages, options, model, spec, grammar=grammar, routing=body.ember)
     rid, created = request_id("chatcmpl"), int(time.time())
     if not body.stream:
-        try:
-            out = await run_to_end(request, job)
-        finally:
-            ctx.scheduler.release(job)
+        out = await run_to_end(request, job, ctx.scheduler)
         payload = {
             "id": rid, "object": "chat.completion", "created": created, "model": model.name,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": out.result.text},
@@ -163,10 +160,7 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
     rid, created = request_id("cmpl"), int(time.time())
     prefix = prompt if body.echo else ""
     if not body.stream:
-        try:
-            out = await run_to_end(request, job)
-        finally:
-            ctx.scheduler.release(job)
+        out = await run_to_end(request, job, ctx.scheduler)
         payload = {
             "id": rid, "object": "text_completion", "created": created, "model": model.name,
             "choices": [{"index": 0, "text": prefix + out.result.text, "logprobs": None,
@@ -213,10 +207,7 @@ async def embeddings(body: EmbeddingRequest, request: Request) -> Response:
     model, spec = ctx.spec(body.model)
     job = ctx.scheduler.submit(lambda cb: ctx.core.engine.embed(texts, model=spec, on_event=cb),
                                model=model.name, kind="embed")
-    try:
-        out = await run_to_end(request, job)
-    finally:
-        ctx.scheduler.release(job)
+    out = await run_to_end(request, job, ctx.scheduler)
     data = []
     for i, vec in enumerate(out.result.vectors):
         value: Any = vec
