@@ -26,7 +26,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from inference import route_weights
-from inference.route_signals import TokenUncertainty, route_signals
+from inference.route_signals import INTERACTION_FEATURES, TokenUncertainty, route_signals
 from inference.router import ScoreModel, auroc, fit_score_model
 
 L2_GRID = (0.3, 1.0, 3.0, 10.0, 30.0)
@@ -94,7 +94,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = {}
     for name, feats in (("AUTO_MODEL", route_weights.AUTO_FEATURES), ("CASCADE_MODEL", route_weights.CASCADE_FEATURES)):
         model, l2, cv = choose_and_fit(rows, feats)
-        print(f"# {name}: cross-validated train AUROC by l2 {cv}; chosen l2={l2}", file=sys.stderr)
+        without = cross_validate(rows, [f for f in feats if f not in INTERACTION_FEATURES], l2)
+        print(f"# {name}: cross-validated train AUROC by l2 {_rounded(cv)}; chosen l2={l2}; without the "
+              f"glimpse interactions {without:.4f}", file=sys.stderr)
         out[name] = (model, l2)
     print(f"# {len(rows)} train rows from {len(args.dumps)} dump(s), wrong rate "
           f"{np.mean([r[2] for r in rows]):.3f}", file=sys.stderr)
@@ -106,6 +108,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"    {key}=" + body.replace("\n", "\n" + " " * (len(key) + 5)) + ",")
         print(")")
     return 0
+
+
+def _rounded(cv: Mapping[float, float]) -> dict[float, float]:
+    return {k: round(v, 4) for k, v in cv.items()}
 
 
 if __name__ == "__main__":

@@ -51,8 +51,10 @@ def test_main_prints_python_for_route_weights(tmp_path, capsys):
     _dump(tmp_path / "a.jsonl")
     assert main([str(tmp_path / "a.jsonl")]) == 0
     ns: dict = {"ScoreModel": ScoreModel}
-    exec(capsys.readouterr().out, ns)  # noqa: S102 - our own generated code
+    printed = capsys.readouterr()
+    exec(printed.out, ns)  # noqa: S102 - our own generated code
     assert isinstance(ns["AUTO_MODEL"], ScoreModel) and isinstance(ns["CASCADE_MODEL"], ScoreModel)
+    assert printed.err.count("without the glimpse interactions") == 2  # the ablation behind route_weights' note
 
 
 def test_bench_dump_round_trips_into_the_fit(tmp_path):
