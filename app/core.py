@@ -16,7 +16,7 @@ from inference.kv_state import StateCache
 from inference.llama_model import ContextParams
 from models.library import Library, LibraryModel
 from storage.conversations import ConversationStore
-from storage.database import open_database
+from storage.database import close_database, open_database
 
 if TYPE_CHECKING:
     from app.routing import Router
@@ -92,4 +92,4 @@ class Ember:
         if self._router is not None:
             self._router.close()
         self.engine.shutdown()
-        self.db.conn.close()
+        close_database(self.db)

@@ -31,6 +31,7 @@ from models.hub import HubClient
 from models.library import Library, LibraryModel, default_name
 from models.quant import ModelFiles
 from storage.conversations import now_iso
+from storage.database import database_lock
 from storage.errors import EmberError, NotFoundError
 
 log = logging.getLogger(__name__)
@@ -140,7 +141,7 @@ class DownloadManager:
         self.chunk_size = chunk_size
         self._on_progress = on_progress
         self._sleep = sleep
-        self._lock = threading.RLock()
+        self._lock = database_lock(db)  # the database's lock also guards the queue state
         self._requests: dict[int, DownloadState] = {}  # pause/cancel asked of running downloads
         self._running: set[int] = set()
         self._wake = threading.Condition(self._lock)

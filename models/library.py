@@ -7,7 +7,6 @@ import json
 import os
 import re
 import shutil
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from models.quant import parse_quant, parse_shard
 from models.starter import STARTER_ALIASES, STARTER_NAME, find_starter_file
 from models.vocab import fingerprint
 from storage.conversations import now_iso
+from storage.database import database_lock
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ class Library:
 
     def __init__(self, db: sqlite_utils.Database) -> None:
         self._db = db
-        self._lock = threading.RLock()
+        self._lock = database_lock(db)
 
     def list(self) -> list[LibraryModel]:
         """All catalogued models, by name."""

@@ -5,13 +5,13 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import sqlite3
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import sqlite_utils
 
+from storage.database import database_lock
 from storage.errors import NotFoundError, StorageError
 
 
@@ -62,7 +62,7 @@ class ConversationStore:
 
     def __init__(self, db: sqlite_utils.Database) -> None:
         self._db = db
-        self._lock = threading.RLock()
+        self._lock = database_lock(db)
 
     # -- conversations -------------------------------------------------------------------------------------------
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
+import weakref
 from pathlib import Path
 
 import sqlite_utils
@@ -20,7 +22,8 @@ def open_database(path: Path | str, *, migrate: bool = True) -> sqlite_utils.Dat
 
     Returns:
         A ``sqlite_utils.Database`` in WAL mode with foreign keys on. The connection may be used from any thread,
-        but by one thread at a time: callers that share it serialise access.
+        by one at a time: every user holds :func:`database_lock` while it runs statements, and
+        :func:`close_database` closes it.
 
     Raises:
         StorageError: the file cannot be opened or is not a database.
@@ -43,3 +46,27 @@ def open_database(path: Path | str, *, migrate: bool = True) -> sqlite_utils.Dat
             "start with a new one."
         ) from exc
     return db
+
+
+_locks: weakref.WeakKeyDictionary[sqlite_utils.Database, threading.RLock] = weakref.WeakKeyDictionary()
+_locks_guard = threading.Lock()
+
+
+def database_lock(db: sqlite_utils.Database) -> threading.RLock:
+    """The one lock every user of ``db`` holds while it runs a statement or a transaction.
+
+    Python's sqlite3 module crashes the process when two threads use one connection at once, or when it is closed
+    while another thread runs a statement; and a transaction on a shared connection would take in another
+    store's half-done writes. So all the stores of a database share this lock (it is re-entrant).
+    """
+    with _locks_guard:
+        lock = _locks.get(db)
+        if lock is None:
+            lock = _locks[db] = threading.RLock()
+        return lock
+
+
+def close_database(db: sqlite_utils.Database) -> None:
+    """Close the connection once no statement is running; a later use raises ``sqlite3.ProgrammingError``."""
+    with database_lock(db):
+        db.conn.close()

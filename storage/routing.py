@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 from dataclasses import dataclass
 from typing import Any
 
 import sqlite_utils
 
 from storage.conversations import now_iso
+from storage.database import database_lock
 from storage.errors import StorageError
 
 
@@ -40,7 +40,7 @@ class RoutingStore:
 
     def __init__(self, db: sqlite_utils.Database) -> None:
         self._db = db
-        self._lock = threading.Lock()
+        self._lock = database_lock(db)
 
     def record(self, *, policy: str, tier: str, score: float | None, threshold: float | None,
                signals: dict[str, float], decision_ms: float, conversation_id: int | None = None,
