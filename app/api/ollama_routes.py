@@ -149,6 +149,9 @@ async def generate(body: OllamaGenerateRequest, request: Request) -> Response:
     grammar = _grammar(body.format)
     engine = ctx.core.engine
     if body.raw:
+        if body.ember is not None:
+            raise ApiError(400, "A raw prompt cannot be routed (the router scores a user turn): leave out 'raw' "
+                           "or 'ember'.", param="ember")
         prompt = body.prompt
         job = ctx.scheduler.submit(
             lambda cb: engine.complete(prompt, options, model=spec, on_event=cb, grammar=grammar),
@@ -156,9 +159,7 @@ async def generate(body: OllamaGenerateRequest, request: Request) -> Response:
     else:
         messages = ([{"role": "system", "content": body.system}] if body.system else []) + \
                    [{"role": "user", "content": body.prompt}]
-        job = ctx.scheduler.submit(
-            lambda cb: engine.chat(messages, options, model=spec, on_event=cb, grammar=grammar),
-            model=model.name, kind="chat")
+        job = ctx.submit_chat(messages, options, model, spec, grammar=grammar, routing=body.ember)
     if not body.stream:
         out = await run_to_end(request, job, ctx.scheduler)
         return JSONResponse({"model": model.name, "created_at": _now(), "response": out.result.text,

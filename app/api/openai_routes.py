@@ -145,6 +145,9 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
         raise ApiError(400, "'suffix' (fill in the middle) is not supported.", param="suffix")
     if body.logprobs:
         raise ApiError(400, "'logprobs' is not supported.", param="logprobs")
+    if body.ember is not None:
+        raise ApiError(400, "A raw prompt cannot be routed (the router scores a user turn): use "
+                       "/v1/chat/completions for 'ember'.", param="ember")
     prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
     if len(prompts) != 1:
         raise ApiError(400, "Give exactly one prompt string.", param="prompt")

@@ -88,6 +88,7 @@ class CompletionRequest(_Sampling):
     prompt: Union[str, list[str]]
     echo: bool = False
     suffix: str | None = None
+    ember: EmberRouting | None = None  # refused: a raw prompt has no user turn to score
     logprobs: int | None = None
     best_of: int | None = Field(None, ge=1, le=128)
 
@@ -148,6 +149,7 @@ class OllamaGenerateRequest(_Lenient):
     options: OllamaOptions | None = None
     images: list[str] | None = None
     keep_alive: Union[float, str, None] = None
+    ember: EmberRouting | None = None  # not with ``raw``: a raw prompt has no user turn to score
 
 
 class OllamaEmbedRequest(_Lenient):

@@ -228,5 +228,16 @@ def test_api_routes_per_request_and_reports_the_tier_openai_and_ollama(core):
             assert "X-Ember-Route" not in c.post("/api/chat", json=ollama).headers
             bad = c.post("/api/chat", json={**ollama, "ember": {"router": "sometimes"}})
             assert bad.status_code == 400 and "router" in bad.json()["error"]
+            generate = {"model": "default", "prompt": QUESTION, "stream": False,
+                        "options": {"temperature": 0, "num_predict": 16}}
+            forced = c.post("/api/generate", json={**generate, "ember": {"tier": "large"}})
+            assert forced.status_code == 200, forced.text
+            assert forced.headers["X-Ember-Route"].startswith("large; policy=forced; model=starter-q8")
+            assert forced.json()["ember"]["stats"]["router"]["tier"] == "large" and forced.json()["response"]
+            raw = c.post("/api/generate", json={**generate, "raw": True, "ember": {"tier": "large"}})
+            assert raw.status_code == 400 and "raw prompt cannot be routed" in raw.json()["error"]
+            completion = c.post("/v1/completions", json={"model": "default", "prompt": QUESTION, "max_tokens": 4,
+                                                          "ember": {"router": "auto"}})
+            assert completion.status_code == 400 and "/v1/chat/completions" in completion.text
     finally:
         server.stop()
