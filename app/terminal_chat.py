@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, TextIO
 from app.chat import Turn, context_notice, new_conversation
 from app.core import Ember
 from inference.engine import ModelSpec
-from inference.events import Failed, TokenText
+from inference.events import Failed, Retracted, TokenText
 from inference.sampling import SamplingOptions
 
 if TYPE_CHECKING:
@@ -80,8 +80,14 @@ def interactive(core: Ember, *, spec: ModelSpec, options: SamplingOptions, syste
 def _stream_turn(core: Ember, conversation_id: int, text: str, *, spec: ModelSpec, options: SamplingOptions,
                  verbose: bool, out: TextIO, route: RouteRequest | None = None) -> None:
     """Run one turn, printing the reply as it streams. Ctrl+C cancels the reply (kept as far as it got)
-    and is re-raised once the engine has stopped."""
-    turn = Turn(core, conversation_id, text, spec=spec, options=options, route=route)
+    and is re-raised once the engine has stopped.
+
+    On a terminal a ``cascade`` streams the small model's answer too; when the router escalates, a line says the
+    answer was withdrawn and the large model's answer follows (only that one is stored). Piped output gets the
+    kept answer alone.
+    """
+    turn = Turn(core, conversation_id, text, spec=spec, options=options, route=route,
+                stream_cascade=_is_terminal(out))
     interrupted = False
     events = turn.events()
     while True:
@@ -95,6 +101,9 @@ def _stream_turn(core: Ember, conversation_id: int, text: str, *, spec: ModelSpe
             break
         if isinstance(event, TokenText):
             out.write(event.text)
+            out.flush()
+        elif isinstance(event, Retracted):
+            out.write(f"\n[answer withdrawn. {event.reason}]\n")
             out.flush()
         elif isinstance(event, Failed):
             out.write("\n")
@@ -127,3 +136,10 @@ def _stream_turn(core: Ember, conversation_id: int, text: str, *, spec: ModelSpe
         print(f"({notice})", file=sys.stderr)
     if interrupted:
         raise KeyboardInterrupt
+
+
+def _is_terminal(out: TextIO) -> bool:
+    try:
+        return out.isatty()
+    except (AttributeError, ValueError):  # a closed or minimal stream
+        return False

@@ -4,6 +4,7 @@ with a second local GGUF (a Q8_0 requantisation of the starter) and with Ember's
 
 from __future__ import annotations
 
+import io
 import time
 from pathlib import Path
 from typing import Iterator
@@ -241,3 +242,33 @@ def test_api_routes_per_request_and_reports_the_tier_openai_and_ollama(core):
             assert completion.status_code == 400 and "/v1/chat/completions" in completion.text
     finally:
         server.stop()
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_terminal_streams_a_cascade_and_says_when_the_answer_is_withdrawn(core):
+    from app.terminal_chat import one_shot
+
+    route = RouteRequest(policy="cascade", large="starter-q8")
+    spec = core.model_spec("default")
+    core.settings.router.budget = 0.0
+    kept = _Terminal()
+    assert one_shot(core, QUESTION, spec=spec, options=GREEDY, system=None, conversation_id=None, verbose=False,
+                    out=kept, route=route) == 0
+    assert "withdrawn" not in kept.getvalue() and "Paris" in kept.getvalue()
+    core.settings.router.budget = 1.0
+    for out in (_Terminal(), io.StringIO()):
+        conv = new_conversation(core, model="default")
+        one_shot(core, QUESTION, spec=spec, options=GREEDY, system=None, conversation_id=conv.id, verbose=False,
+                 out=out, route=route)
+        stored = core.conversations.messages(conv.id)[-1].content
+        if out.isatty():  # the small answer as it was written, the notice, then the large answer
+            value = out.getvalue()
+            assert value.startswith(kept.getvalue())
+            notice, large = value[len(kept.getvalue()):].split("\n", 1)
+            assert notice.startswith("[answer withdrawn. The small model") and large == f"{stored}\n"
+        else:  # piped: the kept answer alone
+            assert out.getvalue() == f"{stored}\n"
