@@ -17,6 +17,7 @@ from app import __version__
 from app.api.context import ApiContext, stop_list
 from app.api.errors import ApiError
 from app.api.generation import ember_extras, ember_headers, run_to_end, start_stream
+from app.api.jobs import ApiJob
 from app.api.openai_routes import embedding_texts
 from app.api.schemas import OllamaChatRequest, OllamaEmbedRequest, OllamaGenerateRequest, OllamaOptions
 from app.api.streaming import ndjson
@@ -112,27 +113,7 @@ async def chat(body: OllamaChatRequest, request: Request) -> Response:
     options = _options(ctx, body.options)
     grammar = _grammar(body.format)
     job = ctx.submit_chat(messages, options, model, spec, grammar=grammar, routing=body.ember)
-    if not body.stream:
-        out = await run_to_end(request, job, ctx.scheduler)
-        return JSONResponse({"model": model.name, "created_at": _now(),
-                             "message": {"role": "assistant", "content": out.result.text}, "done": True,
-                             **_final_fields(out.stats), "ember": ember_extras(job, out.stats)},
-                            headers=ember_headers(job, out.stats))
-
-    async def render(items: AsyncIterator[tuple[str, Any]]) -> AsyncIterator[str]:
-        async for kind, value in items:
-            if kind == "text":
-                yield ndjson({"model": model.name, "created_at": _now(),
-                              "message": {"role": "assistant", "content": value}, "done": False})
-            elif kind == "end":
-                yield ndjson({"model": model.name, "created_at": _now(),
-                              "message": {"role": "assistant", "content": ""}, "done": True,
-                              **_final_fields(value), "ember": ember_extras(job, value)})
-            else:
-                yield ndjson(value)
-
-    return await start_stream(request, job, ctx.scheduler, render, media_type="application/x-ndjson",
-                              ollama=True)
+    return await _respond(ctx, request, job, model.name, stream=body.stream, chat=True)
 
 
 @router.post("/generate", summary="Generate from a prompt (Ollama shape; NDJSON stream unless stream is false)")
@@ -147,37 +128,19 @@ async def generate(body: OllamaGenerateRequest, request: Request) -> Response:
         return await _load_only(ctx, request, model.name, spec, chat=False)
     options = _options(ctx, body.options)
     grammar = _grammar(body.format)
-    engine = ctx.core.engine
     if body.raw:
         if body.ember is not None:
             raise ApiError(400, "A raw prompt cannot be routed (the router scores a user turn): leave out 'raw' "
                            "or 'ember'.", param="ember")
         prompt = body.prompt
         job = ctx.scheduler.submit(
-            lambda cb: engine.complete(prompt, options, model=spec, on_event=cb, grammar=grammar),
+            lambda cb: ctx.core.engine.complete(prompt, options, model=spec, on_event=cb, grammar=grammar),
             model=model.name, kind="complete")
     else:
         messages = ([{"role": "system", "content": body.system}] if body.system else []) + \
                    [{"role": "user", "content": body.prompt}]
         job = ctx.submit_chat(messages, options, model, spec, grammar=grammar, routing=body.ember)
-    if not body.stream:
-        out = await run_to_end(request, job, ctx.scheduler)
-        return JSONResponse({"model": model.name, "created_at": _now(), "response": out.result.text,
-                             "done": True, **_final_fields(out.stats), "ember": ember_extras(job, out.stats)},
-                            headers=ember_headers(job, out.stats))
-
-    async def render(items: AsyncIterator[tuple[str, Any]]) -> AsyncIterator[str]:
-        async for kind, value in items:
-            if kind == "text":
-                yield ndjson({"model": model.name, "created_at": _now(), "response": value, "done": False})
-            elif kind == "end":
-                yield ndjson({"model": model.name, "created_at": _now(), "response": "", "done": True,
-                              **_final_fields(value), "ember": ember_extras(job, value)})
-            else:
-                yield ndjson(value)
-
-    return await start_stream(request, job, ctx.scheduler, render, media_type="application/x-ndjson",
-                              ollama=True)
+    return await _respond(ctx, request, job, model.name, stream=body.stream, chat=False)
 
 
 @router.post("/embed", summary="Embeddings (Ollama shape)")
@@ -194,13 +157,37 @@ async def embed(body: OllamaEmbedRequest, request: Request) -> Response:
                          "prompt_eval_count": out.result.prompt_tokens}, headers=ember_headers(job))
 
 
+async def _respond(ctx: ApiContext, request: Request, job: ApiJob, name: str, *, stream: bool,
+                   chat: bool) -> Response:
+    """A generation's answer in Ollama's shape: one JSON object, or NDJSON pieces and a final object with stats.
+    ``chat``: the text goes in ``message`` (``/api/chat``), else in ``response`` (``/api/generate``)."""
+    if not stream:
+        out = await run_to_end(request, job, ctx.scheduler)
+        return JSONResponse({"model": name, "created_at": _now(), **_text(out.result.text, chat), "done": True,
+                             **_final_fields(out.stats), "ember": ember_extras(job, out.stats)},
+                            headers=ember_headers(job, out.stats))
+
+    async def render(items: AsyncIterator[tuple[str, Any]]) -> AsyncIterator[str]:
+        async for kind, value in items:
+            if kind == "text":
+                yield ndjson({"model": name, "created_at": _now(), **_text(value, chat), "done": False})
+            elif kind == "end":
+                yield ndjson({"model": name, "created_at": _now(), **_text("", chat), "done": True,
+                              **_final_fields(value), "ember": ember_extras(job, value)})
+            else:
+                yield ndjson(value)
+
+    return await start_stream(request, job, ctx.scheduler, render, media_type="application/x-ndjson",
+                              ollama=True)
+
+
+def _text(text: str, chat: bool) -> dict[str, Any]:
+    return {"message": {"role": "assistant", "content": text}} if chat else {"response": text}
+
+
 async def _load_only(ctx: ApiContext, request: Request, name: str, spec: Any, *, chat: bool) -> Response:
     """Ollama's "load the model" request (no prompt or no messages)."""
     job = ctx.scheduler.submit(lambda cb: ctx.core.engine.load(spec, on_event=cb), model=name, kind="load")
     await run_to_end(request, job, ctx.scheduler)
-    body: dict[str, Any] = {"model": name, "created_at": _now(), "done": True, "done_reason": "load"}
-    if chat:
-        body["message"] = {"role": "assistant", "content": ""}
-    else:
-        body["response"] = ""
-    return JSONResponse(body)
+    return JSONResponse({"model": name, "created_at": _now(), **_text("", chat), "done": True,
+                         "done_reason": "load"})
