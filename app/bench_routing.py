@@ -22,7 +22,8 @@ from typing import Any, Callable, Sequence
 from app.core import Ember
 from inference.engine import ModelSpec
 from inference.llama_model import ContextParams
-from inference.route_signals import GREEDY, chat_prompt, glimpse, probe, route_signals
+from inference.chat_prompt import fit_chat_prompt
+from inference.route_signals import GREEDY, glimpse, probe, route_signals
 from inference.router import ScoreModel, auroc, auroc_interval, calibrate_threshold, caught_at_rate
 from inference import route_weights
 from storage.errors import EmberError
@@ -94,7 +95,7 @@ def _score_items(core: Ember, spec: ModelSpec, items: list[Item], *, system: str
                                                                               "content": item.prompt}]
 
         def work(llm, item=item, msgs=msgs) -> None:
-            prompt = chat_prompt(llm, msgs)
+            prompt = fit_chat_prompt(llm, msgs, max_tokens).tokens
             t0 = time.perf_counter()
             g = glimpse(llm, prompt, n_tokens=glimpse_tokens)
             route_weights.AUTO_MODEL.score(route_signals(item.prompt, g.steps))

@@ -18,22 +18,24 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Mapping, Sequence, TypeVar
 
 from app.core import Ember
+from inference.chat_prompt import ChatPrompt, fit_chat_prompt
 from inference.engine import ChatResult, EngineService, JobHandle, ModelSpec
 from inference.errors import EngineError
 from inference.events import EngineEvent, Failed, Finished, GenerationStats, LoadProgress, Retracted, TokenText
 from inference.llama_model import LlamaModel
 from inference.remote_tier import RemoteEndpoint, remote_chat
-from inference.route_signals import Probe, chat_prompt, glimpse, probe, route_signals
+from inference.route_signals import Probe, glimpse, probe, route_signals
 from inference.route_weights import AUTO_MODEL, CASCADE_MODEL
 from inference.router import POLICIES, RouteDecision, calibrate_threshold
 from inference.sampling import SamplingOptions
-from storage.errors import EmberError
+from storage.errors import EmberError, StorageError
 from storage.routing import RoutingStore
 from storage.secrets import get_secret
 
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 Message = Mapping[str, str]
@@ -195,12 +197,7 @@ class _RoutedTurn:
         self.h.started = time.perf_counter()
         try:
             text, stats, decision, model = self._route()
-            self.r.store.record(policy=decision.policy, tier=decision.tier, score=decision.score,
-                                threshold=decision.threshold, signals=decision.signals,
-                                decision_ms=decision.decision_ms, conversation_id=self.conversation_id,
-                                message_id=self.message_id, forced=decision.forced, escalated=decision.escalated,
-                                small_model=self.small.name, large_target=self.large.target if self.large else None,
-                                error=decision.error)
+            self._record(decision)
             stats = dataclasses.replace(stats, router=decision.stats(model=model))
             self.h.emit(Finished(result=ChatResult(text, stats), stats=stats))
         except EmberError as exc:
@@ -209,10 +206,21 @@ class _RoutedTurn:
             log.exception("routed turn %s failed", self.h.id)
             self.h.emit(Failed(exc))
 
+    def _record(self, decision: RouteDecision) -> None:
+        """Store the decision; a failed write is logged, never turned into a failed reply (the answer is done)."""
+        try:
+            self.r.store.record(policy=decision.policy, tier=decision.tier, score=decision.score,
+                                threshold=decision.threshold, signals=decision.signals,
+                                decision_ms=decision.decision_ms, conversation_id=self.conversation_id,
+                                message_id=self.message_id, forced=decision.forced, escalated=decision.escalated,
+                                small_model=self.small.name, large_target=self.large.target if self.large else None,
+                                error=decision.error)
+        except StorageError as exc:
+            log.warning("routing decision of turn %s not stored: %s", self.h.id, exc)
+
     # -- deciding ----------------------------------------------------------------------------------------------
 
     def _route(self) -> tuple[str, GenerationStats, RouteDecision, str]:
-        t0 = time.perf_counter()
         if self.forced is not None:
             decision = RouteDecision("forced", self.forced, None, None, {}, 0.0, forced=True)
             if self.forced == "small":
@@ -226,13 +234,13 @@ class _RoutedTurn:
         query = _last_user(self.msgs)
         if self.policy == "auto":
             n = self.r.core.settings.router.glimpse_tokens
-            g = self._on_small(lambda llm: glimpse(llm, chat_prompt(llm, self.msgs), n_tokens=n,
-                                                   should_stop=lambda: self.h.cancelled))
+            g = self._on_small(lambda llm: glimpse(llm, self._prompt(llm).tokens, n_tokens=n,
+                                                   should_stop=lambda: self.h.cancelled), quiet=True)
             signals = route_signals(query, g.steps if g else None)
             score = AUTO_MODEL.score(signals)
             threshold = self.r.threshold("auto")
             ms = (time.perf_counter() - t0) * 1000 - (g.prompt_ms if g else 0.0)  # the prefill is reused
-            escalate = score >= threshold
+            escalate = score >= threshold and not self.h.cancelled  # a stopped glimpse says nothing
             decision = RouteDecision("auto", "large" if escalate else "small", score, threshold, signals, ms,
                                      escalated=escalate)
             if not escalate:
@@ -241,11 +249,16 @@ class _RoutedTurn:
         # cascade: the small model answers first (streamed only if the consumer can take it back), then its
         # confidence decides
         on_text = self._emit_text if self.stream_cascade else None
-        p = self._on_small(lambda llm: probe(llm, chat_prompt(llm, self.msgs), self.options,
-                                             max_tokens=self.options.max_tokens,
-                                             should_stop=lambda: self.h.cancelled, on_text=on_text))
-        if p is None:
-            raise EngineError("The small model could not be loaded for the cascade; try again.")
+
+        def answer(llm: LlamaModel) -> tuple[ChatPrompt, Probe]:
+            prompt = self._prompt(llm)
+            return prompt, probe(llm, prompt.tokens, self.options, max_tokens=self.options.max_tokens,
+                                 should_stop=lambda: self.h.cancelled, on_text=on_text)
+
+        answered = self._on_small(answer, quiet=False)
+        if answered is None:
+            raise EngineError("Another model was loaded while the cascade started; send the message again.")
+        prompt, p = answered
         t1 = time.perf_counter()
         n = self.r.core.settings.router.glimpse_tokens
         signals = route_signals(query, p.steps[:n], p.steps)
@@ -254,7 +267,7 @@ class _RoutedTurn:
         escalate = score >= threshold and p.finish != "cancelled"
         decision = RouteDecision("cascade", "large" if escalate else "small", score, threshold, signals,
                                  (time.perf_counter() - t1) * 1000, escalated=escalate)
-        small_answer = (p.text, _probe_stats(p, t0))
+        small_answer = (p.text, _probe_stats(p, t0, prompt.dropped))
         if not escalate:
             if not self.stream_cascade:
                 self._emit_text(p.text)
@@ -264,18 +277,25 @@ class _RoutedTurn:
             self.streamed = False
         return self._answer_large(decision, small_answer=small_answer)
 
-    def _on_small(self, fn: Callable[[LlamaModel], Probe]) -> Probe | None:
-        """Run ``fn`` on the (loaded) small model on the engine thread; None if another model got loaded since or
-        the prompt does not fit (the decision then rests on the prompt features)."""
+    def _prompt(self, llm: LlamaModel) -> ChatPrompt:
+        """The conversation's prompt exactly as the small model's ``chat`` job builds it (trimmed alike)."""
+        return fit_chat_prompt(llm, self.msgs, self.options.max_tokens)
+
+    def _on_small(self, fn: Callable[[LlamaModel], T], *, quiet: bool) -> T | None:
+        """Run ``fn`` on the (loaded) small model on the engine thread; None if another model got loaded since.
+        ``quiet``: an engine error (the message does not fit the context) gives None too, and the decision rests
+        on the prompt features (the answer then reports the error); otherwise it is raised."""
         engine = self.r.core.engine
         path = self.small.path
 
-        def work(llm: LlamaModel | None) -> Probe | None:
+        def work(llm: LlamaModel | None) -> T | None:
             if llm is None or llm.path != path:
                 return None
             try:
                 return fn(llm)
             except EngineError as exc:
+                if not quiet:
+                    raise
                 log.info("router: no glimpse (%s)", exc)
                 return None
 
@@ -339,10 +359,11 @@ class _RoutedTurn:
         return prefix + text, stats, decision, self.small.name
 
 
-def _probe_stats(p: Probe, t0: float) -> GenerationStats:
+def _probe_stats(p: Probe, t0: float, dropped: int) -> GenerationStats:
     n = len(p.tokens)
     total = (time.perf_counter() - t0) * 1000
     return GenerationStats(prompt_tokens=p.prompt_tokens, cached_tokens=p.reused, completion_tokens=n,
+                           trimmed_messages=dropped or None,
                            ttft_ms=round(total, 2), prompt_ms=round(p.prompt_ms, 2),
                            tokens_per_s=round(n / (p.decode_ms / 1000), 2) if p.decode_ms > 0 and n else 0.0,
                            total_ms=round(total, 2), finish_reason="stop" if p.finish == "stop" else p.finish)

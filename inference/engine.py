@@ -16,12 +16,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from inference.chat_template import ChatTemplate
+from inference.chat_prompt import fit_chat_prompt, model_template
 from inference.errors import EngineError
 from inference.events import EngineEvent, Failed, Finished, GenerationStats, LoadProgress, TokenText
 from inference.generate import generate
 from inference.hardware import physical_cores
-from inference.kv_state import StateCache, common_prefix
+from inference.kv_state import StateCache
 from inference.offload import OffloadPlan, preflight
 from inference.llama_model import ContextParams, LlamaModel
 from inference.sampling import SamplingOptions
@@ -140,7 +140,6 @@ class EngineService:
         self._thread = threading.Thread(target=self._worker, name=name, daemon=True)
         self._model: LlamaModel | None = None
         self._spec: ModelSpec | None = None
-        self._template: ChatTemplate | None = None
         self._speculative = SpeculativeRuntime()  # the drafter of the loaded model, if its spec asks for one
         self._lock = threading.Lock()
         self._started = False
@@ -209,49 +208,14 @@ class EngineService:
         def run(handle: JobHandle) -> ChatResult:
             llm = self._ensure_loaded(model, handle)
             started = time.perf_counter()
-            prompt, keep, trimmed = self._fit_messages(llm, msgs, options)
-            result = self._generate(llm, prompt, options, handle, started, grammar=grammar, keep=keep)
-            if trimmed:
-                result = ChatResult(result.text, dataclasses.replace(result.stats, trimmed_messages=trimmed))
+            prompt = fit_chat_prompt(llm, msgs, options.max_tokens)
+            result = self._generate(llm, prompt.tokens, options, handle, started, grammar=grammar, keep=prompt.keep)
+            if prompt.dropped:
+                result = ChatResult(result.text,
+                                    dataclasses.replace(result.stats, trimmed_messages=prompt.dropped))
             return result
 
         return self._submit("chat", run, on_event)
-
-    def _fit_messages(self, llm: LlamaModel, msgs: list[dict[str, str]],
-                      options: SamplingOptions) -> tuple[list[int], int, int]:
-        """Tokens of the prompt for ``msgs``, dropping the oldest turns until it leaves room for a reply.
-
-        The leading system prompt is always kept (with the first tokens it forms the attention sinks). Returns
-        the prompt, how many leading tokens a context shift must keep, and how many messages were dropped.
-
-        Raises:
-            EngineError: the last message alone does not fit the context.
-        """
-        assert self._template is not None
-
-        def tokens(ms: list[dict[str, str]]) -> list[int]:
-            return llm.tokenize(self._template.render(ms), add_special=True, parse_special=True)
-
-        budget = llm.n_ctx - min(options.max_tokens, llm.n_ctx // 4)
-        system = msgs[:1] if msgs and msgs[0]["role"] == "system" else []
-        body = msgs[len(system):]
-        dropped = 0
-        prompt = tokens(system + body)
-        while len(prompt) > budget and len(body) > 1:
-            pair = len(body) > 2 and body[0]["role"] == "user" and body[1]["role"] == "assistant"
-            body = body[2 if pair else 1:]
-            dropped += 2 if pair else 1
-            prompt = tokens(system + body)
-        if len(prompt) >= llm.n_ctx:
-            raise EngineError(f"The message is {len(prompt)} tokens, longer than the {llm.n_ctx}-token context. "
-                              "Shorten it, or raise the context length in settings.")
-        keep = min(4, len(prompt))  # attention sinks
-        if system:
-            try:
-                keep = max(keep, common_prefix(tokens(system), prompt))
-            except EngineError:  # a template that refuses a system prompt on its own
-                pass
-        return prompt, keep, dropped
 
     def complete(self, prompt: str, options: SamplingOptions, *, model: ModelSpec | None = None,
                  on_event: Callable[[EngineEvent], None] | None = None, grammar: str | None = None) -> JobHandle:
@@ -353,12 +317,11 @@ class EngineService:
 
         model = LlamaModel(spec.path, params, progress=progress)
         try:
-            template = ChatTemplate(model.chat_template(), bos_token=model.token_text(model.bos_id),
-                                    eos_token=model.token_text(model.eos_id), strip_bos=model.add_bos)
+            model_template(model)  # a template that cannot be used fails the load, not the first reply
         except BaseException:
             model.close()
             raise
-        self._model, self._spec, self._template = model, replace(spec, speculative=None), template
+        self._model, self._spec = model, replace(spec, speculative=None)
         log.info("loaded %s (%s): n_ctx=%d threads=%d", spec.name, spec.path, model.n_ctx, model.n_threads)
         if spec.speculative is not None:
             self._speculative.prepare(spec.speculative, model, progress=lambda f: not handle.cancelled)
@@ -386,4 +349,4 @@ class EngineService:
         self._speculative.close()
         if self._model is not None:
             self._model.close()
-        self._model = self._spec = self._template = None
+        self._model = self._spec = None

@@ -16,14 +16,12 @@ from __future__ import annotations
 import math
 import re
 import time
-import weakref
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Sequence
 
 import llama_cpp
 import numpy as np
 
-from inference.chat_template import ChatTemplate
 from inference.llama_model import LlamaModel
 from inference.sampler import Sampler
 from inference.sampling import SamplingOptions
@@ -225,23 +223,6 @@ def glimpse(model: LlamaModel, prompt: Sequence[int], *, n_tokens: int = 2,
     return probe(model, prompt, GREEDY, max_tokens=n_tokens, should_stop=should_stop, rollback=True)
 
 
-_TEMPLATES: "weakref.WeakKeyDictionary[LlamaModel, ChatTemplate]" = weakref.WeakKeyDictionary()
-
-
-def chat_prompt(model: LlamaModel, messages: Sequence[Mapping[str, str]]) -> list[int]:
-    """The prompt tokens of ``messages`` exactly as the engine's ``chat`` job builds them (the model's own
-    template), so a glimpse and the answer that follows share the cached prefix.
-
-    Raises:
-        EngineError: the template rejected the messages.
-    """
-    template = _TEMPLATES.get(model)
-    if template is None:
-        template = ChatTemplate(model.chat_template(), bos_token=model.token_text(model.bos_id),
-                                eos_token=model.token_text(model.eos_id), strip_bos=model.add_bos)
-        _TEMPLATES[model] = template
-    msgs = [{"role": m["role"], "content": m["content"]} for m in messages]
-    return model.tokenize(template.render(msgs), add_special=True, parse_special=True)
 
 
 # Products of a glimpse statistic and a prompt-type flag. The same first-token confidence means different things for

@@ -17,7 +17,8 @@ from app.core import Ember
 from app.paths import Paths
 from app.routing import RouteRequest
 from inference.requantize import requantized_copy
-from inference.route_signals import chat_prompt, glimpse
+from inference.chat_prompt import fit_chat_prompt
+from inference.route_signals import glimpse
 from inference.sampling import SamplingOptions
 from tests.helpers import starter_path
 
@@ -73,7 +74,7 @@ def test_glimpse_measures_uncertainty_and_keeps_the_prompt_cached(core):
     reference = core.engine.chat(msgs, GREEDY, model=spec).wait(60)  # no glimpse before it
 
     def run(llm):
-        prompt = chat_prompt(llm, msgs)
+        prompt = fit_chat_prompt(llm, msgs, GREEDY.max_tokens).tokens
         llm.clear()
         llm.ingest_prompt(prompt)
         before = llm.next_logits()
@@ -272,3 +273,19 @@ def test_the_terminal_streams_a_cascade_and_says_when_the_answer_is_withdrawn(co
             assert notice.startswith("[answer withdrawn. The small model") and large == f"{stored}\n"
         else:  # piped: the kept answer alone
             assert out.getvalue() == f"{stored}\n"
+
+
+@pytest.mark.parametrize("policy", ["auto", "cascade"])
+def test_a_routed_turn_in_a_conversation_longer_than_the_context_drops_old_turns_like_the_engine(core, policy):
+    core.settings.router.budget = 0.0  # the small model keeps it
+    conv = new_conversation(core, model="default")
+    for i in range(12):  # about 1,800 tokens of history against the 1,024-token context
+        core.conversations.add_message(conv.id, "user", f"Tell me fact number {i} about rivers. " + "Water " * 60)
+        core.conversations.add_message(conv.id, "assistant", "Rivers flow downhill to the sea. " * 12)
+    turn = Turn(core, conv.id, QUESTION, spec=core.model_spec("default"), options=GREEDY,
+                route=RouteRequest(policy=policy, large="starter-q8"))
+    result = turn.wait(120)
+    assert result.stats.router["tier"] == "small" and result.stats.router["policy"] == policy
+    assert result.stats.trimmed_messages and result.text.strip()
+    if policy == "auto":  # the answer started from the glimpse's prefill: the same trimmed prompt
+        assert result.stats.cached_tokens == result.stats.prompt_tokens
