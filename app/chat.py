@@ -43,10 +43,12 @@ def history(core: Ember, conversation: Conversation) -> list[dict[str, str]]:
 def remember_route(core: Ember, conversation: Conversation, route: "RouteRequest") -> Conversation:
     """Store ``route``'s policy and large tier as the conversation's own (``router``, ``router_large`` in its
     settings), so its later turns, in any window or the CLI, route the same way; returns the updated row."""
-    settings = {k: v for k, v in conversation.settings.items() if k not in ("router", "router_large")}
+    settings = dict(conversation.settings)
     settings["router"] = route.policy
     if route.large:
         settings["router_large"] = route.large
+    elif route.large == "":  # back to the settings' large tier; None keeps the conversation's
+        settings.pop("router_large", None)
     if settings == conversation.settings:
         return conversation
     core.conversations.update(conversation.id, settings=settings)
@@ -74,7 +76,6 @@ class Turn:
         self._core = core
         conversation = core.conversations.get(conversation_id)
         user_text, forced = split_force_prefix(user_text)
-        forced = forced or (route.tier if route else None)
         policy = core.router.policy_for(conversation.settings, route)
         large = (route.large if route else None) or conversation.settings.get("router_large") or None
         if forced == "large" or (policy != "off" and forced != "small"):

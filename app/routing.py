@@ -48,11 +48,11 @@ class RouterError(EmberError, ValueError):
 
 @dataclass(frozen=True)
 class RouteRequest:
-    """Per-request routing: a policy (None: the conversation's, else the settings'), a forced tier, and a large
-    tier overriding the settings (library model, .gguf path or ``http(s)://`` URL, ``URL#model`` naming the model)."""
+    """Per-request routing: a policy (None: the conversation's, else the settings') and a large tier (library
+    model, .gguf path or ``http(s)://`` URL, ``URL#model`` naming the model; None: the conversation's, else the
+    settings'; "": the settings')."""
 
     policy: str | None = None
-    tier: str | None = None
     large: str | None = None
 
 

@@ -142,7 +142,7 @@ class ChatSession(QObject):
         the open conversation remembers it."""
         from app.routing import RouteRequest
 
-        self.route = RouteRequest(policy=policy, large=large or None)
+        self.route = RouteRequest(policy=policy, large=large)  # "" forgets the conversation's large tier
         conv = self.conversation()
         if conv is not None:  # the open conversation keeps the choice even before its next message
             remember_route(self._core, conv, self.route)

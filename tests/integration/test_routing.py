@@ -12,7 +12,7 @@ from typing import Iterator
 import pytest
 
 from app.api import ApiServer
-from app.chat import Turn, new_conversation
+from app.chat import Turn, new_conversation, remember_route
 from app.core import Ember
 from app.paths import Paths
 from app.routing import RouteRequest
@@ -163,7 +163,13 @@ def test_a_conversation_remembers_its_routing(core):
                route=RouteRequest(policy="off"))
     assert off.wait(120).stats.router is None
     assert core.conversations.get(conv.id).settings["router"] == "off"
-    assert "router_large" not in core.conversations.get(conv.id).settings
+    again = Turn(core, conv.id, "And of Peru?", spec=core.model_spec("default"), options=GREEDY,
+                 route=RouteRequest(policy="auto"))  # a policy without a large tier keeps the stored one
+    assert again.wait(120).stats.router["policy"] == "auto"
+    assert core.router.store.list(conversation_id=conv.id)[0].large_target == "starter-q8"
+    assert core.conversations.get(conv.id).settings["router_large"] == "starter-q8"
+    remember_route(core, core.conversations.get(conv.id), RouteRequest(policy="auto", large=""))
+    assert "router_large" not in core.conversations.get(conv.id).settings  # "": the settings' large tier
 
 
 def test_large_prefix_forces_the_large_tier_and_is_not_stored(core):
