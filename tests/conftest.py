@@ -21,6 +21,19 @@ def ember_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture(autouse=True)
+def isolated_keyring(monkeypatch: pytest.MonkeyPatch):
+    """No test reads or writes the machine's keyring (a developer's Hub token or API token): the keyring is the
+    failing backend unless a test installs ``memory_keyring``; subprocesses (``ember serve``) inherit the choice."""
+    from keyring.backends import fail
+
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
+    previous = keyring.get_keyring()
+    keyring.set_keyring(fail.Keyring())
+    yield
+    keyring.set_keyring(previous)
+
+
+@pytest.fixture(autouse=True)
 def fail_on_log_warnings(caplog: pytest.LogCaptureFixture, request: pytest.FixtureRequest):
     """An unexpected WARNING (or worse) logged by Ember's code fails the test.
 

@@ -45,7 +45,20 @@ def starter() -> Path:
 def core(ember_home: Path, starter: Path) -> Iterator[Ember]:
     core = Ember.open(settings=gui_settings())
     yield core
+    shut_down_windows(core)
     core.close()
+
+
+def shut_down_windows(core: Ember) -> None:
+    """Shut down every main window a test made on ``core`` (their background jobs end) before the core closes,
+    as the app itself does on quit."""
+    from PySide6.QtWidgets import QApplication
+
+    from ui.main_window import MainWindow
+
+    for widget in QApplication.topLevelWidgets():
+        if isinstance(widget, MainWindow) and widget.core is core:
+            widget.shutdown()
 
 
 @pytest.fixture

@@ -45,7 +45,6 @@ def test_close_hides_to_tray_when_one_exists(qtbot, core):
     assert not desktop.window.isVisible() and quits == []
     desktop.show_window()
     assert desktop.window.isVisible()
-    desktop.quit()  # background jobs end before the core closes the database
 
 
 def test_tray_menu_reflects_the_api_state(qtbot, core):

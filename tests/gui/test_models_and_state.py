@@ -117,10 +117,8 @@ def test_window_state_is_remembered(qtbot, core):
     first.splitter.setSizes([300, 420])
     size, sizes = first.size(), first.splitter.sizes()
     first.close()
-    first.shutdown()  # its background jobs end before the core closes the database
     second = MainWindow(core)
     qtbot.addWidget(second)
     second.start(load_model=False)
     assert second.size() == size and second.splitter.sizes() == sizes
     assert second.height() == 520
-    second.shutdown()

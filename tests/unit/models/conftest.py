@@ -13,7 +13,7 @@ from fakehub import FakeHub, FakeRepo, fake_hub  # noqa: E402,F401  (fixture)
 from model_repos import GATED, GATED_FILE, TINY, TINY_FILE, model_bytes  # noqa: E402
 
 from models.hub import HubClient  # noqa: E402
-from storage.database import open_database  # noqa: E402
+from storage.database import close_database, open_database  # noqa: E402
 
 @pytest.fixture
 def hub_repos(fake_hub: FakeHub) -> FakeHub:  # noqa: F811
@@ -41,4 +41,4 @@ def client(hub_repos: FakeHub) -> HubClient:
 def db(tmp_path: Path):
     database = open_database(tmp_path / "ember.db")
     yield database
-    database.conn.close()
+    close_database(database)
