@@ -77,7 +77,7 @@ def set_start_on_login(enabled: bool, *, exec_command: str | None = None) -> Pat
     if kind == "unsupported":
         raise AutostartError(UNSUPPORTED_NOTICE)
     if kind == "windows":
-        _set_run_key(exec_command or launcher_command() if enabled else None)
+        _set_run_key(exec_command or launcher_command(windows=True) if enabled else None)
         return "HKCU\\" + RUN_KEY
     path = autostart_path()
     if not enabled:

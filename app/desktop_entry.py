@@ -7,7 +7,7 @@ Ember with its icon, and the tray and autostart use the same application id.
 from __future__ import annotations
 
 import os
-import shlex
+import subprocess
 import sys
 from importlib import resources
 from pathlib import Path
@@ -27,9 +27,19 @@ def launcher_argv() -> list[str]:
     return [sys.executable, "-m", "app"]
 
 
-def launcher_command() -> str:
-    """:func:`launcher_argv` as one command line."""
-    return " ".join(shlex.quote(a) for a in launcher_argv())
+def launcher_command(*, windows: bool = False) -> str:
+    """:func:`launcher_argv` as one command line: quoted for a ``.desktop`` file's ``Exec`` (double quotes, as the
+    Desktop Entry spec asks), or for Windows (``windows``: the Run key's ``CreateProcess`` rules)."""
+    argv = launcher_argv()
+    if windows:
+        return subprocess.list2cmdline(argv)
+    return " ".join(_exec_quote(a) for a in argv)
+
+
+def _exec_quote(arg: str) -> str:
+    if arg and not any(c in arg for c in " \t\n\"'\\><~|&;$*?#()`"):
+        return arg
+    return '"' + "".join("\\" + c if c in '"`$\\' else c for c in arg) + '"'
 
 
 def desktop_entry(exec_command: str) -> str:

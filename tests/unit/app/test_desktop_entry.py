@@ -39,3 +39,14 @@ def test_macos_launch_agent_starts_ember_at_login(tmp_path, monkeypatch):
     assert agent["Label"] == APP_ID and agent["RunAtLoad"] is True
     assert agent["ProgramArguments"] == [sys.executable, "-m", "app"]
     assert autostart.apply_start_on_login(False) and not path.exists()
+
+
+def test_the_launcher_command_is_quoted_for_each_platform(monkeypatch):
+    import app.desktop_entry as de
+
+    monkeypatch.setattr(de, "launcher_argv", lambda: ["C:\\Program Files\\Ember\\python.exe", "-m", "app"])
+    assert launcher_command(windows=True) == '"C:\\Program Files\\Ember\\python.exe" -m app'  # CreateProcess
+    monkeypatch.setattr(de, "launcher_argv", lambda: ["/opt/my apps/bin/python", "-m", "app"])
+    assert launcher_command() == '"/opt/my apps/bin/python" -m app'  # Desktop Entry Exec: double quotes
+    monkeypatch.setattr(de, "launcher_argv", lambda: ["/usr/bin/python3", "-m", "app"])
+    assert launcher_command() == "/usr/bin/python3 -m app"
