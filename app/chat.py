@@ -65,12 +65,14 @@ class Turn:
     a ``route`` naming a policy is remembered by the conversation (:func:`remember_route`). A ``/large`` or
     ``/small`` prefix on the text forces a tier and is not stored. ``spec`` is the small tier. ``stream_cascade``
     streams a ``cascade``'s small answer (for consumers that handle :class:`Retracted`, which withdraws it when
-    the router escalates; the stored reply is then the large tier's alone).
+    the router escalates; the stored reply is then the large tier's alone). ``before_store`` runs once the turn is
+    known to be able to start (model and tiers resolved), before anything is written.
     """
 
     def __init__(self, core: Ember, conversation_id: int, user_text: str, *, spec: ModelSpec,
                  options: SamplingOptions, on_event: Callable[[EngineEvent], None] | None = None,
-                 route: "RouteRequest | None" = None, stream_cascade: bool = False) -> None:
+                 route: "RouteRequest | None" = None, stream_cascade: bool = False,
+                 before_store: Callable[[], None] | None = None) -> None:
         from app.routing import split_force_prefix
 
         self._core = core
@@ -80,6 +82,8 @@ class Turn:
         large = (route.large if route else None) or conversation.settings.get("router_large") or None
         if forced == "large" or (policy != "off" and forced != "small"):
             core.router.large_tier(large)  # no large tier: fail before storing
+        if before_store is not None:  # the turn can start: e.g. delete what an edited message replaces
+            before_store()
         if route is not None and route.policy:
             conversation = remember_route(core, conversation, route)
         self.user_message = core.conversations.add_message(conversation_id, "user", user_text)

@@ -163,8 +163,9 @@ class ChatSession(QObject):
         self._core.conversations.update(conv.id, settings={**conv.settings, "system_prompt": system_prompt,
                                                            "sampling": sampling.model_dump()})
 
-    def send(self, text: str) -> bool:
-        """Send a user message and start the reply; False (with ``error`` emitted) when it cannot start."""
+    def send(self, text: str, *, replace_from: int | None = None) -> bool:
+        """Send a user message and start the reply; False (with ``error`` emitted) when it cannot start.
+        ``replace_from``: first delete that message and every later one (only once the turn can start)."""
         text = text.strip()
         if not text or self.busy:
             return False
@@ -174,7 +175,8 @@ class ChatSession(QObject):
             options = self.options()
             self._tag = next(self._tags)
             self._turn = Turn(self._core, conv.id, text, spec=spec, options=options,
-                              on_event=self._relay.callback(self._tag), route=self.route, stream_cascade=True)
+                              on_event=self._relay.callback(self._tag), route=self.route, stream_cascade=True,
+                              before_store=None if replace_from is None else lambda: self._replace(replace_from))
         except EmberError as exc:
             self.error.emit(str(exc))
             return False
@@ -203,9 +205,11 @@ class ChatSession(QObject):
         """Replace a user message (and everything after it) with ``text`` and send it."""
         if self.busy or not text.strip():
             return False
+        return self.send(text, replace_from=message_id)
+
+    def _replace(self, message_id: int) -> None:
         self._core.conversations.delete_messages_from(message_id)
         self.conversationOpened.emit(self._conversation_id or 0)
-        return self.send(text)
 
     def shutdown(self, timeout: float = 5.0) -> None:
         """Stop the running reply and wait for it (on quit)."""

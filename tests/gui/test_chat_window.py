@@ -95,6 +95,17 @@ def test_edit_and_resend_replaces_the_message_and_what_followed(qtbot, window):
     assert [w.message.id for w in window.chat_view.message_widgets] == [m.id for m in stored]
 
 
+def test_an_edit_that_cannot_be_sent_loses_nothing(qtbot, window):
+    send(qtbot, window, "What is 2 + 2?")
+    before = [(m.role, m.content) for m in window.session.messages()]
+    window.session.set_model("no-such-model")
+    errors: list[str] = []
+    window.session.error.connect(errors.append)
+    assert not window.session.edit_and_resend(window.session.messages()[0].id, "What is 3 + 3?")
+    assert errors and "no-such-model" in errors[0]
+    assert [(m.role, m.content) for m in window.session.messages()] == before  # nothing deleted
+
+
 def test_markdown_code_block_has_highlighting_and_copy(qtbot, window):
     from PySide6.QtGui import QGuiApplication
 
