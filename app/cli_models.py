@@ -293,20 +293,15 @@ def _pick(models: list, args: argparse.Namespace):
 
 def _shape_for(core: Ember, args: argparse.Namespace, hub_client: Any) -> tuple[ModelShape, str]:
     """The model's shape: from a local file (library name or path) or from the Hub with a ranged read."""
-    local: LibraryModel | None = None
     is_file = args.model.endswith(".gguf") or Path(args.model).expanduser().is_file()
     if is_file or "/" not in args.model:  # a library name or a local file; else owner/name on the Hub
         local = core.library.resolve(args.model)
-    if local is not None:
         return ModelShape.from_gguf(read_gguf(local.path), weights=local.size), local.name
     hub = hub_client()
     repo = hub.files(args.model, revision=args.revision)
     chosen = _pick(repo.models, args)
     info, _ = hub.read_header(repo.repo_id, chosen.first.path, revision=repo.commit)
-    try:
-        return ModelShape.from_gguf(info, weights=chosen.size or 0), f"{repo.repo_id}/{chosen.name}"
-    except ValueError as exc:
-        raise EmberError(f"Cannot estimate {chosen.name}: {exc}.") from None
+    return ModelShape.from_gguf(info, weights=chosen.size or 0), f"{repo.repo_id}/{chosen.name}"
 
 
 def _print_breakdown(r: FitResult, here: Machine) -> None:

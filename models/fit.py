@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from enum import Enum
 from typing import Any
 
+from models.errors import ModelFileError
 from models.gguf import ArraySummary, GGUFInfo
 
 MIB = 1 << 20
@@ -61,13 +62,13 @@ class ModelShape:
             weights: bytes of all files of the model (the size of every shard together).
 
         Raises:
-            ValueError: the header lacks the layer count or embedding size.
+            ModelFileError: the header lacks the layer count or embedding size.
         """
         n_layers = info.block_count
         n_embd = info.arch_value("embedding_length")
         if not n_layers or not n_embd:
-            raise ValueError(f"the GGUF header does not give {info.architecture}.block_count and "
-                             "embedding_length, so the memory it needs cannot be estimated")
+            raise ModelFileError(f"The GGUF header does not give {info.architecture}.block_count and "
+                                 "embedding_length, so the memory the model needs cannot be estimated.")
         n_head = _first(info.arch_value("attention.head_count")) or 1
         n_head_kv = _first(info.arch_value("attention.head_count_kv")) or n_head
         head_dim = n_embd // n_head

@@ -11,6 +11,7 @@ from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QFileDialog, QLabel, QTabWidget, QVBoxLayout, QWidget
 
 from app.core import Ember
+from models.errors import ModelFileError
 from models.fit import ModelShape, estimate_fit
 from models.gguf import read_gguf
 from ui import dialogs
@@ -174,5 +175,5 @@ def _shape(make: Callable[[], ModelShape], name: str) -> ModelShape:
     """A model's shape; a header that lacks what the estimate needs is a known error, not a bug."""
     try:
         return make()
-    except (ValueError, TypeError, KeyError) as exc:
-        raise EmberError(f"Cannot estimate whether {name} fits: {exc}.") from None
+    except (ModelFileError, TypeError, KeyError) as exc:  # a header without what the estimate needs
+        raise EmberError(f"Cannot estimate whether {name} fits: {exc}") from None

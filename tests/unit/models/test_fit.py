@@ -3,6 +3,7 @@
 import pytest
 from model_repos import TINY, TINY_FILE
 
+from models.errors import ModelFileError
 from models.fit import GIB, RUNTIME_OVERHEAD, FitClass, Machine, ModelShape, estimate_fit, requirement
 
 # Llama-2-7B Q4_K_M: a 4,081,004,224-byte file, 32 layers, n_embd 4096, 32 heads (no GQA), vocab 32000.
@@ -78,5 +79,5 @@ def test_shape_from_a_header_read_on_the_hub(client, hub_repos):
 
 def test_shape_needs_layer_count():
     from models.gguf import GGUFInfo
-    with pytest.raises(ValueError, match="block_count"):
+    with pytest.raises(ModelFileError, match="block_count"):
         ModelShape.from_gguf(GGUFInfo(version=3, metadata={"general.architecture": "x"}), weights=1)
