@@ -9,6 +9,7 @@ Two kinds:
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Protocol, Sequence
@@ -19,6 +20,8 @@ import numpy as np
 from inference.llama_model import LlamaModel
 from inference.sampling import SamplingOptions
 from inference.spec_sampling import Dist, apply_penalties, target_dist
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -68,13 +71,22 @@ class ModelDrafter:
     def __init__(self, model: LlamaModel, *, p_min: float = 0.5) -> None:
         self.model = model
         self.p_min = p_min
+        self._told_too_long = False  # the "conversation outgrew the draft context" note is logged once
 
     def propose(self, context: Sequence[int], k: int, options: SamplingOptions,
                 rng: np.random.Generator) -> Draft:
+        """Up to ``k`` tokens after ``context``; none once ``context`` plus ``k`` outgrows the draft's context
+        (its length may be clamped to the draft model's training length), so decoding goes on without drafts."""
         draft = Draft(q=None if options.temperature <= 0 else [])
         if k <= 0:
             return draft
         m = self.model
+        if len(context) + k > m.n_ctx:
+            if not self._told_too_long:
+                log.info("the conversation (%d tokens) outgrew the %d-token context of draft model %s: "
+                         "decoding on without drafts", len(context), m.n_ctx, m.path.name)
+                self._told_too_long = True
+            return draft
         t0 = time.perf_counter()
         m.ingest_prompt(context)  # reuses the cached prefix, evaluates the rest, logits for the last token
         draft.catchup_s = time.perf_counter() - t0

@@ -289,7 +289,10 @@ class EngineService:
     def _ensure_loaded(self, spec: ModelSpec | None, handle: JobHandle) -> LlamaModel:
         if (spec is not None and self._model is not None and self._spec is not None and spec != self._spec
                 and replace(spec, speculative=None) == replace(self._spec, speculative=None)):
-            # same target, another drafter: keep the target and its cache
+            # same target, another drafter: keep the target and its cache. prepare() frees the old drafter first,
+            # so until the new one is ready the loaded spec says "no drafter": if it fails (the error goes to the
+            # caller), a later request with the old spec sets the old drafter up again instead of decoding plainly.
+            self._spec = replace(spec, speculative=None)
             self._speculative.prepare(spec.speculative, self._model, progress=lambda f: not handle.cancelled)
             self._spec = spec
             return self._model

@@ -86,10 +86,14 @@ class StateCache:
             self._entries[key] = _Entry(model_key, tuple(tokens), data, None, len(data))
             self._enforce_budgets()
 
-    def best(self, model_key: str, prompt: Sequence[int]) -> tuple[SavedState, int] | None:
-        """The saved state sharing the longest prefix with ``prompt``, and that prefix's length; None if none."""
+    def best(self, model_key: str, prompt: Sequence[int], *, longer_than: int = 0) -> tuple[SavedState, int] | None:
+        """The saved state sharing the longest prefix with ``prompt``, and that prefix's length.
+
+        None when no state shares more than ``longer_than`` tokens (what the caller already has); a state on disk
+        is only read when it is returned.
+        """
         with self._lock:
-            best_key, best_len = None, 0
+            best_key, best_len = None, max(longer_than, 0)
             for k, e in self._entries.items():
                 if e.model_key != model_key:
                     continue
@@ -105,6 +109,15 @@ class StateCache:
                 self._drop(best_key)
                 return None
             return SavedState(entry.tokens, data), best_len
+
+    def discard(self, model_key: str, tokens: Sequence[int]) -> bool:
+        """Forget the state of ``tokens`` for ``model_key`` (e.g. one llama.cpp refused); True if there was one."""
+        key = _entry_key(model_key, tokens)
+        with self._lock:
+            if key not in self._entries:
+                return False
+            self._drop(key)
+            return True
 
     def clear(self) -> None:
         """Forget every state, in RAM and on disk."""

@@ -252,10 +252,12 @@ class LlamaModel:
 
     @property
     def model_key(self) -> str:
-        """Identifies this model file and context setup: saved KV states only restore into an identical one."""
+        """Identifies this model file, context setup and llama.cpp build: saved KV states only restore into an
+        identical one (the state format is llama.cpp's own and may change between builds)."""
         st = self.path.stat()
         p = self.params
-        return f"{self.path.resolve()}|{st.st_size}|{st.st_mtime_ns}|ctx={self.n_ctx}|fa={p.flash_attn}"
+        return (f"{self.path.resolve()}|{st.st_size}|{st.st_mtime_ns}|ctx={self.n_ctx}|fa={p.flash_attn}"
+                f"|llama_cpp={llama_cpp.__version__}")
 
     def save_state(self) -> bytes:
         """llama.cpp's serialised KV state of the cached sequence."""
@@ -334,9 +336,15 @@ class LlamaModel:
         if states is not None:
             if len(self.tokens) - reused >= states.min_tokens:
                 states.put(self.model_key, self.tokens, self.save_state())  # about to be dropped: keep it
-            saved = states.best(self.model_key, prompt)
-            if saved is not None and saved[1] > reused and self.load_state(saved[0].tokens, saved[0].data):
-                reused = saved[1]
+            saved = states.best(self.model_key, prompt, longer_than=reused)
+            if saved is not None:
+                if self.load_state(saved[0].tokens, saved[0].data):
+                    reused = saved[1]
+                else:  # the cache is now empty: evaluate the whole prompt, and never try that state again
+                    log.warning("llama.cpp refused a saved KV state of %d tokens; evaluating the prompt again",
+                                len(saved[0].tokens))
+                    states.discard(self.model_key, saved[0].tokens)
+                    reused = 0
         if reused == len(prompt):
             if len(self.tokens) == reused and self._logits_at == reused:
                 return reused  # llama.cpp still holds the logits after the prompt's last token

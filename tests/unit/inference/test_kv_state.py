@@ -58,3 +58,27 @@ def test_short_sequences_are_not_saved():
 
 def test_common_prefix():
     assert common_prefix([1, 2, 3], [1, 2, 4]) == 2 and common_prefix([], [1]) == 0
+
+
+def test_best_reads_nothing_unless_the_state_beats_what_is_already_reused(tmp_path, monkeypatch):
+    cache = StateCache(tmp_path, ram_budget=0, disk_budget=1 << 20, min_tokens=10)
+    cache.put("m", A, b"x" * 64)  # on disk only
+    assert cache.ram_bytes == 0 and cache.disk_bytes == 64
+    reads: list[object] = []
+    real_read = cache._read
+    monkeypatch.setattr(cache, "_read", lambda e: reads.append(e) or real_read(e))
+    prompt = A + [1, 2]
+    assert cache.best("m", prompt, longer_than=100) is None  # 100 tokens shared: no better than what is reused
+    assert cache.best("m", prompt, longer_than=150) is None
+    assert reads == [], "a state that does not beat the reused prefix must not be read from disk"
+    saved, shared = cache.best("m", prompt, longer_than=99)
+    assert saved.data == b"x" * 64 and shared == 100 and len(reads) == 1
+
+
+def test_discard_forgets_one_state_in_ram_and_on_disk(tmp_path):
+    cache = StateCache(tmp_path, ram_budget=0, disk_budget=1 << 20, min_tokens=10)
+    cache.put("m", A, b"a" * 16)
+    cache.put("m", B, b"b" * 16)
+    assert cache.discard("m", A) and not cache.discard("m", A) and not cache.discard("other", B)
+    assert cache.best("m", A) is None and cache.best("m", B)[0].data == b"b" * 16
+    assert len(list(tmp_path.glob("*.kvstate"))) == 1
