@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +36,7 @@ class Ember:
     library: Library
     engine: EngineService
     _router: Any = field(default=None, init=False, repr=False)
+    _router_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     @classmethod
     def open(cls, paths: Paths | None = None, *, settings: Settings | None = None) -> "Ember":
@@ -81,11 +83,12 @@ class Ember:
     @property
     def router(self) -> "Router":
         """The router between the small and the large tier (made on first use)."""
-        if self._router is None:
-            from app.routing import Router
+        with self._router_lock:  # the API's threads and the GUI may ask first at once: one router
+            if self._router is None:
+                from app.routing import Router
 
-            self._router = Router(self)
-        return self._router
+                self._router = Router(self)
+            return self._router
 
     def close(self) -> None:
         """Stop the engine and close the database."""
