@@ -58,13 +58,28 @@ def fit_chat_prompt(model: LlamaModel, messages: Sequence[Mapping[str, str]], ma
     budget = model.n_ctx - min(max_tokens, model.n_ctx // 4)
     system = msgs[:1] if msgs and msgs[0]["role"] == "system" else []
     body = msgs[len(system):]
-    dropped = 0
-    prompt = tokens(system + body)
-    while len(prompt) > budget and len(body) > 1:
-        pair = len(body) > 2 and body[0]["role"] == "user" and body[1]["role"] == "assistant"
-        body = body[2 if pair else 1:]
-        dropped += 2 if pair else 1
-        prompt = tokens(system + body)
+    cuts = [0]  # where the kept turns may start: the oldest turn (a user/assistant pair together) goes first
+    while len(body) - cuts[-1] > 1:
+        c = cuts[-1]
+        pair = len(body) - c > 2 and body[c]["role"] == "user" and body[c + 1]["role"] == "assistant"
+        cuts.append(c + (2 if pair else 1))
+    rendered: dict[int, list[int]] = {}
+
+    def kept_from(i: int) -> list[int]:
+        if i not in rendered:
+            rendered[i] = tokens(system + body[cuts[i]:])
+        return rendered[i]
+
+    lo, hi = 0, len(cuts) - 1
+    if len(kept_from(0)) > budget:  # dropping more never lengthens the prompt: search the fewest drops that fit
+        lo = 1
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if len(kept_from(mid)) <= budget:
+                hi = mid
+            else:
+                lo = mid + 1
+    prompt, dropped = kept_from(lo), cuts[lo]
     if len(prompt) >= model.n_ctx:
         raise EngineError(f"The message is {len(prompt)} tokens, longer than the {model.n_ctx}-token context. "
                           "Shorten it, or raise the context length in settings.")
