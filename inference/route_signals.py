@@ -25,7 +25,6 @@ import numpy as np
 from inference.llama_model import LlamaModel
 from inference.sampler import Sampler
 from inference.sampling import SamplingOptions
-from inference.spec_sampling import _softmax as softmax  # the one softmax of the sampling maths
 from inference.text_stream import TextStream
 
 Features = dict[str, float]
@@ -89,12 +88,15 @@ class TokenUncertainty:
 
 def token_uncertainty(logits: np.ndarray, token: int) -> TokenUncertainty:
     """The uncertainty of one logits row, for the ``token`` that was picked."""
-    p = softmax(np.asarray(logits, dtype=np.float64))
-    nz = p[p > 0.0]
-    entropy = float(-(nz * np.log(nz)).sum())
-    top2 = np.partition(p, -2)[-2:]
-    return TokenUncertainty(entropy=entropy, logprob=float(np.log(max(p[token], 1e-30))),
-                            margin=float(top2[1] - top2[0]))
+    x = np.asarray(logits)
+    second, first = (float(v) for v in np.partition(x, -2)[-2:])  # on the raw row, before any copy
+    z = x.astype(np.float64) - first  # log-sum-exp form: it runs on every cascade token
+    e = np.exp(z)
+    total = float(e.sum())
+    log_total = math.log(total)
+    return TokenUncertainty(entropy=log_total - float(e @ z) / total,
+                            logprob=max(float(z[token]) - log_total, math.log(1e-30)),
+                            margin=(1.0 - math.exp(second - first)) / total)
 
 
 _UNCERTAINTY_KEYS = ("entropy_first", "entropy_mean", "entropy_max", "logprob_mean", "logprob_min", "margin_min",
