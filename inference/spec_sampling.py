@@ -64,15 +64,16 @@ def target_dist(logits: np.ndarray, history: Sequence[int], options: SamplingOpt
         history: tokens so far (prompt and reply), for the repeat penalty.
         options: the sampler settings; ``temperature`` must be > 0.
     """
-    x = apply_penalties(logits, history, options).astype(np.float64, copy=False)
+    x = apply_penalties(logits, history, options)
     n = x.shape[0]
-    # top-k: the k largest logits, sorted descending (llama.cpp sorts here too)
+    # top-k: the k largest logits, sorted descending (llama.cpp sorts here too); only they are copied to float64
     if 0 < options.top_k < n:
-        idx = np.argpartition(-x, options.top_k - 1)[: options.top_k]
+        idx = np.argpartition(x, n - options.top_k)[n - options.top_k:]
     else:
         idx = np.arange(n)
-    order = idx[np.argsort(-x[idx], kind="stable")]
-    vals = x[order]
+    kept = x[idx].astype(np.float64)
+    sort = np.argsort(-kept, kind="stable")
+    order, vals = idx[sort], kept[sort]
     if options.top_p < 1.0:
         p = _softmax(vals)
         cum = np.cumsum(p)
