@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping, Sequence
 import httpx
 
 from inference.engine import ChatResult
-from inference.events import GenerationStats
+from inference.events import reply_stats
 from inference.sampling import SamplingOptions
 from storage.errors import EmberError
 
@@ -188,14 +188,10 @@ def _stream_once(ep: RemoteEndpoint, body: dict[str, Any], on_text: Callable[[st
         raise _Retryable(f"cannot connect ({_describe(exc)})") from exc
     except httpx.HTTPError as exc:
         raise RemoteTierError(f"{_where(ep).capitalize()} failed ({_describe(exc)}).") from exc
-    end = time.perf_counter()
     completion = int(usage.get("completion_tokens") or n_chunks)
-    span = (t_last - t_first) if t_first and t_last else 0.0
-    stats = GenerationStats(
-        prompt_tokens=int(usage.get("prompt_tokens") or 0), cached_tokens=0, completion_tokens=completion,
-        ttft_ms=round(((t_first or end) - t0) * 1000, 2), prompt_ms=0.0,
-        tokens_per_s=round((completion - 1) / span, 2) if span > 0 and completion > 1 else 0.0,
-        total_ms=round((end - t0) * 1000, 2), finish_reason=finish)
+    stats = reply_stats(prompt_tokens=int(usage.get("prompt_tokens") or 0), cached_tokens=0,
+                        completion_tokens=completion, decoded=max(completion - 1, 0), started=t0, prompt_ms=0.0,
+                        first=t_first, last=t_last, end=time.perf_counter(), finish_reason=finish)
     return ChatResult("", stats)
 
 
@@ -210,9 +206,10 @@ def _whole_reply(ep: RemoteEndpoint, r: httpx.Response, on_text: Callable[[str],
         raise _garbage(ep, f"the reply is not a chat completion ({type(exc).__name__})") from None
     on_text(text)
     u = payload.get("usage") or {}
-    ms = round((time.perf_counter() - t0) * 1000, 2)
-    stats = GenerationStats(int(u.get("prompt_tokens") or 0), 0, int(u.get("completion_tokens") or 0), ms, 0.0,
-                            0.0, ms, "length" if payload["choices"][0].get("finish_reason") == "length" else "stop")
+    stats = reply_stats(prompt_tokens=int(u.get("prompt_tokens") or 0), cached_tokens=0,
+                        completion_tokens=int(u.get("completion_tokens") or 0), decoded=0, started=t0, prompt_ms=0.0,
+                        first=None, last=None, end=time.perf_counter(),
+                        finish_reason="length" if payload["choices"][0].get("finish_reason") == "length" else "stop")
     return ChatResult("", stats)
 
 
