@@ -30,26 +30,22 @@ def footer_text(stats: dict[str, Any]) -> str:
 
 def draft_acceptance(stats: dict[str, Any]) -> float | None:
     """The fraction of drafted tokens the target model accepted, when speculation ran."""
-    for key in ("draft_acceptance", "acceptance_rate", "draft_acceptance_rate"):
-        if stats.get(key) is not None:
-            return float(stats[key])
-    accepted = stats.get("draft_accepted")
-    proposed = stats.get("draft_proposed", stats.get("draft_tokens"))
-    if accepted is not None and proposed:
-        return float(accepted) / float(proposed)
-    return None
+    rate = stats.get("acceptance_rate")  # GenerationStats.as_dict(), as stored with the message
+    return float(rate) if rate is not None else None
 
 
 def tier_badge(stats: dict[str, Any]) -> tuple[str, str] | None:
     """``(badge text, hover text)`` for the router tier that answered, or None when no router ran."""
-    router = stats.get("router") if isinstance(stats.get("router"), dict) else stats
+    router = stats.get("router")
+    if not isinstance(router, dict):
+        return None
     tier = router.get("tier")
     if not tier:
         return None
     escalated = bool(router.get("escalated"))
     text = f"{tier} ↑" if escalated else str(tier)
     hover = [f"Answered by the {tier} tier" + (" after escalation" if escalated else "")]
-    score = router.get("score", router.get("router_score"))
+    score = router.get("score")
     if score is not None:
         hover.append(f"router score {float(score):.2f}")
     model = router.get("model")

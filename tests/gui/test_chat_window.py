@@ -7,6 +7,7 @@ import time
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QPushButton
 
+from inference.events import GenerationStats
 from tests.gui.gui_helpers import REPLY_TIMEOUT_MS, send
 
 
@@ -112,9 +113,12 @@ def test_markdown_code_block_has_highlighting_and_copy(qtbot, window):
     conv = window.core.conversations.create(title="Code")
     window.core.conversations.add_message(conv.id, "user", "show code")
     window.core.conversations.add_message(conv.id, "assistant", "Here:\n\n```python\nprint('hi')\n```\n\nDone.",
-                                          stats={"finish_reason": "stop", "completion_tokens": 9,
-                                                 "tokens_per_s": 100.0, "ttft_ms": 12.0,
-                                                 "draft_acceptance": 0.75, "tier": "small", "score": 0.2})
+                                          stats=GenerationStats(
+                                              prompt_tokens=5, cached_tokens=0, completion_tokens=9, ttft_ms=12.0,
+                                              prompt_ms=4.0, tokens_per_s=100.0, total_ms=100.0,
+                                              finish_reason="stop", speculative="draft", drafted=8, accepted=6,
+                                              acceptance_rate=0.75,
+                                              router={"tier": "small", "policy": "auto", "score": 0.2}).as_dict())
     window.conversations.refresh()
     window.session.open(conv.id)
     reply = window.chat_view.message_widgets[-1]

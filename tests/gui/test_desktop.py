@@ -7,6 +7,7 @@ from pathlib import Path
 
 from PySide6.QtGui import QImage
 
+from inference.events import GenerationStats
 from tests.gui.gui_helpers import LOAD_TIMEOUT_MS, send
 
 
@@ -70,8 +71,10 @@ def test_screenshot_of_the_chat_window(qtbot, window, tmp_path):
                       "print(items[::-1])        # [3, 2, 1]\nprint(list(reversed(items)))\n```\n\n"
                       "Slicing makes a copy; `items.reverse()` reverses in place.",
                       model="smollm2-135m-instruct",
-                      stats={"finish_reason": "stop", "completion_tokens": 58, "tokens_per_s": 121.4,
-                             "ttft_ms": 38.0, "draft_acceptance": 0.72, "tier": "small", "score": 0.18})
+                      stats=GenerationStats(prompt_tokens=20, cached_tokens=0, completion_tokens=58, ttft_ms=38.0,
+                                            prompt_ms=20.0, tokens_per_s=121.4, total_ms=520.0, finish_reason="stop",
+                                            speculative="draft", drafted=50, accepted=36, acceptance_rate=0.72,
+                                            router={"tier": "small", "policy": "auto", "score": 0.18}).as_dict())
     window.resize(1120, 740)
     window.conversations.refresh()
     window.session.open(conv.id)
