@@ -135,10 +135,3 @@ def compatible_drafts(target_path: Path | str, candidates: Iterable[tuple[str, P
 
 def _type(code: int) -> str:
     return _VOCAB_TYPES.get(code, f"type {code}")
-
-
-def describe(info: VocabInfo) -> dict[str, object]:
-    """A short summary of a vocabulary (for reports)."""
-    return {"name": info.name, "type": _type(info.vocab_type), "n_vocab": info.n_vocab, "bos": info.bos,
-            "eos": info.eos}
-

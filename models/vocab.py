@@ -1,9 +1,8 @@
-"""Vocabulary fingerprints, so the library can tell which models can draft for which.
+"""Vocabulary fingerprints: a short digest of a model's tokenizer, kept in the library (``models info``).
 
-A draft model proposes tokens that the target model checks, so both must share a vocabulary. llama.cpp's rule
-(``common_speculative_are_compatible``): same vocabulary type, same BOS/EOS ids, sizes within 128 of each other and
-identical token text for ids from 5 on. The fingerprint hashes the vocabulary type, BOS/EOS ids and every token's
-text: equal fingerprints mean compatible; :func:`compatible` applies the exact rule to two headers.
+The fingerprint hashes the vocabulary type, BOS/EOS ids and every token's text, so models with equal fingerprints
+share a tokenizer. Whether one model can draft for another is decided by llama.cpp's exact rule, in
+``inference.draft_compat``.
 """
 
 from __future__ import annotations
@@ -12,9 +11,6 @@ import hashlib
 from typing import Any
 
 from models.gguf import GGUFInfo
-
-MAX_VOCAB_SIZE_DIFF = 128
-FIRST_CHECKED_TOKEN = 5
 
 
 def fingerprint(info: GGUFInfo) -> str | None:
@@ -28,25 +24,6 @@ def fingerprint(info: GGUFInfo) -> str | None:
         h.update(str(tok).encode("utf-8", errors="replace"))
         h.update(b"\0")
     return h.hexdigest()[:16]
-
-
-def compatible(target: GGUFInfo, draft: GGUFInfo) -> tuple[bool, str]:
-    """Whether ``draft`` can draft for ``target`` under llama.cpp's rule (headers read with ``load_arrays``).
-
-    Returns:
-        (compatible, reason): the reason names the first rule broken ('' when compatible).
-    """
-    a, b = target.metadata.get("tokenizer.ggml.tokens"), draft.metadata.get("tokenizer.ggml.tokens")
-    if not isinstance(a, list) or not isinstance(b, list):
-        return False, "a vocabulary is missing (read the headers with load_arrays=True)"
-    if _ids(target) != _ids(draft):
-        return False, "vocabulary type or BOS/EOS token ids differ"
-    if abs(len(a) - len(b)) > MAX_VOCAB_SIZE_DIFF:
-        return False, f"vocabulary sizes differ by more than {MAX_VOCAB_SIZE_DIFF} ({len(a)} vs {len(b)})"
-    for i in range(FIRST_CHECKED_TOKEN, min(len(a), len(b))):
-        if a[i] != b[i]:
-            return False, f"token {i} differs ({a[i]!r} vs {b[i]!r})"
-    return True, ""
 
 
 def _ids(info: GGUFInfo) -> tuple[Any, ...]:

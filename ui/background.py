@@ -25,7 +25,6 @@ class Background(QObject):
     """
 
     _finished = Signal(int, bool, object)
-    idle = Signal()
 
     def __init__(self, parent: QObject | None = None, *, workers: int = 2) -> None:
         super().__init__(parent)
@@ -40,11 +39,6 @@ class Background(QObject):
         self._pending[job] = (on_done, on_error)
         self._pool.submit(self._call, job, fn)
         return job
-
-    @property
-    def busy(self) -> bool:
-        """True while a job has not delivered its result."""
-        return bool(self._pending)
 
     def shutdown(self) -> None:
         """Wait for running jobs and stop the workers."""
@@ -65,5 +59,3 @@ class Background(QObject):
             on_done(value)
         elif not ok and on_error is not None:
             on_error(value)
-        if not self._pending:
-            self.idle.emit()

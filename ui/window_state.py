@@ -37,12 +37,3 @@ class WindowState:
         self._store.setValue("window/state", window.saveState())
         self._store.setValue("window/splitter", splitter.saveState())
         self._store.sync()
-
-    def value(self, key: str, default: object = None) -> object:
-        """Any other remembered UI value."""
-        return self._store.value(key, default)
-
-    def set_value(self, key: str, value: object) -> None:
-        """Remember a UI value."""
-        self._store.setValue(key, value)
-        self._store.sync()
