@@ -9,6 +9,7 @@ client, and total tokens/s for several concurrent streaming clients. Tokens are 
 from __future__ import annotations
 
 import json
+import shlex
 import socket
 import statistics
 import subprocess
@@ -41,12 +42,13 @@ def bench_api(core: Ember, *, model: str | None = None, tokens: int = 64, runs: 
     from app.api.server import ApiServer
 
     say = progress or (lambda text: None)
+    command = api_command(model=model, tokens=tokens, runs=runs, clients=clients, threads=threads, n_ctx=n_ctx)
     threads = threads or physical_cores()
     core.settings.engine.n_threads = threads  # in memory only: both servers use the same threads and context
     core.settings.engine.n_ctx = n_ctx
     spec = core.model_spec(model)
     result: dict[str, Any] = {"model": spec.name, "path": str(spec.path), "tokens": tokens, "runs": runs,
-                              "clients": clients, "threads": threads, "n_ctx": n_ctx}
+                              "clients": clients, "threads": threads, "n_ctx": n_ctx, "command": command}
     say(f"Ember API on {spec.name} ...")
     with ApiServer(core, port=0, token="bench") as server:
         result["ember"] = _measure(server.address, spec.name, {"Authorization": "Bearer bench"}, tokens=tokens,
@@ -63,6 +65,13 @@ def bench_api(core: Ember, *, model: str | None = None, tokens: int = 64, runs: 
     return result
 
 
+def api_command(*, model: str | None, tokens: int, runs: int, clients: int, threads: int | None,
+                n_ctx: int) -> str:
+    """The ``ember bench api`` command line that repeats a run with these options."""
+    return (f"ember bench api --json --tokens {tokens} --runs {runs} --clients {clients} --n-ctx {n_ctx}"
+            + (f" --threads {threads}" if threads else "") + (f" --model {shlex.quote(model)}" if model else ""))
+
+
 def format_api(result: dict[str, Any]) -> str:
     """A readable table of :func:`bench_api`'s result."""
     e, r, q = result["ember"], result["llama_cpp_server"], result["ratios"]
@@ -74,6 +83,7 @@ def format_api(result: dict[str, Any]) -> str:
         f"{'tokens/s, one client':28}{e['tokens_per_s']:>10.1f}{r['tokens_per_s']:>12.1f}{q['tokens_per_s']:>8.2f}",
         f"{'tokens/s, all clients':28}{e['concurrent_tokens_per_s']:>10.1f}"
         f"{r['concurrent_tokens_per_s']:>12.1f}{q['concurrent_tokens_per_s']:>8.2f}",
+        f"reproduce: {result['command']}",
     ])
 
 

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import re
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import IO
 
 ROOT = Path(__file__).resolve().parent.parent
 ERROR_LINE = re.compile(r"error|traceback|exception|fatal|critical", re.IGNORECASE)
@@ -83,25 +86,22 @@ def smoke(dist: Path) -> list[tuple[str, float]]:
     return timings
 
 
-def _serve_one_request(exe: Path) -> None:
-    """Start ``ember serve``, answer one /v1/chat/completions request with the API token, stop it with SIGINT."""
+def _serve_one_request(exe: Path, *, startup_timeout: float = 60.0) -> None:
+    """Start ``ember serve``, answer one /v1/chat/completions request with the API token, stop it with SIGINT.
+
+    Raises:
+        AssertionError: no token within ``startup_timeout`` seconds (also when the server prints nothing), no
+            answer, error lines on stderr, or a non-zero exit.
+    """
     port = _free_port()
     with tempfile.TemporaryDirectory() as home:
-        proc = subprocess.Popen([str(exe), "serve", "--port", str(port)], stdout=subprocess.PIPE,
+        proc = subprocess.Popen([str(exe), "serve", "--port", str(port)], stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, text=True, env=_env(home))
+        lines = LineReader(proc.stderr)
         try:
-            token = None
-            seen = []
-            deadline = time.monotonic() + 60
-            while token is None and time.monotonic() < deadline:
-                line = proc.stderr.readline()
-                if not line:
-                    break
-                seen.append(line)
-                match = re.search(r"Bearer (\S+)", line)
-                if match:
-                    token = match.group(1)
-            assert token, "serve: no API token printed:\n" + "".join(seen)
+            match = lines.wait_for(re.compile(r"Bearer (\S+)"), timeout=startup_timeout)
+            assert match, f"serve: no API token printed within {startup_timeout:g} s:\n" + lines.text()
+            token = match.group(1)
             body = json.dumps({"model": "default", "max_tokens": 16, "temperature": 0,
                                "messages": [{"role": "system", "content": "You are a helpful assistant."},
                                             {"role": "user", "content": "What is the capital of France?"}]})
@@ -115,12 +115,70 @@ def _serve_one_request(exe: Path) -> None:
         finally:
             proc.send_signal(signal.SIGINT)
             try:
-                _, rest = proc.communicate(timeout=30)
+                proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+                proc.wait()
                 raise AssertionError("serve: did not stop within 30 s of SIGINT")
-        _check_stderr("serve", "".join(seen) + rest)
+            finally:
+                lines.close()
+        _check_stderr("serve", lines.text())
         assert proc.returncode == 0, f"serve: exit code {proc.returncode}"
+
+
+class LineReader:
+    """Reads a pipe's lines on a thread, so waiting for a line can time out even when the process prints nothing."""
+
+    def __init__(self, pipe: IO[str]) -> None:
+        self._pipe = pipe
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self.lines: list[str] = []
+        self._thread = threading.Thread(target=self._read, name="smoke-reader", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        """Queue every line, then None at the end of the stream."""
+        try:
+            for line in self._pipe:
+                self._queue.put(line)
+        except (OSError, ValueError):  # the pipe was closed under us
+            pass
+        self._queue.put(None)
+
+    def wait_for(self, pattern: re.Pattern[str], *, timeout: float) -> re.Match[str] | None:
+        """The first match of ``pattern`` in a line, or None when the stream ends or ``timeout`` seconds pass."""
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self._queue.get(timeout=left)
+            except queue.Empty:
+                return None
+            if line is None:
+                self._queue.put(None)  # the end stays visible to later calls
+                return None
+            self.lines.append(line)
+            match = pattern.search(line)
+            if match:
+                return match
+        return None
+
+    def text(self) -> str:
+        """Every line read so far, waiting for none."""
+        while True:
+            try:
+                line = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if line is None:
+                self._queue.put(None)
+                break
+            self.lines.append(line)
+        return "".join(self.lines)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Wait (up to ``timeout`` s) for the reader to reach the end of the stream, then close the pipe."""
+        self._thread.join(timeout)
+        self._pipe.close()
 
 
 def _free_port() -> int:

@@ -90,7 +90,8 @@ class SecretsPanel(QWidget):
             self.api_source.setText(f"Kept in: {token.source}. Programs send it as 'Authorization: Bearer …'.")
 
     def regenerate_api_token(self) -> None:
-        """Replace the API token (programs using the old one must be given the new one)."""
+        """Replace the API token; a running local API requires the new one at once (``regenerate_token`` tells it),
+        so programs using the old one must be given the new one."""
         from app.api.token import regenerate_token
         try:
             token = regenerate_token(self._home)
@@ -98,7 +99,7 @@ class SecretsPanel(QWidget):
             self.api_source.setText(str(exc))
             return
         self.api_token.setText(token.value)
-        self.api_source.setText(f"New token kept in: {token.source}.")
+        self.api_source.setText(f"New token kept in: {token.source}. The local API requires it from now on.")
 
     def save(self) -> None:
         """Store changed secrets (Hub token, remote key) in the keyring.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -19,12 +19,12 @@ from storage.errors import EmberError
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large", 400: "invalid_request"}
 
 
-def create_app(ctx: ApiContext, *, bound_host: str) -> FastAPI:
-    """The API application for ``ctx`` (one per server)."""
+def create_app(ctx: ApiContext, *, bound_host: str, token: Callable[[], str | None]) -> FastAPI:
+    """The API application for ``ctx`` (one per server); ``token`` returns the token to require (None: auth off)."""
     app = FastAPI(title="Ember local API", version=__version__, docs_url=None, redoc_url=None,
                   description="OpenAI- and Ollama-compatible API of Ember, serving the models of its library.")
     app.state.ctx = ctx
-    app.state.guard = Guard(ctx.settings, ctx.token, bound_host)
+    app.state.guard = Guard(ctx.live_settings, token, bound_host)
     app.add_middleware(SecurityMiddleware, guard=app.state.guard)
     app.include_router(openai_routes.router)
     app.include_router(ollama_routes.router)
@@ -37,7 +37,7 @@ def create_app(ctx: ApiContext, *, bound_host: str) -> FastAPI:
     async def health(request: Request) -> dict[str, Any]:
         loaded = ctx.core.engine.loaded
         return {"status": "ok", "version": __version__, "model": loaded.name if loaded else None,
-                "auth": ctx.token is not None, "queue": ctx.scheduler.snapshot()}
+                "auth": token() is not None, "queue": ctx.scheduler.snapshot()}
 
     @app.exception_handler(ApiError)
     async def on_api_error(request: Request, exc: ApiError) -> JSONResponse:

@@ -1,10 +1,10 @@
-"""What the routes share: the engine and library (through the composition root), settings, queue and token."""
+"""What the routes share: the engine and library (through the composition root), the live settings and the queue."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from pydantic import ValidationError
 
@@ -21,14 +21,22 @@ from models.library import LibraryModel
 
 @dataclass
 class ApiContext:
-    """State of one running API server."""
+    """State of one running API server (the server itself holds the token; see ``app.state.guard``).
+
+    Args:
+        live_settings: returns the API settings in force.
+    """
 
     core: Ember
-    settings: ApiSettings
+    live_settings: Callable[[], ApiSettings]
     scheduler: Scheduler
-    token: str | None
     started: float = field(default_factory=time.time)
-    api_models: set[str] = field(default_factory=set)  # models the API asked the engine to load
+    api_models: set[str] = field(default_factory=set)  # models loaded because an API request asked for them
+
+    @property
+    def settings(self) -> ApiSettings:
+        """The API settings in force now."""
+        return self.live_settings()
 
     def model(self, name: str) -> LibraryModel:
         """A library model by name or alias (never a file path: clients may only use what the user installed).
@@ -45,10 +53,14 @@ class ApiContext:
                            code="model_not_found", param="model") from None
 
     def spec(self, name: str) -> tuple[LibraryModel, ModelSpec]:
-        """The library model and its load spec; remembers that the API uses it (for the idle keep-alive)."""
+        """The library model and its load spec. When another model (or none) is loaded, the request's job will load
+        it, so it is remembered as the API's (for the idle keep-alive); a model the desktop loaded is never the
+        API's to unload."""
         model = self.model(name)
         spec = self.core.spec_for(model)
-        self.api_models.add(spec.name)
+        loaded = self.core.engine.loaded
+        if loaded is None or loaded.name != spec.name:
+            self.api_models.add(spec.name)
         return model, spec
 
     def sampling(self, **overrides: Any) -> SamplingOptions:

@@ -13,7 +13,8 @@ from starlette.responses import JSONResponse
 
 from inference.errors import EngineError, LoadCancelled, ModelLoadError
 from models.errors import ModelFileError, ModelNotFoundError
-from storage.errors import EmberError
+from storage.errors import EmberError, StorageError
+from storage.secrets import SecretStoreError
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,8 @@ class ApiError(EmberError, ValueError):
 
 
 def from_known(exc: EmberError) -> ApiError:
-    """The API error for a known Ember error raised while serving a request."""
+    """The API error for a known Ember error raised while serving a request: Ember's own failures (its database or
+    files, the keyring) are 500s, errors about the request or the settings 400s; the message stays the same."""
     if isinstance(exc, ApiError):
         return exc
     if isinstance(exc, ModelNotFoundError):
@@ -45,6 +47,10 @@ def from_known(exc: EmberError) -> ApiError:
         return ApiError(503, str(exc), code="model_unavailable", param="model")
     if isinstance(exc, (ModelLoadError, LoadCancelled)):
         return ApiError(503, str(exc), code="model_load_failed", param="model")
+    if isinstance(exc, StorageError):
+        return ApiError(500, str(exc), code="storage_error")
+    if isinstance(exc, SecretStoreError):
+        return ApiError(500, str(exc), code="secret_store_error")
     if isinstance(exc, EngineError):
         return ApiError(400, str(exc), code="engine_error")
     return ApiError(400, str(exc))

@@ -88,24 +88,27 @@ def ember_extras(job: ApiJob, stats: GenerationStats | None) -> dict[str, Any]:
     return out
 
 
+# Every X-Ember-* response header, in one place (the CORS middleware exposes exactly these to web pages).
+JOB_HEADERS = ("X-Ember-Model", "X-Ember-Request-Id", "X-Ember-Queue-Ms")
+STATS_HEADERS = ("X-Ember-Prompt-Tokens", "X-Ember-Cached-Tokens", "X-Ember-Completion-Tokens", "X-Ember-TTFT-Ms",
+                 "X-Ember-Tokens-Per-Second", "X-Ember-Finish-Reason")
+ROUTE_HEADER = "X-Ember-Route"
+EMBER_HEADERS = (*JOB_HEADERS, *STATS_HEADERS, ROUTE_HEADER)
+
+
 def ember_headers(job: ApiJob, stats: GenerationStats | None = None) -> dict[str, str]:
-    """``X-Ember-*`` headers (stats only when the job has finished before the headers go out)."""
-    headers = {"X-Ember-Model": job.model, "X-Ember-Request-Id": str(job.handle.id),
-               "X-Ember-Queue-Ms": f"{job.queue_ms:.1f}"}
+    """``X-Ember-*`` headers (stats only when the job has finished before the headers go out, so never on a
+    stream: a stream reports them, and the router's tier, in its final chunk's ``ember.stats``)."""
+    headers = dict(zip(JOB_HEADERS, (job.model, str(job.handle.id), f"{job.queue_ms:.1f}"), strict=True))
     if stats is not None:
-        headers.update({
-            "X-Ember-Prompt-Tokens": str(stats.prompt_tokens),
-            "X-Ember-Cached-Tokens": str(stats.cached_tokens),
-            "X-Ember-Completion-Tokens": str(stats.completion_tokens),
-            "X-Ember-TTFT-Ms": f"{stats.ttft_ms:.1f}",
-            "X-Ember-Tokens-Per-Second": f"{stats.tokens_per_s:.1f}",
-            "X-Ember-Finish-Reason": stats.finish_reason,
-        })
+        headers.update(zip(STATS_HEADERS, (
+            str(stats.prompt_tokens), str(stats.cached_tokens), str(stats.completion_tokens), f"{stats.ttft_ms:.1f}",
+            f"{stats.tokens_per_s:.1f}", stats.finish_reason), strict=True))
         if stats.router:  # which tier answered (app/routing.py)
             r = stats.router
-            headers["X-Ember-Route"] = (f"{r['tier']}; policy={r['policy']}; model={r['model']}"
-                                        + (f"; score={r['score']:.3f}" if "score" in r else "")
-                                        + ("; error=large-tier-failed" if r.get("error") else ""))
+            headers[ROUTE_HEADER] = (f"{r['tier']}; policy={r['policy']}; model={r['model']}"
+                                     + (f"; score={r['score']:.3f}" if "score" in r else "")
+                                     + ("; error=large-tier-failed" if r.get("error") else ""))
     return headers
 
 

@@ -19,6 +19,7 @@ from starlette.requests import Request
 from app.api.errors import ApiError
 from app.settings import ApiSettings
 from inference.engine import EngineService, JobHandle
+from inference.errors import EngineError
 from inference.events import EngineEvent, Failed, Finished
 
 StartJob = Callable[[Callable[[EngineEvent], None]], JobHandle]
@@ -84,20 +85,31 @@ class ApiJob:
 
 
 class Scheduler:
-    """Admits API requests up to ``max_queue`` and tracks them for ``/health``."""
+    """Admits API requests up to ``max_queue`` and tracks them for ``/health``.
 
-    def __init__(self, engine: EngineService, settings: ApiSettings) -> None:
+    Args:
+        engine: the shared engine.
+        settings: returns the API settings in force (read on every request, so saved limits apply at once).
+    """
+
+    def __init__(self, engine: EngineService, settings: Callable[[], ApiSettings]) -> None:
         self.engine = engine
-        self.settings = settings
+        self._settings = settings
         self._jobs: dict[int, ApiJob] = {}
         self._lock = threading.Lock()
         self.last_activity = time.monotonic()
+
+    @property
+    def settings(self) -> ApiSettings:
+        """The API settings in force now."""
+        return self._settings()
 
     def submit(self, start: StartJob, *, model: str, kind: str) -> ApiJob:
         """Submit a job through ``start(on_event)``; must run on the server's event loop.
 
         Raises:
-            ApiError: 503 when ``max_queue`` requests are already waiting or running.
+            ApiError: 503 when ``max_queue`` requests are already waiting or running, or when the engine takes no
+                more jobs (it has been shut down).
         """
         loop = asyncio.get_running_loop()
         events: asyncio.Queue = asyncio.Queue()
@@ -106,14 +118,18 @@ class Scheduler:
             with contextlib.suppress(RuntimeError):  # the loop is closed: the server has stopped
                 loop.call_soon_threadsafe(events.put_nowait, event)
 
+        settings = self.settings
         with self._lock:
-            limit = self.settings.max_queue
+            limit = settings.max_queue
             if len(self._jobs) >= limit:
                 raise ApiError(503, f"Ember's API is busy: {len(self._jobs)} requests are already waiting or "
                                     f"running (the limit is {limit}). Try again shortly.",
                                code="queue_full", headers={"Retry-After": "1"})
-            handle = start(on_event)
-            timeout = self.settings.request_timeout
+            try:
+                handle = start(on_event)
+            except EngineError as exc:  # the engine refuses jobs only once it is shut down; job errors come later
+                raise ApiError(503, str(exc), code="engine_stopped") from exc
+            timeout = settings.request_timeout
             job = ApiJob(handle=handle, model=model, kind=kind, deadline=time.monotonic() + timeout,
                          timeout=timeout, events=events)
             self._jobs[handle.id] = job

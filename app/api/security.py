@@ -10,18 +10,19 @@ from __future__ import annotations
 import hmac
 import ipaddress
 from dataclasses import dataclass
+from typing import Callable
 
 from fastapi import HTTPException
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.errors import ApiError, error_response
+from app.api.generation import EMBER_HEADERS
 from app.settings import ApiSettings
 
 PUBLIC_PATHS = frozenset({"/", "/health", "/openapi.json"})
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.", "ip6-localhost"})
-EXPOSED_HEADERS = "X-Ember-Model, X-Ember-Request-Id, X-Ember-Queue-Ms, X-Ember-TTFT-Ms, " \
-                  "X-Ember-Tokens-Per-Second, X-Ember-Prompt-Tokens, X-Ember-Completion-Tokens"
+EXPOSED_HEADERS = ", ".join(EMBER_HEADERS)
 
 
 def is_loopback(host: str) -> bool:
@@ -47,37 +48,47 @@ def split_host(value: str) -> str:
 
 @dataclass
 class Guard:
-    """The security policy; reads the live settings on every request."""
+    """The security policy; asks for the live settings and the server's current token on every request.
 
-    settings: ApiSettings
-    token: str | None
+    Args:
+        settings: returns the API settings in force (saved settings apply without a restart).
+        token: returns the bearer token to require, or None when auth is off (the server holds it).
+        bound_host: the address the server listens on.
+    """
+
+    settings: Callable[[], ApiSettings]
+    token: Callable[[], str | None]
     bound_host: str
 
     def host_allowed(self, host_header: str | None) -> bool:
+        """True for a loopback name, the bound address or a configured allowed host."""
         if not host_header:
             return False
         name = split_host(host_header)
         if is_loopback(name):
             return True
-        allowed = {h.lower() for h in self.settings.allowed_hosts}
+        allowed = {h.lower() for h in self.settings().allowed_hosts}
         if self.bound_host not in ("0.0.0.0", "::", ""):
             allowed.add(self.bound_host.lower().strip("[]"))
         return name in allowed or "*" in allowed
 
     def origin_allowed(self, origin: str, host_header: str) -> bool:
-        allowed = self.settings.allowed_origins
+        """True for a configured web origin (or ``*``) and for the server's own origin."""
+        allowed = self.settings().allowed_origins
         if "*" in allowed or origin in allowed:
             return True
         # Same origin: a page served by this host and port (no such page today, but harmless).
         return origin in (f"http://{host_header}", f"https://{host_header}")
 
     def token_ok(self, authorization: str | None) -> bool:
-        if self.token is None:
+        """True when auth is off or ``authorization`` carries the current token (compared in constant time)."""
+        token = self.token()
+        if token is None:
             return True
         if not authorization:
             return False
         scheme, _, value = authorization.partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), self.token.encode())
+        return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), token.encode())
 
 
 class SecurityMiddleware:
@@ -119,7 +130,7 @@ class SecurityMiddleware:
                      "the token; the desktop app shows it in its settings.", code="invalid_api_key",
                 headers={"WWW-Authenticate": "Bearer"}), cors)
             return
-        limit = guard.settings.max_body_bytes
+        limit = guard.settings().max_body_bytes
         length = headers.get("content-length")
         if length is not None:
             try:

@@ -2,21 +2,27 @@
 
 Order of lookup: the ``EMBER_SECRET_API_TOKEN`` environment variable, the OS keyring (service ``ember``, name
 ``api-token``), then the file ``api-token`` under the data root (mode 0600). A new token goes to the keyring when
-one exists, else to that file.
+one exists, else to that file. A running server follows :func:`regenerate_token` through
+:func:`watch_regeneration`, so the settings panel's Regenerate button applies at once.
 """
 
 from __future__ import annotations
 
 import os
 import secrets as pysecrets
+import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from storage import secrets
 from storage.errors import StorageError
 
 SECRET_NAME = "api-token"
 TOKEN_FILE = "api-token"
+
+_watchers: list[tuple[Path, Callable[["ApiToken"], None]]] = []
+_watchers_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -57,8 +63,40 @@ def load_token(home: Path, *, create: bool = True) -> ApiToken | None:
     return regenerate_token(home) if create else None
 
 
+def watch_regeneration(home: Path, callback: Callable[[ApiToken], None]) -> Callable[[], None]:
+    """Call ``callback`` with the new token each time :func:`regenerate_token` replaces the token of ``home`` in
+    this process; returns the function that stops watching."""
+    entry = (home.resolve(), callback)
+    with _watchers_lock:
+        _watchers.append(entry)
+
+    def unwatch() -> None:
+        with _watchers_lock:
+            if entry in _watchers:
+                _watchers.remove(entry)
+
+    return unwatch
+
+
 def regenerate_token(home: Path) -> ApiToken:
-    """Make a new token and store it (the keyring when available, else the private file), replacing the old."""
+    """Make a new token and store it (the keyring when available, else the private file), replacing the old; the
+    watchers of ``home`` (a running API server) get it at once.
+
+    Raises:
+        SecretStoreError: the keyring refused.
+        StorageError: the fallback file cannot be written.
+    """
+    token = _store_new_token(home)
+    target = home.resolve()
+    with _watchers_lock:
+        callbacks = [callback for where, callback in _watchers if where == target]
+    for callback in callbacks:
+        callback(token)
+    return token
+
+
+def _store_new_token(home: Path) -> ApiToken:
+    """A new token, stored in the keyring when available, else in the private file."""
     value = new_token()
     if secrets.available():
         secrets.set_secret(SECRET_NAME, value)

@@ -6,6 +6,8 @@ import httpx
 import pytest
 
 from app.api import ApiServer
+from storage.errors import StorageError
+from storage.secrets import SecretStoreError
 from tests.api.conftest import TOKEN
 
 pytestmark = pytest.mark.integration
@@ -128,3 +130,31 @@ def test_openapi_schema_is_served(server: ApiServer) -> None:
     for path in ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models", "/api/chat",
                  "/api/generate", "/api/tags", "/health"):
         assert path in schema["paths"]
+
+
+@pytest.mark.parametrize("error, code", [
+    (StorageError("Ember's database cannot be read (disk I/O error)."), "storage_error"),
+    (SecretStoreError("The system keyring refused to read a secret."), "secret_store_error"),
+])
+def test_ember_failing_itself_is_a_500_with_its_message(http: httpx.Client, server: ApiServer,
+                                                        monkeypatch: pytest.MonkeyPatch, error: Exception,
+                                                        code: str) -> None:
+    def broken() -> list:
+        raise error
+
+    monkeypatch.setattr(server.core.library, "list", broken)
+    err = openai_error(http.get("/v1/models"), 500)
+    assert err == {"message": str(error), "type": "server_error", "param": None, "code": code}
+    ollama = http.get("/api/tags")
+    assert ollama.status_code == 500 and ollama.json() == {"error": str(error)}
+
+
+def test_web_pages_may_read_every_x_ember_header(http: httpx.Client, settings) -> None:
+    settings.allowed_origins = ["https://app.example"]
+    response = http.post("/v1/completions", headers={"Origin": "https://app.example"},
+                         json={"model": "default", "prompt": "Hello", "max_tokens": 2})
+    assert response.status_code == 200
+    exposed = {h.strip().lower() for h in response.headers["access-control-expose-headers"].split(",")}
+    sent = {h.lower() for h in response.headers if h.lower().startswith("x-ember-")}
+    assert len(sent) >= 9 and sent <= exposed, f"not exposed to web pages: {sorted(sent - exposed)}"
+    assert "x-ember-route" in exposed  # routed chat replies send it

@@ -151,3 +151,139 @@ def test_model_loaded_for_the_api_is_unloaded_after_the_keep_alive(core: Ember) 
         while core.engine.loaded is not None and time.monotonic() < deadline:
             time.sleep(0.1)
         assert core.engine.loaded is None
+
+
+def _two_free_ports() -> tuple[int, int]:
+    """Two distinct ports that were free a moment ago."""
+    with socket.socket() as a, socket.socket() as b:
+        a.bind(("127.0.0.1", 0))
+        b.bind(("127.0.0.1", 0))
+        return a.getsockname()[1], b.getsockname()[1]
+
+
+def _save_api_settings(core: Ember, **api: object) -> None:
+    """Replace ``core.settings`` as the desktop's settings dialog does on Save (a new object, not a change)."""
+    from app.settings import Settings
+
+    core.settings = Settings.model_validate({**core.settings.model_dump(), "api": api})
+
+
+def test_saved_settings_apply_at_once_or_when_the_api_is_started_again(core: Ember) -> None:
+    first, second = _two_free_ports()
+    _save_api_settings(core, port=first)
+    server = ApiServer(core, token="k")  # as the desktop makes it: once, before any settings are saved
+    auth = {"Authorization": "Bearer k"}
+    with server:
+        assert server.address == f"http://127.0.0.1:{first}"
+        origin = {**auth, "Origin": "https://app.example"}
+        assert httpx.get(server.address + "/v1/models", headers=origin).status_code == 403
+        _save_api_settings(core, port=second, allowed_origins=["https://app.example"], max_queue=3)
+        ok = httpx.get(server.address + "/v1/models", headers=origin)
+        assert ok.status_code == 200, "a saved origin applies to the running server"
+        assert httpx.get(server.address + "/health").json()["queue"]["max_queue"] == 3
+        assert server.address == f"http://127.0.0.1:{first}", "the port changes only on a restart"
+    server.start()  # the tray's "API on"
+    try:
+        assert server.address == f"http://127.0.0.1:{second}"
+        assert httpx.get(server.address + "/v1/models", headers=auth).status_code == 200
+    finally:
+        server.stop()
+
+
+def test_regenerating_in_the_settings_panel_applies_to_the_running_server(qtbot, core: Ember,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from ui.secrets_panel import SecretsPanel
+
+    monkeypatch.setattr("storage.secrets.available", lambda: False)
+    monkeypatch.delenv("EMBER_SECRET_API_TOKEN", raising=False)
+    with ApiServer(core, port=0) as server, ApiServer(core, port=0, token="given") as fixed:
+        old = server.token.value
+        panel = SecretsPanel(core.paths.home)
+        qtbot.addWidget(panel)
+        assert panel.api_token.text() == old
+        panel.regenerate_api_token()
+        new = panel.api_token.text()
+        assert new != old and server.token.value == new
+        url = server.address + "/v1/models"
+        assert httpx.get(url, headers={"Authorization": f"Bearer {old}"}).status_code == 401
+        assert httpx.get(url, headers={"Authorization": f"Bearer {new}"}).status_code == 200
+        assert httpx.get(fixed.address + "/v1/models", headers={"Authorization": "Bearer given"}).status_code == 200
+    with ApiServer(core, port=0) as again:  # a later start uses the stored, new token
+        assert again.token.value == new
+
+
+def test_port_in_use_fails_clearly_and_a_later_start_works(core: Ember) -> None:
+    states: list[str] = []
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        server = ApiServer(core, port=port, token="x", on_state=states.append)
+        with pytest.raises(ApiServerError, match=f"Port {port} .* already in use"):
+            server.start()
+    assert server.state == "failed" and "already in use" in server.error
+    with server:
+        assert server.state == "running" and server.error is None
+        assert httpx.get(server.address + "/v1/models", headers={"Authorization": "Bearer x"}).status_code == 200
+    assert states == ["failed", "starting", "running", "stopped"]
+
+
+@pytest.mark.allow_log_warnings  # the server thread's failure is logged
+def test_server_thread_exiting_while_starting_is_a_failure_and_a_later_start_works(
+        core: Ember, monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvicorn
+
+    async def exit_like_uvicorn(self, sockets=None) -> None:
+        sys.exit(3)  # what uvicorn does when its startup fails
+
+    monkeypatch.setattr(uvicorn.Server, "startup", exit_like_uvicorn)
+    server = ApiServer(core, port=0, token="x")
+    with pytest.raises(ApiServerError, match="stopped while starting: uvicorn exited with code 3"):
+        server.start()
+    assert server.state == "failed" and "exited with code 3" in server.error
+    monkeypatch.undo()
+    with server:
+        assert server.state == "running"
+        assert httpx.get(server.address + "/v1/models", headers={"Authorization": "Bearer x"}).status_code == 200
+
+
+def test_server_that_does_not_start_in_time_is_a_failure(core: Ember, monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    import uvicorn
+
+    async def hang(self, sockets=None) -> None:
+        while not self.should_exit:
+            await asyncio.sleep(0.01)
+
+    monkeypatch.setattr(uvicorn.Server, "startup", hang)
+    server = ApiServer(core, port=0, token="x")
+    with pytest.raises(ApiServerError, match="did not start on .* within 0.3 s"):
+        server.start(timeout=0.3)
+    assert server.state == "failed"
+    monkeypatch.undo()
+    with server:
+        assert server.state == "running"
+
+
+def test_a_shut_down_engine_is_a_503(core: Ember) -> None:
+    core.engine.shutdown()
+    with ApiServer(core, port=0, token="k") as server:
+        response = httpx.post(server.address + "/v1/completions", headers={"Authorization": "Bearer k"},
+                              json={"model": "default", "prompt": "Hello", "max_tokens": 2})
+    assert response.status_code == 503, response.text
+    assert response.json()["error"] == {"message": "The engine has been shut down.", "type": "server_busy",
+                                        "param": None, "code": "engine_stopped"}
+
+
+@pytest.mark.integration
+def test_keep_alive_leaves_the_model_the_desktop_loaded(core: Ember) -> None:
+    from app.settings import ApiSettings
+
+    core.engine.load(core.model_spec("default")).wait(60)  # the chat window's model
+    with ApiServer(core, settings=ApiSettings(port=0, keep_alive=1), token="k") as server:
+        response = httpx.post(server.address + "/v1/completions", headers={"Authorization": "Bearer k"},
+                              json={"model": "default", "prompt": "Hello", "max_tokens": 2}, timeout=60)
+        assert response.status_code == 200
+        time.sleep(3)  # the idle watch looks every second; keep_alive is 1 s
+        assert core.engine.loaded is not None and core.engine.loaded.name == "smollm2-135m-instruct"
