@@ -21,8 +21,11 @@ def hub_client() -> HubClient:
 
 
 def download_manager(core: Ember, *, hub: HubClient | None = None) -> DownloadManager:
-    """The download manager of this data root (its library folder and database)."""
-    return DownloadManager(core.db, core.library, hub or hub_client(), library_dir=core.paths.models)
+    """The download manager of this data root (its library folder and database).
+
+    Without ``hub`` each download makes a fresh client (:func:`hub_client`), so a token saved later is used.
+    """
+    return DownloadManager(core.db, core.library, hub or hub_client, library_dir=core.paths.models)
 
 
 def machine(core: Ember | None = None, *, ram: int | None = None, vram: int | None = None,

@@ -4,7 +4,11 @@ A download is one model (a file, or every shard of a split model) from one pinne
 partial file under ``<library>/.partial/``; an interrupted download (dropped connection, pause, crash, SIGKILL)
 continues from the partial file's length with an HTTP Range request. Each file's sha256 is checked against the
 Hub's LFS record; only when every shard is verified are they renamed into the library and catalogued. A checksum
-mismatch, a cancel or a full disk removes the partial files. State lives in SQLite, so a restart resumes.
+mismatch, a cancel or a disk that fills up while writing removes the partial files (a full disk would otherwise stay
+full, breaking other programs and Ember's own database writes); a download refused before writing because the disk
+lacks room keeps them, so it resumes once space is freed. A file already in the library with the right sha256 (an
+installed model asked for again, or one moved there just before a crash) is verified where it is and never moved, so
+no failure or cancel can take an installed model away. State lives in SQLite, so a restart resumes.
 """
 
 from __future__ import annotations
@@ -108,6 +112,7 @@ class Progress:
 
 
 ProgressFn = Callable[[Progress], None]
+HubFactory = Callable[[], HubClient]
 
 
 class DownloadManager:
@@ -117,19 +122,21 @@ class DownloadManager:
     worker thread (the desktop app). :meth:`pause` and :meth:`cancel` may be called from any thread.
     """
 
-    def __init__(self, db: sqlite_utils.Database, library: Library, hub: HubClient, *, library_dir: Path,
+    def __init__(self, db: sqlite_utils.Database, library: Library, hub: HubClient | HubFactory, *, library_dir: Path,
                  retries: int = 4, backoff: float = 1.0, chunk_size: int = 1 << 20,
                  on_progress: ProgressFn | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
         """
         Args:
             db: the database (migrated), holding the ``downloads`` tables.
             library: the catalogue verified models are added to.
-            hub: the Hub client (endpoint and token).
+            hub: the Hub client (endpoint and token), or a function making one; a function is called at the start
+                of each download, so a token saved meanwhile is used.
             library_dir: the library folder; partial files live in its ``.partial`` subfolder.
             retries: attempts after a dropped connection (with no progress in between) before failing.
             backoff: seconds before the first retry, doubling on each further one.
             chunk_size: bytes read and written at a time (pause/cancel are checked between chunks).
-            on_progress: called with every progress report of every download.
+            on_progress: called with every progress report of every download, on the downloading thread (also
+                settable later as :attr:`on_progress`).
             sleep: the pause between retries (tests pass a no-op).
         """
         self._db = db
@@ -139,7 +146,7 @@ class DownloadManager:
         self.retries = retries
         self.backoff = backoff
         self.chunk_size = chunk_size
-        self._on_progress = on_progress
+        self.on_progress = on_progress
         self._sleep = sleep
         self._lock = database_lock(db)  # the database's lock also guards the queue state
         self._requests: dict[int, DownloadState] = {}  # pause/cancel asked of running downloads
@@ -286,7 +293,8 @@ class DownloadManager:
         Raises:
             DownloadStopped: paused or cancelled meanwhile (a KeyboardInterrupt pauses too, and propagates).
             ChecksumError: a file's sha256 differs from the Hub's (its partial file is removed).
-            DiskSpaceError: the disk filled up (the partial files are removed).
+            DiskSpaceError: too little free space to start (the partial files are kept, to resume once space is
+                freed), or the disk filled up while writing (the partial files are removed).
             DownloadError: the connection kept failing (the partial file is kept: running again resumes).
             HubAccessError, HubNotFoundError: the Hub refused the file.
         """
@@ -294,16 +302,26 @@ class DownloadManager:
             dl = self.get(download_id)
             if dl.state is DownloadState.DONE:
                 return self._library.get(dl.name or default_name(dl.model_file))
-            if download_id in self._running:
-                raise DownloadError(f"{dl.model_file} is already downloading.")
-            self._running.add(download_id)
-            self._requests.pop(download_id, None)
-            self._set_state(download_id, DownloadState.RUNNING, None)
-        meter = _Meter(dl, [cb for cb in (self._on_progress, on_progress) if cb])
+            self._claim(dl)
+        return self._run_claimed(dl, on_progress)
+
+    def _claim(self, dl: Download) -> None:
+        """Mark a download as running in this process (the caller holds the lock)."""
+        if dl.id in self._running:
+            raise DownloadError(f"{dl.model_file} is already downloading.")
+        self._running.add(dl.id)
+        self._requests.pop(dl.id, None)
+        self._set_state(dl.id, DownloadState.RUNNING, None)
+
+    def _run_claimed(self, dl: Download, on_progress: ProgressFn | None) -> LibraryModel:
+        """The body of :meth:`run` for a download :meth:`_claim` marked running."""
+        download_id = dl.id
+        meter = _Meter(dl, [cb for cb in (self.on_progress, on_progress) if cb])
         try:
-            self.check_disk_space(dl)
+            self.check_disk_space(dl)  # a refusal here wrote nothing: the partial files stay (EmberError below)
+            hub = self._hub() if callable(self._hub) else self._hub
             for f in dl.files:
-                self._fetch(dl, f, meter)
+                self._fetch(hub, dl, f, meter)
             model = self._install(dl)
         except DownloadStopped as exc:
             state = self._requests.get(download_id, DownloadState.PAUSED)
@@ -316,8 +334,8 @@ class DownloadManager:
         except KeyboardInterrupt:
             self._set_state(download_id, DownloadState.PAUSED, None)
             raise
-        except (ChecksumError, DiskSpaceError) as exc:
-            self._remove_partials(dl)
+        except (ChecksumError, _DiskFull) as exc:
+            self._remove_partials(dl)  # first: on a full disk this frees the room to record the failure
             self._fail(download_id, str(exc), meter)
             raise
         except EmberError as exc:
@@ -362,12 +380,16 @@ class DownloadManager:
                 if self._stopping:
                     return
                 next_id = self._next_queued()
-            if next_id is None:
-                continue
+                if next_id is None:
+                    continue
+                dl = self.get(next_id)
+                self._claim(dl)  # with the query, under one lock: a pause or cancel can no longer slip in between
             try:
-                self.run(next_id)
+                self._run_claimed(dl, None)
             except EmberError as exc:  # recorded as the download's state; the queue goes on
                 log.info("download %s ended: %s", next_id, exc)
+            except Exception:  # a bug (already recorded as the download's failure); the queue goes on
+                log.exception("download %s failed unexpectedly", next_id)
 
     def _next_queued(self) -> int | None:
         rows = list(self._db["downloads"].rows_where("state = ?", [DownloadState.QUEUED.value], order_by="id",
@@ -376,14 +398,19 @@ class DownloadManager:
 
     # --- one file --------------------------------------------------------------------------------------------
 
-    def _fetch(self, dl: Download, f: DownloadFile, meter: _Meter) -> None:
+    def _fetch(self, hub: HubClient, dl: Download, f: DownloadFile, meter: _Meter) -> None:
+        """Download (or resume) one file into its partial file and check its sha256."""
         part = self._part(dl, f)
         part.parent.mkdir(parents=True, exist_ok=True)
         dest = self._dest(dl, f)
-        if not part.exists() and _size(dest) == f.size:  # moved before a crash, not yet catalogued: re-verify
-            os.replace(dest, part)
-        meta = self._hub.file_metadata(dl.repo_id, f.path, revision=dl.revision)  # access check, before writing
+        meta = hub.file_metadata(dl.repo_id, f.path, revision=dl.revision)  # access check, before writing
         expected = f.sha256 or meta.sha256
+        if not part.exists() and expected and _size(dest) == f.size and _sha256(dest) == expected:
+            # Already in the library: moved there before a crash, or an installed model asked for again. It is
+            # verified where it is and never moved, so a later failure or cancel of this download cannot touch it.
+            meter.start_file(f, f.size)
+            self._save_done(f.id, f.size)
+            return
         st = _PartState(hashlib.sha256(), _size(part))
         if st.have > f.size:
             part.unlink()
@@ -393,13 +420,13 @@ class DownloadManager:
                 while block := existing.read(1 << 20):
                     st.hasher.update(block)
         meter.start_file(f, st.have)
-        url = self._hub.file_url(dl.repo_id, f.path, revision=dl.revision)
+        url = hub.file_url(dl.repo_id, f.path, revision=dl.revision)
         failures = 0
         while st.have < f.size:
             self._check_requests(dl.id)
             before = st.have
             try:
-                self._stream(dl, f, url, part, st, meter)
+                self._stream(hub, dl, f, url, part, st, meter)
                 if st.have < f.size:
                     raise _ShortRead(f"the connection closed after {st.have} of {f.size} bytes")
             except (httpx2.TransportError, _ShortRead) as exc:
@@ -422,15 +449,16 @@ class DownloadManager:
             )
         self._save_done(f.id, st.have)
 
-    def _stream(self, dl: Download, f: DownloadFile, url: str, part: Path, st: _PartState, meter: _Meter) -> None:
+    def _stream(self, hub: HubClient, dl: Download, f: DownloadFile, url: str, part: Path, st: _PartState,
+                meter: _Meter) -> None:
         """One GET from ``st.have`` on, appending to ``part``; ``st`` always matches the bytes on disk."""
-        headers = {**self._hub.headers(), "Accept-Encoding": "identity"}
+        headers = {**hub.headers(), "Accept-Encoding": "identity"}
         if st.have:
             headers["Range"] = f"bytes={st.have}-"
-        with self._hub.stream(url, headers=headers) as resp:
+        with hub.stream(url, headers=headers) as resp:
             if resp.status_code >= 400 and resp.status_code != 416:
                 resp.read()
-                with self._hub.errors(dl.repo_id, f.path):
+                with hub.errors(dl.repo_id, f.path):
                     hf_raise_for_status(resp)
             start = _range_start(resp) if resp.status_code == 206 else 0
             if resp.status_code == 416 or start != st.have:  # the server will not continue where we are
@@ -448,7 +476,7 @@ class DownloadManager:
                         out.flush()
                     except OSError as exc:
                         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                            raise DiskSpaceError(
+                            raise _DiskFull(
                                 f"The disk of {self.library_dir} filled up while downloading {f.path}. The partial "
                                 "file was removed; free some space and run the same command again."
                             ) from exc
@@ -469,7 +497,9 @@ class DownloadManager:
         for f in dl.files:
             dest = self._dest(dl, f)
             dest.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(self._part(dl, f), dest)
+            part = self._part(dl, f)
+            if part.exists() or not dest.exists():  # no partial: _fetch verified the file already in the library
+                os.replace(part, dest)
             first = first or dest
         assert first is not None
         return self._library.add(first, name=dl.name or default_name(dl.model_file), repo_id=dl.repo_id,
@@ -520,6 +550,10 @@ class _PartState:
 
     hasher: Any
     have: int
+
+
+class _DiskFull(DiskSpaceError):
+    """The disk filled up while writing a partial file (unlike a refusal before writing, the partials go)."""
 
 
 class _ShortRead(Exception):
@@ -582,6 +616,15 @@ def _range_start(resp: httpx2.Response) -> int:
         return int(value.split()[1].split("-")[0])
     except (IndexError, ValueError):
         return -1
+
+
+def _sha256(path: Path) -> str:
+    """The sha256 of a file's bytes (hex)."""
+    hasher = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(1 << 20):
+            hasher.update(block)
+    return hasher.hexdigest()
 
 
 def _size(path: Path) -> int:

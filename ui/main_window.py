@@ -101,7 +101,8 @@ class MainWindow(QMainWindow):
         self.downloads_panel = DownloadsPanel()
         self.add_page("downloads", self.downloads_panel)
         manager = services.get("downloads")
-        self.downloads = DownloadsController(manager, self.downloads_panel, self) if manager else None
+        self.downloads = (DownloadsController(manager, self.downloads_panel, self.background, self) if manager
+                          else None)
         right = QWidget()
         column = QVBoxLayout(right)
         column.setContentsMargins(0, 0, 0, 0)
@@ -176,9 +177,9 @@ class MainWindow(QMainWindow):
         lib.error.connect(self.show_error)
         lib.notice.connect(self.show_notice)
         if self.downloads is not None:
-            lib.downloadRequested.connect(self.downloads.download)
-            lib.downloadRequested.connect(lambda repo, model, _c: self.show_notice(
-                f"Downloading {model.name} from {repo}: see Downloads."))
+            lib.downloadRequested.connect(self.downloads.download)  # queued off the GUI thread
+            self.downloads.queued.connect(lambda dl: self.show_notice(
+                f"Downloading {dl.model_file} from {dl.repo_id}: see Downloads."))
             self.downloads.finished.connect(lambda _: (lib.refresh(), self.refresh_models()))
             self.downloads.finished.connect(lambda name: self.show_notice(f"{name} downloaded and added."))
             self.downloads.failed.connect(self.show_error)
@@ -199,10 +200,12 @@ class MainWindow(QMainWindow):
     # -- glue ----------------------------------------------------------------------------------------------------
 
     def start(self, *, load_model: bool = True) -> None:
-        """Restore the remembered layout, show the window and load the default model in the background."""
+        """Restore the layout, show the window, start the download queue, load the default model in the background."""
         self.state.restore(self, self.splitter)
         self.show()
         self.composer.input.setFocus()
+        if self.downloads is not None:
+            self.downloads.start()  # downloads left queued by an earlier run continue
         if load_model and self.session.model_name:
             self.loader.load_name(self.session.model_name)
 

@@ -100,9 +100,9 @@ def test_downloads_panel_pause_and_resume(fake_hub: FakeHub, qtbot, window):  # 
 
     repo = HubClient().files(TINY)
     controller = window.downloads
-    with qtbot.waitSignal(controller._progress, timeout=10_000):
-        download_id = controller.download(TINY, repo.models[0], repo.commit)
-    row = window.downloads_panel.rows[download_id]
+    with qtbot.waitSignal(controller.queued, timeout=10_000) as queued:
+        controller.download(TINY, repo.models[0], repo.commit)
+    row = window.downloads_panel.rows[queued.args[0].id]
     qtbot.waitUntil(lambda: row.state == "running", timeout=10_000)
     qtbot.mouseClick(row.pause_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: row.state == "paused", timeout=10_000)
@@ -111,6 +111,71 @@ def test_downloads_panel_pause_and_resume(fake_hub: FakeHub, qtbot, window):  # 
     with qtbot.waitSignal(controller.finished, timeout=30_000):
         qtbot.mouseClick(row.resume_button, Qt.MouseButton.LeftButton)
     assert row.state == "done"
+
+
+def test_download_paused_while_queued_does_not_run(fake_hub: FakeHub, qtbot, window):  # noqa: F811
+    fake_hub.add(FakeRepo(TINY, {TINY_FILE: model_bytes(2, 6 << 20), "tiny.Q8_0.gguf": model_bytes(3, 1 << 20)}))
+    fake_hub.throttle = 0.01
+    from models.hub import HubClient
+
+    repo = HubClient().files(TINY)
+    first, second = sorted(repo.models, key=lambda m: m.name)  # Q4_K_M (slow), then Q8_0
+    controller, rows = window.downloads, window.downloads_panel.rows
+    controller.download(TINY, first, repo.commit)
+    qtbot.waitUntil(lambda: len(rows) == 1 and next(iter(rows.values())).state == "running", timeout=10_000)
+    controller.download(TINY, second, repo.commit)
+    qtbot.waitUntil(lambda: len(rows) == 2, timeout=10_000)
+    first_id, second_id = sorted(rows)
+    assert rows[second_id].state == "queued"
+    qtbot.mouseClick(rows[second_id].pause_button, Qt.MouseButton.LeftButton)
+    assert rows[second_id].state == "paused"
+    fake_hub.throttle = 0
+    with qtbot.waitSignal(controller.finished, timeout=30_000):
+        pass
+    qtbot.wait(500)  # time for a wrongly started second download to begin
+    assert rows[first_id].state == "done" and rows[second_id].state == "paused"
+    assert fake_hub.file_gets("tiny.Q8_0.gguf") == []
+    # Resume puts it back in the queue, and it runs.
+    with qtbot.waitSignal(controller.finished, timeout=30_000) as done:
+        qtbot.mouseClick(rows[second_id].resume_button, Qt.MouseButton.LeftButton)
+    assert done.args == ["tiny.q8-0"] and rows[second_id].state == "done"
+
+
+def test_download_left_queued_runs_on_the_manager_worker(fake_hub: FakeHub, qtbot, window):  # noqa: F811
+    """A download in the queue that no button started (as after a crash or quit) runs."""
+    fake_hub.add(FakeRepo(TINY, {TINY_FILE: model_bytes(1)}))
+    from models.hub import HubClient
+
+    repo = HubClient().files(TINY)
+    finished: list[str] = []
+    window.downloads.finished.connect(finished.append)
+    with qtbot.waitSignal(window.downloads.finished, timeout=30_000):
+        window.downloads.manager.enqueue(TINY, repo.models[0], revision=repo.commit)
+    qtbot.wait(200)
+    assert finished == ["tiny.q4-k-m"]
+    assert next(iter(window.downloads_panel.rows.values())).state == "done"
+
+
+def test_download_refused_for_disk_space_shows_the_error_off_the_gui_thread(
+        fake_hub: FakeHub, qtbot, window, monkeypatch):  # noqa: F811
+    import threading
+    from collections import namedtuple
+
+    fake_hub.add(FakeRepo(TINY, {TINY_FILE: model_bytes(1)}))
+    from models.hub import HubClient
+
+    repo = HubClient().files(TINY)
+    usage = namedtuple("usage", "total used free")
+    threads: list[threading.Thread] = []
+    monkeypatch.setattr("shutil.disk_usage",
+                        lambda p: threads.append(threading.current_thread()) or usage(1 << 30, 1 << 30, 1 << 20))
+    window.statusBar().clearMessage()
+    window.library_page.downloadRequested.emit(TINY, repo.models[0], repo.commit)
+    qtbot.waitUntil(lambda: window.banner.isVisible(), timeout=10_000)
+    assert "Not enough disk space" in window.banner.text and "Free some space" in window.banner.text
+    assert "Downloading" not in window.statusBar().currentMessage()
+    assert threads and threading.main_thread() not in threads
+    assert not fake_hub.file_gets(TINY_FILE)
 
 
 def test_screenshots_of_library_downloads_and_settings(fake_hub: FakeHub, qtbot, window, tmp_path):  # noqa: F811
@@ -139,7 +204,9 @@ def test_screenshots_of_library_downloads_and_settings(fake_hub: FakeHub, qtbot,
     from models.hub import HubClient
 
     repo = HubClient().files(TINY)
-    download_id = window.downloads.download(TINY, repo.models[-1], repo.commit)
+    with qtbot.waitSignal(window.downloads.queued, timeout=10_000) as queued:
+        window.downloads.download(TINY, repo.models[-1], repo.commit)
+    download_id = queued.args[0].id
     row = window.downloads_panel.rows[download_id]
     window.show_page("downloads")
     qtbot.waitUntil(lambda: row.state == "running" and row.bar.value() > 0, timeout=10_000)

@@ -1,14 +1,16 @@
 import hashlib
+import shutil
 import threading
+import time
 from collections import namedtuple
 from pathlib import Path
 
 import pytest
-from model_repos import GATED, GATED_FILE, SPLIT, TINY, TINY_FILE
+from model_repos import GATED, GATED_FILE, SPLIT, TINY, TINY_FILE, model_bytes
 
 from models.downloads import PARTIAL_DIR, DownloadManager, DownloadState, DownloadStopped
 from models.errors import ChecksumError, DiskSpaceError, DownloadError, HubAccessError
-from models.hub import HubClient
+from models.hub import TOKEN_SECRET, HubClient
 from models.library import Library
 from models.quant import pick_model
 
@@ -67,6 +69,9 @@ def test_dropped_connections_resume_with_range_requests(db, client, hub_repos, l
     assert model.path.read_bytes() == hub_repos.repos[TINY].files[TINY_FILE]
     gets = hub_repos.file_gets(TINY_FILE)
     assert gets[0] is None and gets[1] == f"bytes={1 << 20}-" and gets[2] == f"bytes={2 << 20}-"
+    deadline = time.monotonic() + 5  # the server counts a chunk just after the client may already have it
+    while hub_repos.served[TINY_FILE] < size and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert hub_repos.served[TINY_FILE] == size  # no byte fetched twice
 
 
@@ -218,3 +223,102 @@ def test_background_queue_runs_downloads_in_order(db, client, hub_repos, library
         mgr.shutdown()
     assert [mgr.get(d.id).state for d in (first, second)] == [DownloadState.DONE, DownloadState.DONE]
     assert {m.name for m in Library(db).list()} == {"tiny.q4-k-m", "tiny.q8-0"}
+
+
+def test_resume_refused_for_disk_space_keeps_the_partial(db, client, hub_repos, library_dir, monkeypatch):
+    """A resume the disk has no room for fails before writing and keeps what was downloaded."""
+    hub_repos.drops[TINY_FILE] = [1 << 20] + [0] * 10
+    mgr = manager(db, client, library_dir, retries=0)
+    dl = queue(mgr, client)
+    with pytest.raises(DownloadError):
+        mgr.run(dl.id)
+    assert [p.stat().st_size for p in partials(library_dir)] == [1 << 20]
+    hub_repos.drops.clear()
+    real_usage = shutil.disk_usage
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr("shutil.disk_usage", lambda p: usage(10 << 30, 10 << 30, 1 << 20))
+    with pytest.raises(DiskSpaceError, match="Not enough disk space.*Free some space"):
+        mgr.run(dl.id)
+    failed = mgr.get(dl.id)
+    assert failed.state is DownloadState.FAILED and "Not enough disk space" in failed.error
+    assert [p.stat().st_size for p in partials(library_dir)] == [1 << 20]
+    assert mgr.bytes_on_disk(failed) == 1 << 20
+    # Space freed: the retry continues from 1 MiB.
+    monkeypatch.setattr("shutil.disk_usage", real_usage)
+    mgr.resume(dl.id)
+    mgr.run(dl.id)
+    assert hub_repos.file_gets(TINY_FILE)[-1] == f"bytes={1 << 20}-"
+
+
+def test_failed_new_download_of_an_installed_model_leaves_it_installed(db, client, hub_repos, library_dir):
+    mgr = manager(db, client, library_dir)
+    installed = mgr.run(queue(mgr, client).id)
+    data = installed.path.read_bytes()
+    again = queue(mgr, client)  # the same files again: a new download (the first one is done)
+    hub_repos.repos[TINY].gated = True  # the Hub now refuses this client
+    with pytest.raises(HubAccessError):
+        mgr.run(again.id)
+    mgr.cancel(again.id)
+    assert installed.path.read_bytes() == data and partials(library_dir) == []
+    assert Library(db).get(installed.name).path == installed.path
+    # Asked for again with access: the installed file is verified in place, not fetched again.
+    hub_repos.repos[TINY].gated = False
+    served = hub_repos.served[TINY_FILE]
+    assert mgr.run(queue(mgr, client).id).path == installed.path
+    assert installed.path.read_bytes() == data and partials(library_dir) == []
+    assert hub_repos.served[TINY_FILE] == served
+
+
+def test_changed_file_replaces_the_installed_one_only_once_verified(db, client, hub_repos, library_dir):
+    mgr = manager(db, client, library_dir, retries=0)
+    installed = mgr.run(queue(mgr, client).id)
+    old = installed.path.read_bytes()
+    new = model_bytes(7)
+    hub_repos.repos[TINY].files[TINY_FILE] = new  # the Hub's file changed (same name)
+    hub_repos.drops[TINY_FILE] = [1 << 20, 0]
+    again = queue(mgr, client)
+    with pytest.raises(DownloadError):
+        mgr.run(again.id)
+    assert installed.path.read_bytes() == old  # the failed download left the installed file alone
+    mgr.cancel(again.id)
+    assert installed.path.read_bytes() == old and partials(library_dir) == []
+    mgr.run(queue(mgr, client).id)
+    assert installed.path.read_bytes() == new and partials(library_dir) == []
+
+
+def test_crash_after_moving_into_the_library_re_verifies_without_fetching(db, client, hub_repos, library_dir,
+                                                                         monkeypatch):
+    """Killed between moving the verified files and cataloguing them (simulated): the next run finishes."""
+    mgr = manager(db, client, library_dir)
+    dl = queue(mgr, client)
+    real_add = Library.add
+
+    def crash(*a, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Library, "add", crash)
+    with pytest.raises(KeyboardInterrupt):
+        mgr.run(dl.id)
+    assert partials(library_dir) == [] and len(library_files(library_dir)) == 1
+    monkeypatch.setattr(Library, "add", real_add)
+    served = hub_repos.served[TINY_FILE]
+    model = mgr.run(queue(mgr, client).id)
+    assert hub_repos.served[TINY_FILE] == served  # re-verified in place, nothing fetched again
+    assert model.path.read_bytes() == hub_repos.repos[TINY].files[TINY_FILE]
+
+
+def test_download_uses_the_hub_token_saved_after_the_manager_was_made(db, client, hub_repos, library_dir,
+                                                                      memory_keyring):
+    from types import SimpleNamespace
+
+    from app.model_services import download_manager
+    from storage.secrets import set_secret
+
+    core = SimpleNamespace(db=db, library=Library(db), paths=SimpleNamespace(models=library_dir))
+    mgr = download_manager(core)  # no token yet (as when the window is built)
+    dl = queue(mgr, client, GATED)
+    with pytest.raises(HubAccessError):
+        mgr.run(dl.id)
+    set_secret(TOKEN_SECRET, "hf_good_token")  # saved later in Settings
+    mgr.resume(dl.id)
+    assert mgr.run(dl.id).path.name == GATED_FILE
