@@ -71,7 +71,7 @@ def fit_chat_prompt(model: LlamaModel, messages: Sequence[Mapping[str, str]], ma
         return rendered[i]
 
     lo, hi = 0, len(cuts) - 1
-    if len(kept_from(0)) > budget:  # dropping more never lengthens the prompt: search the fewest drops that fit
+    if hi > 0 and len(kept_from(0)) > budget:  # dropping more never lengthens it: search the fewest drops that fit
         lo = 1
         while lo < hi:
             mid = (lo + hi) // 2
