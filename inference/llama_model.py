@@ -55,6 +55,16 @@ def flash_attn_type(setting: bool | None) -> int:
     return llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if setting else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
 
 
+def cpu_has_amx(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """True when the CPU reports Intel AMX (Linux; elsewhere False). llama.cpp's AMX weight buffers crash the
+    vendored build on such CPUs, so models load without extra buffer types there."""
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as f:
+            return any(line.startswith("flags") and "amx_int8" in line.split() for line in f)
+    except OSError:
+        return False
+
+
 class LlamaModel:
     """A loaded GGUF model and one context over it.
 
@@ -93,6 +103,8 @@ class LlamaModel:
         mparams = llama_cpp.llama_model_default_params()
         mparams.n_gpu_layers = params.n_gpu_layers
         mparams.progress_callback = self._progress_cb
+        if cpu_has_amx():  # the vendored ggml's AMX matmul segfaults on the first decode (Xeon, Q4_1 starter)
+            mparams.use_extra_bufts = False
         llama_log.take_recent_errors()
         self._model = llama_cpp.llama_model_load_from_file(str(self.path).encode(), mparams)
         if not self._model:
