@@ -18,7 +18,8 @@ from app.setting_flags import add_flags, apply_flags
 from inference.sampling import SamplingOptions
 from storage.errors import EmberError
 
-SAMPLING_FLAGS = ["temperature", "top_p", "top_k", "min_p", "repeat_penalty", "seed", "max_tokens", "stop"]
+SAMPLING_FLAGS = ["temperature", "top_p", "top_k", "min_p", "repeat_penalty", "dry_multiplier", "seed", "max_tokens",
+                  "stop", "stop_loops"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

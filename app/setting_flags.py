@@ -23,6 +23,9 @@ def add_flags(parser: argparse.ArgumentParser, model: type[BaseModel], fields: l
         flag = "--" + name.replace("_", "-")
         if kind is list:
             parser.add_argument(flag, dest=dest_prefix + name, action="append", default=None, help=help_text)
+        elif kind is bool:  # --name / --no-name
+            parser.add_argument(flag, dest=dest_prefix + name, action=argparse.BooleanOptionalAction, default=None,
+                                help=help_text)
         else:
             parser.add_argument(flag, dest=dest_prefix + name, type=kind, default=None, help=help_text)
 
@@ -52,4 +55,4 @@ def _scalar_type(annotation: Any) -> type:
         return _scalar_type(args[0])
     if origin is list:
         return list
-    return annotation if annotation in (int, float, str) else str
+    return annotation if annotation in (int, float, str, bool) else str

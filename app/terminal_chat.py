@@ -77,6 +77,10 @@ def interactive(core: Ember, *, spec: ModelSpec, options: SamplingOptions, syste
             print("\n(stopped)", file=out)
 
 
+# What a finish reason means, where the word alone may puzzle (printed with --verbose).
+_FINISH_NOTES = {"repetition": " (the reply was repeating itself; --no-stop-loops lets such replies go on)"}
+
+
 def _stream_turn(core: Ember, conversation_id: int, text: str, *, spec: ModelSpec, options: SamplingOptions,
                  verbose: bool, out: TextIO, route: RouteRequest | None = None) -> None:
     """Run one turn, printing the reply as it streams. Ctrl+C cancels the reply (kept as far as it got)
@@ -127,7 +131,7 @@ def _stream_turn(core: Ember, conversation_id: int, text: str, *, spec: ModelSpe
         s = result.stats
         print(f"[{spec.name}: {s.completion_tokens} tokens, {s.tokens_per_s:.1f} tok/s, "
               f"TTFT {s.ttft_ms:.0f} ms, prompt {s.prompt_tokens} tokens ({s.cached_tokens} cached), "
-              f"finish: {s.finish_reason}]", file=sys.stderr)
+              f"finish: {s.finish_reason}{_FINISH_NOTES.get(s.finish_reason, '')}]", file=sys.stderr)
         if s.speculative:
             print(f"[{s.speculative}: {s.accepted}/{s.drafted} drafted tokens accepted, "
                   f"draft {s.draft_ms:.0f} ms, verify {s.verify_ms:.0f} ms]", file=sys.stderr)

@@ -340,7 +340,9 @@ class EngineService:
             parts.append(text)
             handle.emit(TokenText(text))
 
-        if self._speculative.active and grammar is None:  # grammar-constrained replies decode plainly
+        # Grammar-constrained replies decode plainly, and so do replies with DRY: the speculative path samples with
+        # its own copy of the chain (inference/spec_sampling.py), which has no DRY.
+        if self._speculative.active and grammar is None and options.dry_multiplier == 0.0:
             stats = self._speculative.generate(llm, prompt, options, should_stop=lambda: handle.cancelled,
                                                on_text=on_text, started=started)
         else:

@@ -17,7 +17,7 @@ class GenerationStats:
     prompt_ms: float  # evaluating the uncached part of the prompt
     tokens_per_s: float  # generation speed after the first token
     total_ms: float
-    finish_reason: str  # "stop" | "length" | "cancelled"
+    finish_reason: str  # "stop" | "length" | "cancelled" | "repetition" (a verbatim loop, see inference.repetition)
     # Speculative decoding only (None otherwise): drafter kind, drafted and accepted tokens, acceptance rate,
     # mean accepted drafts per verify round, time spent drafting and verifying, verify calls.
     speculative: str | None = None  # "draft" | "lookup"

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 from inference.events import GenerationStats, reply_stats
 from inference.llama_model import LlamaModel, ShouldStop
+from inference.repetition import LoopDetector
 from inference.sampler import Sampler
 from inference.sampling import SamplingOptions
 from inference.text_stream import TextStream
@@ -18,11 +19,12 @@ if TYPE_CHECKING:
 def generate(model: LlamaModel, prompt: Sequence[int], options: SamplingOptions, *,
              should_stop: ShouldStop, on_text: Callable[[str], None],
              started: float | None = None, grammar: str | None = None, keep: int = 4,
-             states: StateCache | None = None) -> GenerationStats:
+             states: StateCache | None = None, on_token: Callable[[int], None] | None = None) -> GenerationStats:
     """Generate a reply to ``prompt`` with ``model``, streaming its text to ``on_text``.
 
     ``should_stop`` is checked before every token and between prompt batches; when it turns true the reply ends
-    with finish reason ``cancelled``.
+    with finish reason ``cancelled``. With ``options.stop_loops`` a reply that turns into a verbatim loop ends with
+    finish reason ``repetition`` (:mod:`inference.repetition`; the text already streamed is kept).
 
     Args:
         model: the loaded model; its KV cache is reused where it matches ``prompt``.
@@ -34,6 +36,7 @@ def generate(model: LlamaModel, prompt: Sequence[int], options: SamplingOptions,
         grammar: a GBNF grammar (root rule ``root``) every generated token must follow, or None.
         keep: leading tokens (system prompt, attention sinks) a context shift never drops.
         states: saved KV states to restore from and save to (conversation switching).
+        on_token: receives each sampled token id (EOG included), for benchmarks and tests.
 
     Raises:
         EngineError: the prompt does not fit or llama.cpp failed.
@@ -53,6 +56,7 @@ def generate(model: LlamaModel, prompt: Sequence[int], options: SamplingOptions,
     shifts = 0
     finish = "length"
     t_first = t_last = None
+    loops = LoopDetector() if options.stop_loops else None
     with Sampler(options, n_vocab=model.n_vocab, grammar=grammar, vocab=model.vocab) as sampler:
         sampler.prime(prompt)
         while n_gen < options.max_tokens:
@@ -63,6 +67,8 @@ def generate(model: LlamaModel, prompt: Sequence[int], options: SamplingOptions,
             t_last = time.perf_counter()
             if t_first is None:
                 t_first = t_last
+            if on_token is not None:
+                on_token(token)
             if model.is_eog(token):
                 finish = "stop"
                 break
@@ -72,6 +78,9 @@ def generate(model: LlamaModel, prompt: Sequence[int], options: SamplingOptions,
                 on_text(text)
             if stream.stopped:
                 finish = "stop"
+                break
+            if loops is not None and loops.push(token):
+                finish = "repetition"
                 break
             if n_gen >= options.max_tokens:
                 finish = "length"

@@ -23,6 +23,7 @@ import llama_cpp
 import numpy as np
 
 from inference.llama_model import LlamaModel
+from inference.repetition import LoopDetector
 from inference.sampler import Sampler
 from inference.sampling import SamplingOptions
 from inference.text_stream import TextStream
@@ -139,7 +140,7 @@ class Probe:
     reused: int  # prompt tokens reused from the KV cache
     prompt_ms: float  # evaluating the uncached part of the prompt
     decode_ms: float  # everything after the prompt (sampling, uncertainty, decode calls)
-    finish: str  # "stop" | "length" | "cancelled"
+    finish: str  # "stop" | "length" | "cancelled" | "repetition"
     timings: dict[str, float] = field(default_factory=dict)
     prompt_tokens: int = 0
 
@@ -153,7 +154,8 @@ def probe(model: LlamaModel, prompt: Sequence[int], options: SamplingOptions, *,
     Args:
         model: the loaded small model; its cached prefix of ``prompt`` is reused.
         prompt: prompt token ids (chat template applied).
-        options: sampling settings (their ``stop`` strings end the answer too).
+        options: sampling settings (their ``stop`` strings end the answer too; with ``stop_loops`` an answer that
+            turns into a verbatim loop ends with finish ``repetition``).
         max_tokens: most tokens to generate.
         should_stop: polled before every token.
         rollback: afterwards drop the generated tokens from the KV cache, so it holds exactly ``prompt`` (the
@@ -177,6 +179,7 @@ def probe(model: LlamaModel, prompt: Sequence[int], options: SamplingOptions, *,
     finish = "length"
     n_vocab = model.n_vocab
     decode_s, n_decode = 0.0, 0
+    loops = LoopDetector() if options.stop_loops else None
     with Sampler(options, n_vocab=n_vocab, vocab=model.vocab) as sampler:
         sampler.prime(prompt)
         while len(tokens) < max_tokens:
@@ -196,6 +199,9 @@ def probe(model: LlamaModel, prompt: Sequence[int], options: SamplingOptions, *,
                 on_text(parts[-1])
             if stream.stopped:
                 finish = "stop"
+                break
+            if loops is not None and loops.push(token):
+                finish = "repetition"
                 break
             if len(tokens) >= max_tokens or len(model.tokens) + 1 >= model.n_ctx:
                 break

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 from typing import Sequence
 
 import llama_cpp
@@ -10,10 +11,19 @@ from inference.grammar import GrammarGate
 from inference.sampling import SamplingOptions
 
 
-class Sampler:
-    """Picks tokens from a context's logits: penalties, top-k, top-p, min-p, temperature, then a draw.
+# DRY's other parameters: llama.cpp's defaults at the vendored commit (common.h, the server's README). Its
+# ``dry_penalty_last_n`` is clamped to >= 0 there: -1 (once "the whole context") would turn DRY off, not widen it.
+DRY_BASE = 1.75
+DRY_ALLOWED_LENGTH = 2
+DRY_PENALTY_LAST_N = 64
+DRY_SEQUENCE_BREAKERS = ("\n", ":", "\"", "*")
 
-    At temperature 0 the chain is greedy (after penalties), as in llama.cpp.
+
+class Sampler:
+    """Picks tokens from a context's logits: penalties, DRY, top-k, top-p, min-p, temperature, then a draw.
+
+    At temperature 0 the chain is greedy (after penalties and DRY), as in llama.cpp. DRY (``dry_multiplier`` > 0)
+    needs the model's vocabulary, to find the tokens its sequence breakers are made of.
     """
 
     def __init__(self, options: SamplingOptions, *, n_vocab: int, grammar: str | None = None,
@@ -32,7 +42,16 @@ class Sampler:
         if self.uses_history:
             add(llama_cpp.llama_sampler_init_penalties(n_vocab, options.repeat_last_n,
                                                        options.repeat_penalty, 0.0, 0.0))
-        self.history_len = options.repeat_last_n
+        self.history_len = options.repeat_last_n if self.uses_history else 0
+        if options.dry_multiplier > 0.0:
+            if vocab is None:
+                raise ValueError("DRY needs the model's vocab")
+            breakers = [b.encode("utf-8") for b in DRY_SEQUENCE_BREAKERS]
+            arr = (ctypes.c_char_p * len(breakers))(*breakers)
+            add(llama_cpp.llama_sampler_init_dry(vocab, options.dry_multiplier, DRY_BASE, DRY_ALLOWED_LENGTH,
+                                                 DRY_PENALTY_LAST_N, arr, len(breakers)))
+            self.uses_history = True
+            self.history_len = max(self.history_len, DRY_PENALTY_LAST_N)
         if options.temperature <= 0.0:
             add(llama_cpp.llama_sampler_init_greedy())
         else:
@@ -47,7 +66,7 @@ class Sampler:
             add(llama_cpp.llama_sampler_init_dist(seed))
 
     def prime(self, history: Sequence[int]) -> None:
-        """Feed the recent context (prompt tokens) to the penalties, so repeats of the prompt count too."""
+        """Feed the recent context (prompt tokens) to the penalties and DRY, so repeats of the prompt count too."""
         if not self.uses_history:
             return
         for tok in history[-self.history_len:]:

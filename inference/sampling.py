@@ -20,7 +20,13 @@ class SamplingOptions(BaseModel):
                                                                    "(1 turns it off).")
     repeat_last_n: int = Field(64, ge=0, le=4096, description="How many recent tokens the repeat penalty "
                                                               "looks at.")
+    dry_multiplier: float = Field(0.0, ge=0.0, le=5.0, description="DRY: penalise tokens that would extend a "
+                                                                   "sequence repeated from the last 64 tokens "
+                                                                   "(0 turns it off; 0.8 is usual; no "
+                                                                   "speculative decoding while it is on).")
     seed: int | None = Field(None, ge=0, le=2**32 - 2, description="Random seed for reproducible replies "
                                                                    "(empty: a new seed each time).")
     max_tokens: int = Field(512, ge=1, le=131072, description="Longest reply, in tokens.")
     stop: list[str] = Field(default_factory=list, description="Strings that end the reply when generated.")
+    stop_loops: bool = Field(True, description="End a reply that has turned into a verbatim loop (the same "
+                                               "words again and again); turn off to allow deliberate repetition.")

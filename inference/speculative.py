@@ -23,6 +23,7 @@ from inference.draft_control import DraftController
 from inference.drafters import Draft, Drafter, logits_row
 from inference.events import GenerationStats, reply_stats
 from inference.llama_model import LlamaModel, ShouldStop
+from inference.repetition import LoopDetector
 from inference.sampling import SamplingOptions
 from inference.spec_sampling import accept_or_resample, greedy_token, target_dist
 from inference.text_stream import TextStream
@@ -46,6 +47,9 @@ def generate_speculative(model: LlamaModel, drafter: Drafter, prompt: Sequence[i
                          controller: DraftController | None = None,
                          on_token: Callable[[int], None] | None = None) -> GenerationStats:
     """Generate a reply like :func:`inference.generate.generate`, drafting with ``drafter``.
+
+    The loop check (``options.stop_loops``) sees the accepted tokens as they are released, so a loop ends at the
+    same token as on the plain path.
 
     Args:
         model: the target model; its KV cache is reused where it matches ``prompt``.
@@ -85,6 +89,7 @@ def generate_speculative(model: LlamaModel, drafter: Drafter, prompt: Sequence[i
     n_released = 0
     finish = "length"
     t_first = t_last = None
+    loops = LoopDetector() if options.stop_loops else None
 
     def pick(row: np.ndarray, extra: Sequence[int]) -> int:
         hist = (history[-last_n:] + list(extra)) if use_penalty else ()
@@ -110,6 +115,8 @@ def generate_speculative(model: LlamaModel, drafter: Drafter, prompt: Sequence[i
             on_text(text)
         if stream.stopped:
             return "stop"
+        if loops is not None and loops.push(token):
+            return "repetition"
         if n_gen >= options.max_tokens:
             return "length"
         return None

@@ -38,7 +38,8 @@ class ChatSession(QObject):
         replyText(text): more reply text (one engine event's worth; the view coalesces repaints).
         replyRetracted(reason): the reply text shown so far is withdrawn; what follows replaces it (a ``cascade``
             that escalated after streaming the small model's answer).
-        replyFinished(message): the stored reply with its stats (``finish_reason`` stop/length/cancelled/error).
+        replyFinished(message): the stored reply with its stats (``finish_reason`` stop/length/repetition/
+            cancelled/error).
         loadProgress(fraction): the turn is loading its model first.
         busyChanged(busy): a reply started or ended.
         error(message): a known error to show in the window.

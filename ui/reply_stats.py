@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-_FINISH = {"cancelled": "stopped", "length": "length limit reached", "error": "failed"}
+_FINISH = {"cancelled": "stopped", "length": "length limit reached", "repetition": "stopped: repeating itself",
+           "error": "failed"}
 
 
 def footer_text(stats: dict[str, Any]) -> str:

@@ -20,6 +20,7 @@ LABELS = {
     "flash_attn": "Flash attention", "top_p": "Top P", "top_k": "Top K", "min_p": "Min P",
     "repeat_last_n": "Repeat window", "max_tokens": "Max reply tokens", "stop": "Stop strings",
     "model": "Default model", "stream_flush_interval": "Save interval (s)",
+    "dry_multiplier": "DRY multiplier", "stop_loops": "Stop looping replies",
 }
 NONE_TEXT = {"seed": "Random"}
 

@@ -120,7 +120,8 @@ def usage(stats: GenerationStats | None) -> dict[str, int]:
 
 
 def finish_reason(stats: GenerationStats | None) -> str:
-    """OpenAI's finish reason (``stop`` or ``length``)."""
+    """OpenAI's finish reason (``stop`` or ``length``): a reply cut as a loop (``repetition``) is ``stop`` there;
+    ``X-Ember-Finish-Reason`` and ``ember.stats`` keep Ember's own reason."""
     return "length" if stats is not None and stats.finish_reason == "length" else "stop"
 
 

@@ -74,7 +74,8 @@ def _options(ctx: ApiContext, options: OllamaOptions | None) -> SamplingOptions:
     if max_tokens is not None and max_tokens <= 0:  # -1 / -2: until the context is full
         max_tokens = 131072
     return ctx.sampling(temperature=o.temperature, top_p=o.top_p, top_k=o.top_k, min_p=o.min_p,
-                        repeat_penalty=o.repeat_penalty, repeat_last_n=o.repeat_last_n, seed=o.seed,
+                        repeat_penalty=o.repeat_penalty, repeat_last_n=o.repeat_last_n,
+                        dry_multiplier=o.dry_multiplier, seed=o.seed,
                         stop=stop_list(o.stop), max_tokens=max_tokens)
 
 

@@ -91,7 +91,8 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     messages = _messages(body.messages)
     grammar = _grammar(body)
     options = ctx.sampling(temperature=body.temperature, top_p=body.top_p, top_k=body.top_k, min_p=body.min_p,
-                           repeat_penalty=body.repeat_penalty, seed=body.seed, stop=stop_list(body.stop),
+                           repeat_penalty=body.repeat_penalty, dry_multiplier=body.dry_multiplier, seed=body.seed,
+                           stop=stop_list(body.stop),
                            max_tokens=body.max_completion_tokens or body.max_tokens)
     model, spec = ctx.spec(body.model)
     job = ctx.submit_chat(messages, options, model, spec, grammar=grammar, routing=body.ember)
@@ -155,7 +156,8 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
     if not prompt:
         raise ApiError(400, "The prompt is empty.", param="prompt")
     options = ctx.sampling(temperature=body.temperature, top_p=body.top_p, top_k=body.top_k, min_p=body.min_p,
-                           repeat_penalty=body.repeat_penalty, seed=body.seed, stop=stop_list(body.stop),
+                           repeat_penalty=body.repeat_penalty, dry_multiplier=body.dry_multiplier, seed=body.seed,
+                           stop=stop_list(body.stop),
                            max_tokens=body.max_tokens or 16)
     model, spec = ctx.spec(body.model)
     job = ctx.scheduler.submit(lambda cb: ctx.core.engine.complete(prompt, options, model=spec, on_event=cb),

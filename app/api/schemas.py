@@ -53,6 +53,7 @@ class _Sampling(_Lenient):
     top_k: int | None = Field(None, ge=0, le=1000)
     min_p: float | None = Field(None, ge=0.0, le=1.0)
     repeat_penalty: float | None = Field(None, ge=0.5, le=2.0)
+    dry_multiplier: float | None = Field(None, ge=0.0, le=5.0)  # llama-server's DRY extension (0: off)
     max_tokens: int | None = Field(None, ge=1, le=131072)
     stop: Union[str, list[str], None] = None
     seed: int | None = None
@@ -112,6 +113,7 @@ class OllamaOptions(_Lenient):
     min_p: float | None = Field(None, ge=0.0, le=1.0)
     repeat_penalty: float | None = Field(None, ge=0.5, le=2.0)
     repeat_last_n: int | None = Field(None, ge=0, le=4096)
+    dry_multiplier: float | None = Field(None, ge=0.0, le=5.0)  # as llama.cpp's DRY (0: off)
     num_predict: int | None = Field(None, ge=-2, le=131072)
     seed: int | None = None
     stop: Union[str, list[str], None] = None

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -113,6 +114,10 @@ def test_doctor_json():
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     assert "CPU" in report["llama_cpp"]["backends"]
+    # llama.cpp's system info line names the CPU features its kernels use ("CPU : SSE3 = 1 | AVX2 = 1 | ..."),
+    # which tells machines apart in a bug report (issue 13)
+    cpu = report["llama_cpp"]["system_info"].split("CPU : ", 1)[1]
+    assert re.search(r"\b[A-Z][A-Z0-9_]+ = 1\b", cpu), report["llama_cpp"]["system_info"]
     assert isinstance(report["llama_cpp"]["gpu_offload"], bool)
     assert report["paths"]["home"] == os.environ["EMBER_HOME"]
     assert report["keyring"]["backend"]
