@@ -17,7 +17,7 @@ import llama_cpp
 from app.core import Ember
 from inference.engine import EngineService, ModelSpec
 from inference.events import TokenText
-from inference.llama_model import ContextParams, flash_attn_type
+from inference.llama_model import ContextParams, flash_attn_type, forced_eval_path
 from inference.hardware import physical_cores
 from inference.sampling import SamplingOptions
 
@@ -51,8 +51,10 @@ def bench_decode(core: Ember, *, model: str | None = None, tokens: int = 128, ru
     try:
         say(f"loading {spec.name} twice ({n_threads} threads, n_ctx {n_ctx})")
         engine.load(spec).wait()
-        ref = Llama(str(spec.path), n_ctx=n_ctx, n_batch=512, n_ubatch=512, n_threads=n_threads,
-                    n_threads_batch=n_threads, n_gpu_layers=params.n_gpu_layers, flash_attn=flash_attn,
+        forced = forced_eval_path()  # EMBER_UBATCH / EMBER_THREADS reach the reference too: the same kernels
+        ref_threads = forced.threads or n_threads
+        ref = Llama(str(spec.path), n_ctx=n_ctx, n_batch=512, n_ubatch=min(forced.ubatch or 512, 512),
+                    n_threads=ref_threads, n_threads_batch=ref_threads, n_gpu_layers=params.n_gpu_layers, flash_attn=flash_attn,
                     verbose=False)
 
         def run_ember() -> tuple[float, float, int, str]:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from importlib import resources
 from typing import Any
 
 from app import __version__
 from app.paths import Paths
+from inference.errors import EngineError
+from inference.llama_model import forced_eval_path
 from inference import hardware
 from models.starter import find_starter_file
 from storage import secrets
@@ -25,7 +28,17 @@ def doctor_report() -> dict[str, Any]:
         "starter_model": str(starter) if starter else None,
         "keyring": {"backend": secrets.backend_name(), "available": secrets.available()},
         "build": build_info(),
+        "forced_eval_path": _forced_eval_path(),
     }
+
+
+def _forced_eval_path() -> dict[str, Any] | str:
+    """``EMBER_UBATCH`` / ``EMBER_THREADS`` in force (empty when none), or why their values are refused."""
+    try:
+        forced = forced_eval_path()
+    except EngineError as exc:
+        return str(exc)
+    return {k: v for k, v in asdict(forced).items() if v is not None}
 
 
 def build_info() -> dict[str, Any] | None:
@@ -45,6 +58,7 @@ def format_report(r: dict[str, Any]) -> str:
         f"llama.cpp (llama-cpp-python {ll['llama_cpp_python']}): backends {', '.join(ll['backends']) or '?'}; "
         f"GPU offload {'supported' if ll['gpu_offload'] else 'not supported (CPU only)'}",
         f"  {ll['system_info']}",
+        *([f"  evaluation path forced by the environment: {r['forced_eval_path']}"] if r["forced_eval_path"] else []),
         f"CPU: {r['cpu']['model']}, {r['cpu']['physical_cores']} physical / {r['cpu']['logical_cores']} logical cores",
         f"RAM: {gib(r['memory']['total_bytes'])} total, {gib(r['memory']['available_bytes'])} available",
         *(f"GPU: {g['name']} ({g['kind']}), {gib(g['total'])} total, {gib(g['free'])} free" for g in r["gpus"]),

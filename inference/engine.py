@@ -24,13 +24,17 @@ from inference.hardware import physical_cores
 from inference.kv_state import StateCache
 from inference.offload import OffloadPlan, preflight
 from inference.llama_model import ContextParams, LlamaModel
+from inference.logprobs import token_logprob
 from inference.sampling import SamplingOptions
 from inference.spec_runtime import SpeculativeConfig, SpeculativeRuntime
+from inference.tools import OPEN, ToolReply, ToolRequest, call_grammar, parse_reply, prompt_messages, \
+    template_knows_tools
 from storage.errors import EmberError
 
 log = logging.getLogger(__name__)
 
-Message = Mapping[str, str]
+Message = Mapping[str, Any]
+_TOOL_KEYS = ("tool_calls", "tool_call_id", "name")
 
 
 @dataclass(frozen=True)
@@ -45,10 +49,12 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class ChatResult:
-    """A finished reply: its text and figures."""
+    """A finished reply: its text and figures; for a request with tools, the text split into content and calls
+    (``text`` is then the whole reply, calls included, as the model wrote it)."""
 
     text: str
     stats: GenerationStats
+    tools: ToolReply | None = None
 
 
 class JobHandle:
@@ -196,23 +202,44 @@ class EngineService:
         return self._submit("reset", lambda h: self._model.clear() if self._model else None, None)
 
     def chat(self, messages: Sequence[Message], options: SamplingOptions, *, model: ModelSpec | None = None,
-             on_event: Callable[[EngineEvent], None] | None = None, grammar: str | None = None) -> JobHandle:
+             on_event: Callable[[EngineEvent], None] | None = None, grammar: str | None = None,
+             tools: ToolRequest | None = None, logprobs: int | None = None) -> JobHandle:
         """Generate the assistant's reply to ``messages`` (dicts with ``role`` and ``content``).
 
         The prompt is built with the model's own chat template. When ``model`` is given it is loaded first if it
         is not the loaded one. Events: :class:`TokenText` as the reply streams, then :class:`Finished` whose result
         is a :class:`ChatResult`. ``grammar`` (GBNF, root rule ``root``) constrains the reply.
+
+        ``tools``: functions the reply may call (see :mod:`inference.tools`); the result's ``tools`` then holds the
+        reply split into content and calls. Messages may carry earlier calls (an assistant's ``tool_calls``: dicts
+        with ``name``, ``arguments`` as an object and ``id``) and ``tool`` messages with their results.
+
+        ``logprobs``: send a :class:`~inference.logprobs.TokenLogprob` event before each token's text, with that
+        many (0-20) likeliest alternatives (None: none; such replies decode without speculation).
         """
-        msgs = [{"role": m["role"], "content": m["content"]} for m in messages]
+        msgs = [{"role": m["role"], "content": m.get("content") or "",
+                 **{k: m[k] for k in _TOOL_KEYS if m.get(k)}} for m in messages]
+        with_tools = tools is not None or any(len(m) > 2 or m["role"] == "tool" for m in msgs)
 
         def run(handle: JobHandle) -> ChatResult:
             llm = self._ensure_loaded(model, handle)
             started = time.perf_counter()
-            prompt = fit_chat_prompt(llm, msgs, options.max_tokens)
-            result = self._generate(llm, prompt.tokens, options, handle, started, grammar=grammar, keep=prompt.keep)
+            rendered, tool_defs = msgs, None
+            if with_tools:
+                rendered, tool_defs = prompt_messages(msgs, tools, native=template_knows_tools(
+                    model_template(llm).source))
+            prompt = fit_chat_prompt(llm, rendered, options.max_tokens, tools=tool_defs)
+            if tools is not None and tools.choice != "none":
+                result = self._reply_with_tools(llm, prompt.tokens, options, handle, started, tools,
+                                                keep=prompt.keep, logprobs=logprobs)
+            else:
+                result = self._generate(llm, prompt.tokens, options, handle, started, grammar=grammar,
+                                        keep=prompt.keep, logprobs=logprobs)
+                if tools is not None:
+                    result = dataclasses.replace(result, tools=ToolReply(result.text))
             if prompt.dropped:
-                result = ChatResult(result.text,
-                                    dataclasses.replace(result.stats, trimmed_messages=prompt.dropped))
+                result = dataclasses.replace(result, stats=dataclasses.replace(result.stats,
+                                                                              trimmed_messages=prompt.dropped))
             return result
 
         return self._submit("chat", run, on_event)
@@ -332,26 +359,116 @@ class EngineService:
         return model
 
     def _generate(self, llm: LlamaModel, prompt: Sequence[int], options: SamplingOptions,
-                  handle: JobHandle, started: float, *, grammar: str | None = None, keep: int = 4) -> ChatResult:
-        """Run the decode loop; TTFT counts from ``started`` (after any model load, before templating)."""
+                  handle: JobHandle, started: float, *, grammar: str | None = None, keep: int = 4,
+                  emit: Callable[[str], None] | None = None,
+                  should_stop: Callable[[], bool] | None = None, logprobs: int | None = None) -> ChatResult:
+        """Run the decode loop; TTFT counts from ``started`` (after any model load, before templating).
+
+        ``emit`` receives the text instead of the handle's :class:`TokenText` events; ``should_stop`` replaces
+        the handle's cancel flag; ``logprobs`` as in :meth:`chat`."""
         parts: list[str] = []
+        send = emit or (lambda text: handle.emit(TokenText(text)))
+        stop = should_stop or (lambda: handle.cancelled)
 
         def on_text(text: str) -> None:
             parts.append(text)
-            handle.emit(TokenText(text))
+            send(text)
 
         # Grammar-constrained replies decode plainly, and so do replies with DRY: the speculative path samples with
         # its own copy of the chain (inference/spec_sampling.py), which has no DRY.
-        if self._speculative.active and grammar is None and options.dry_multiplier == 0.0:
-            stats = self._speculative.generate(llm, prompt, options, should_stop=lambda: handle.cancelled,
+        on_token = None
+        if logprobs is not None:
+            def on_token(token: int) -> None:
+                if not llm.is_eog(token):
+                    handle.emit(token_logprob(llm, token, logprobs))
+
+        if (self._speculative.active and grammar is None and options.dry_multiplier == 0.0 and not options.ignore_eos
+                and on_token is None):
+            stats = self._speculative.generate(llm, prompt, options, should_stop=stop,
                                                on_text=on_text, started=started)
         else:
-            stats = generate(llm, prompt, options, should_stop=lambda: handle.cancelled, on_text=on_text,
-                             started=started, grammar=grammar, keep=keep, states=self._states)
+            stats = generate(llm, prompt, options, should_stop=stop, on_text=on_text,
+                             started=started, grammar=grammar, keep=keep, states=self._states, on_token=on_token)
         return ChatResult("".join(parts), stats)
+
+    def _reply_with_tools(self, llm: LlamaModel, prompt: Sequence[int], options: SamplingOptions,
+                          handle: JobHandle, started: float, tools: ToolRequest, *, keep: int,
+                          logprobs: int | None = None) -> ChatResult:
+        """A reply that may call ``tools``. A forced call (``required``, a named function) is generated under the
+        call grammar from the first token. With ``auto`` the reply is free text until the model writes the opener
+        ``<tool_call>``; the same sequence then continues under the grammar, so the call's arguments match their
+        schema. Both phases stream their text to the handle as one reply (the opener included)."""
+        if tools.forced:
+            result = self._generate(llm, prompt, options.model_copy(update={"stop": []}), handle, started,
+                                    grammar=call_grammar(tools), keep=keep, logprobs=logprobs)
+            return dataclasses.replace(result, tools=parse_reply(result.text))
+        watch = _OpenerWatch(lambda text: handle.emit(TokenText(text)))
+        first = self._generate(llm, prompt, options, handle, started, keep=keep, emit=watch.push,
+                               should_stop=lambda: handle.cancelled or watch.opened, logprobs=logprobs)
+        if not watch.opened or handle.cancelled:
+            watch.flush()
+            text = watch.content
+            return ChatResult(text, first.stats, tools=parse_reply(text))
+        handle.emit(TokenText(OPEN))
+        head = watch.content + OPEN
+        left = options.max_tokens - first.stats.completion_tokens
+        if left <= 0:
+            stats = dataclasses.replace(first.stats, finish_reason="length")
+            return ChatResult(head, stats, tools=parse_reply(head))
+        follow = list(prompt) + llm.tokenize(head, add_special=False, parse_special=True)
+        second = self._generate(llm, follow, options.model_copy(update={"stop": [], "max_tokens": left}), handle,
+                                started, grammar=call_grammar(tools, after_opener=True), keep=keep,
+                                logprobs=logprobs)
+        s1, s2 = first.stats, second.stats
+        stats = dataclasses.replace(s1, completion_tokens=s1.completion_tokens + s2.completion_tokens,
+                                    prompt_ms=round(s1.prompt_ms + s2.prompt_ms, 2),
+                                    tokens_per_s=s2.tokens_per_s or s1.tokens_per_s, total_ms=s2.total_ms,
+                                    finish_reason=s2.finish_reason)
+        text = head + second.text
+        return ChatResult(text, stats, tools=parse_reply(text))
 
     def _free(self) -> None:
         self._speculative.close()
         if self._model is not None:
             self._model.close()
         self._model = self._spec = None
+
+
+class _OpenerWatch:
+    """Passes reply text on until the tool-call opener appears (text that may begin it is held back); what came
+    before the opener is :attr:`content`, and :attr:`opened` turns True."""
+
+    def __init__(self, send: Callable[[str], None]) -> None:
+        self._send = send
+        self._held = ""
+        self._sent: list[str] = []
+        self.opened = False
+
+    def push(self, text: str) -> None:
+        if self.opened:
+            return
+        self._held += text
+        at = self._held.find(OPEN)
+        if at >= 0:
+            self._release(self._held[:at])
+            self._held = ""
+            self.opened = True
+            return
+        keep = next((n for n in range(min(len(self._held), len(OPEN) - 1), 0, -1)
+                     if OPEN.startswith(self._held[-n:])), 0)
+        self._release(self._held[:len(self._held) - keep])
+        self._held = self._held[len(self._held) - keep:]
+
+    def flush(self) -> None:
+        if not self.opened:
+            self._release(self._held)
+        self._held = ""
+
+    def _release(self, text: str) -> None:
+        if text:
+            self._sent.append(text)
+            self._send(text)
+
+    @property
+    def content(self) -> str:
+        return "".join(self._sent)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import llama_cpp
 import numpy as np
@@ -55,6 +56,46 @@ def flash_attn_type(setting: bool | None) -> int:
     return llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if setting else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
 
 
+@dataclass(frozen=True)
+class ForcedEvalPath:
+    """A micro-batch size and thread count forced on every context, or None where nothing is forced."""
+
+    ubatch: int | None = None
+    threads: int | None = None
+
+
+EVAL_PATH_VARS = ("EMBER_UBATCH", "EMBER_THREADS")
+
+
+def forced_eval_path(environ: Mapping[str, str] | None = None) -> ForcedEvalPath:
+    """The evaluation path forced through ``EMBER_UBATCH`` and ``EMBER_THREADS`` (positive integers).
+
+    llama.cpp picks kernels by CPU features, batch size and threads, so greedy text can flip between machines
+    wherever two tokens are nearly tied. These variables put every context of this process (and of ``ember``
+    subprocesses, which inherit them) on another path with other numerics: CI runs the model tests a second time
+    with ``EMBER_UBATCH=1 EMBER_THREADS=1``, which evaluates prompts one token at a time, as another CPU would
+    round differently. A diagnostic knob, not a setting: ``ember doctor`` shows it when it is in force.
+
+    Raises:
+        EngineError: a variable is set but is not a positive integer.
+    """
+    env = os.environ if environ is None else environ
+    values: list[int | None] = []
+    for name in EVAL_PATH_VARS:
+        raw = env.get(name, "").strip()
+        if not raw:
+            values.append(None)
+            continue
+        try:
+            value = int(raw)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise EngineError(f"{name}={raw!r} is not a positive integer: unset it or give a number such as 1.")
+        values.append(value)
+    return ForcedEvalPath(*values)
+
+
 def cpu_has_amx(cpuinfo: str = "/proc/cpuinfo") -> bool:
     """True when the CPU reports Intel AMX (Linux; elsewhere False). llama.cpp's AMX weight buffers crash the
     vendored build on such CPUs, so models load without extra buffer types there."""
@@ -63,6 +104,13 @@ def cpu_has_amx(cpuinfo: str = "/proc/cpuinfo") -> bool:
             return any(line.startswith("flags") and "amx_int8" in line.split() for line in f)
     except OSError:
         return False
+
+
+def build_uses_amx() -> bool:
+    """True when this llama.cpp was compiled with AMX kernels and the CPU has AMX: then models load without extra
+    buffer types (AMX, and with it weight repacking), since those kernels crash. ``make install`` compiles
+    llama.cpp without AMX (packaging/install-llama.sh), which keeps repacking; this guards other builds."""
+    return cpu_has_amx() and b"AMX_INT8 = 1" in llama_cpp.llama_print_system_info()
 
 
 class LlamaModel:
@@ -103,7 +151,7 @@ class LlamaModel:
         mparams = llama_cpp.llama_model_default_params()
         mparams.n_gpu_layers = params.n_gpu_layers
         mparams.progress_callback = self._progress_cb
-        if cpu_has_amx():  # the vendored ggml's AMX matmul segfaults on the first decode (Xeon, Q4_1 starter)
+        if build_uses_amx():  # its AMX matmul segfaults on the first decode (Xeon, Q4_1 starter)
             mparams.use_extra_bufts = False
         llama_log.take_recent_errors()
         self._model = llama_cpp.llama_model_load_from_file(str(self.path).encode(), mparams)
@@ -120,9 +168,10 @@ class LlamaModel:
         cparams = llama_cpp.llama_context_default_params()
         n_ctx = params.n_ctx if self.n_ctx_train <= 0 else min(params.n_ctx, self.n_ctx_train)
         cparams.n_ctx = n_ctx
+        forced = forced_eval_path()
         cparams.n_batch = params.n_batch
-        cparams.n_ubatch = params.n_batch
-        threads = params.n_threads or physical_cores()
+        cparams.n_ubatch = min(forced.ubatch or params.n_batch, params.n_batch)
+        threads = forced.threads or params.n_threads or physical_cores()
         cparams.n_threads = threads
         cparams.n_threads_batch = threads
         cparams.no_perf = True

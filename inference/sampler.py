@@ -19,6 +19,11 @@ DRY_PENALTY_LAST_N = 64
 DRY_SEQUENCE_BREAKERS = ("\n", ":", "\"", "*")
 
 
+def end_of_generation_tokens(vocab: llama_cpp.llama_vocab_p, n_vocab: int) -> list[int]:
+    """Every token id the vocabulary treats as the end of generation (EOS, EOT, ...)."""
+    return [t for t in range(n_vocab) if llama_cpp.llama_vocab_is_eog(vocab, t)]
+
+
 class Sampler:
     """Picks tokens from a context's logits: penalties, DRY, top-k, top-p, min-p, temperature, then a draw.
 
@@ -38,6 +43,13 @@ class Sampler:
         params.no_perf = True
         self._chain = llama_cpp.llama_sampler_chain_init(params)
         add = lambda s: llama_cpp.llama_sampler_chain_add(self._chain, s)  # noqa: E731
+        if options.ignore_eos:
+            if vocab is None:
+                raise ValueError("ignore_eos needs the model's vocab")
+            eog = end_of_generation_tokens(vocab, n_vocab)
+            bias = (llama_cpp.llama_logit_bias * len(eog))(*(llama_cpp.llama_logit_bias(t, float("-inf"))
+                                                              for t in eog))
+            add(llama_cpp.llama_sampler_init_logit_bias(n_vocab, len(eog), bias))
         self.uses_history = options.repeat_penalty != 1.0 and options.repeat_last_n > 0
         if self.uses_history:
             add(llama_cpp.llama_sampler_init_penalties(n_vocab, options.repeat_last_n,

@@ -30,3 +30,6 @@ class SamplingOptions(BaseModel):
     stop: list[str] = Field(default_factory=list, description="Strings that end the reply when generated.")
     stop_loops: bool = Field(True, description="End a reply that has turned into a verbatim loop (the same "
                                                "words again and again); turn off to allow deliberate repetition.")
+    ignore_eos: bool = Field(False, description="Never end the reply on the model's end-of-text token, only at "
+                                                "max_tokens or a stop string (benchmarks and tests that need "
+                                                "an exact length; llama-server's ignore_eos).")

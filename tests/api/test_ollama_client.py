@@ -41,6 +41,7 @@ def test_chat_non_streaming(client: ollama.Client) -> None:
 
 def test_chat_streaming_matches_non_streaming(client: ollama.Client) -> None:
     messages = [{"role": "user", "content": "Name a fruit."}]
+    client.chat(model=MODEL, messages=messages, options=OPTIONS)  # the cache: both below evaluate alike
     whole = client.chat(model=MODEL, messages=messages, options=OPTIONS)
     parts = list(client.chat(model=MODEL, messages=messages, options=OPTIONS, stream=True))
     assert parts[-1].done and not any(p.done for p in parts[:-1])

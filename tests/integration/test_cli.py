@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from inference.llama_model import ContextParams, LlamaModel
+from tests.greedy import CAPITAL_QUESTION, robust_capital
 from tests.helpers import starter_path
 
 EMBER = [sys.executable, "-m", "app"]
@@ -35,15 +37,21 @@ def test_version():
 
 
 def test_one_shot_answer_is_printed_and_stored(ember_home):
-    out = run_ember("chat", "--temperature", "0", "What is the capital of France?")
+    reference = LlamaModel(starter_path(), ContextParams(n_ctx=2048))
+    try:  # the whole greedy answer, to its end, wins every step by a wide margin: any CPU gives the same text
+        expected = robust_capital(reference, 64, whole=True)
+    finally:
+        reference.close()
+    out = run_ember("chat", "--temperature", "0", CAPITAL_QUESTION)
     assert out.returncode == 0, out.stderr
-    assert "Paris" in out.stdout
+    assert "Paris" in out.stdout and out.stdout.strip() == expected.text.strip()
     assert out.stderr == ""
     convs = db_rows(ember_home, "SELECT id, title, model FROM conversations")
-    assert convs == [(1, "What is the capital of France?", "smollm2-135m-instruct")]
+    assert [(c[0], c[2]) for c in convs] == [(1, "smollm2-135m-instruct")]
+    assert CAPITAL_QUESTION.startswith(convs[0][1].rstrip("…"))  # titled after the question
     msgs = db_rows(ember_home, "SELECT role, content, stats FROM messages WHERE conversation_id = 1 ORDER BY id")
     assert [m[0] for m in msgs] == ["user", "assistant"]
-    assert msgs[0][1] == "What is the capital of France?"
+    assert msgs[0][1] == CAPITAL_QUESTION
     assert msgs[1][1].strip() == out.stdout.strip()
     stats = json.loads(msgs[1][2])
     assert stats["finish_reason"] == "stop" and stats["completion_tokens"] > 0

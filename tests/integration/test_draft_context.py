@@ -17,7 +17,7 @@ from inference.spec_runtime import SpeculativeConfig
 from inference.speculative import generate_speculative
 from tests.helpers import starter_path
 
-GREEDY = SamplingOptions(temperature=0.0, repeat_penalty=1.0, max_tokens=48)
+GREEDY = SamplingOptions(temperature=0.0, repeat_penalty=1.0, max_tokens=48, stop_loops=False)  # as plain greedy_run
 CODE = ("def area(width, height):\n    result = width * height\n    return result\n\n"
         "def perimeter(width, height):\n    result = 2 * (width + height)\n    return result\n")
 COPY_PROMPT = ("<|im_start|>user\nCopy this code exactly, then stop:\n" + CODE + "<|im_end|>\n"

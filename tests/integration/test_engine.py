@@ -10,11 +10,11 @@ from inference.errors import EngineError, LoadCancelled, ModelLoadError
 from inference.events import Failed, Finished, LoadProgress, TokenText
 from inference.llama_model import ContextParams
 from inference.sampling import SamplingOptions
+from tests.greedy import CAPITAL as QUESTION
+from tests.greedy import robust_capital
 from tests.helpers import starter_path
 
 GREEDY = SamplingOptions(temperature=0.0, max_tokens=32)
-QUESTION = [{"role": "system", "content": "You are a helpful assistant."},
-            {"role": "user", "content": "What is the capital of France?"}]
 
 
 @pytest.fixture(scope="module")
@@ -29,12 +29,13 @@ def engine():
 
 
 def test_streams_tokens_then_finishes_with_stats(engine):
+    expected = engine.call(lambda llm: robust_capital(llm, GREEDY.max_tokens, whole=True)).wait(60)
     events = list(engine.chat(QUESTION, GREEDY))
     tokens = [e.text for e in events if isinstance(e, TokenText)]
     final = events[-1]
     assert isinstance(final, Finished) and isinstance(final.result, ChatResult)
     assert len(tokens) > 3 and "".join(tokens) == final.result.text
-    assert "Paris" in final.result.text
+    assert "Paris" in final.result.text and final.result.text == expected.text
     s = final.stats
     assert s.prompt_tokens > 10 and s.completion_tokens == len(tokens)
     assert s.ttft_ms > 0 and s.tokens_per_s > 0 and s.finish_reason == "stop"
@@ -86,13 +87,21 @@ def test_second_turn_reuses_the_cached_history(engine):
 
 
 def test_sampling_options_are_honoured(engine):
+    # robust up to "Paris", which it reaches only after 3 tokens: so no end of text within 3 tokens, anywhere
+    run = engine.call(lambda llm: robust_capital(llm, GREEDY.max_tokens)).wait(60)
+    assert b"Paris" not in b"".join(run.pieces[:3])
     capped = engine.chat(QUESTION, SamplingOptions(temperature=0.0, max_tokens=3)).wait()
     assert capped.stats.completion_tokens == 3 and capped.stats.finish_reason == "length"
     stopped = engine.chat(QUESTION, SamplingOptions(temperature=0.0, stop=["Paris"])).wait()
     assert "Paris" not in stopped.text and stopped.stats.finish_reason == "stop"
     story = [{"role": "user", "content": "Tell me a story."}]
     opts = SamplingOptions(temperature=1.0, seed=1234, max_tokens=24)
-    a, b = engine.chat(story, opts).wait(), engine.chat(story, opts).wait()
+    # Each sampled run starts from an empty cache, so both evaluate the prompt the same way: the same seed must
+    # then give the same text (a cached prompt would change the logits slightly, and with them, rarely, a draw).
+    engine.reset().wait()
+    a = engine.chat(story, opts).wait()
+    engine.reset().wait()
+    b = engine.chat(story, opts).wait()
     assert a.text == b.text
     other = engine.chat(story, opts.model_copy(update={"seed": 99})).wait()
     assert other.text != a.text
@@ -112,6 +121,7 @@ def test_engine_survives_a_failed_job(engine, tmp_path):
         engine.chat(QUESTION, GREEDY).wait(30)
     spec = ModelSpec("starter", starter_path(), ContextParams(n_ctx=2048))
     assert "Paris" in engine.chat(QUESTION, GREEDY, model=spec).wait(60).text
+    engine.call(lambda llm: robust_capital(llm, GREEDY.max_tokens)).wait(60)
 
 
 def test_prompt_longer_than_context_is_a_clear_error():

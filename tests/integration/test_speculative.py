@@ -2,7 +2,7 @@
 
 The target is a Q8_0 requantisation of the Q4_1 starter (same vocabulary), the draft is the starter itself.
 Batched and single-token evaluation are not bit-identical in llama.cpp, so greedy speculative output is compared
-with plain greedy output by a near-tie check: where they first differ, plain decoding's top-2 margin is tiny.
+with plain greedy output tie-aware (``tests.greedy``): where they first differ, plain decoding's top-2 margin is tiny.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from inference.requantize import requantized_copy
 from inference.sampling import SamplingOptions
 from inference.spec_runtime import SpeculativeConfig
 from inference.speculative import generate_speculative
+from tests.greedy import TIE, GreedyRun, assert_same_greedy, greedy_run
 from tests.helpers import starter_path
 
 PARAMS = ContextParams(n_ctx=1024, n_batch=256, n_threads=2)
-TIE = 0.25  # logit margin under which batched vs single-token evaluation may flip the argmax
 CODE = ("def area(width, height):\n    result = width * height\n    return result\n\n"
         "def perimeter(width, height):\n    result = 2 * (width + height)\n    return result\n")
 COPY_PROMPT = ("<|im_start|>user\nCopy this code exactly, then stop:\n" + CODE + "<|im_end|>\n"
@@ -49,23 +49,6 @@ def draft_model():
     model.close()
 
 
-def plain_greedy(model: LlamaModel, prompt: list[int], n: int) -> tuple[list[int], list[float]]:
-    """Greedy tokens one at a time, with the top-2 logit margin at each position."""
-    model.clear()
-    model.ingest_prompt(prompt)
-    tokens, margins = [], []
-    for _ in range(n):
-        row = logits_row(model, -1)
-        top2 = np.partition(row, -2)[-2:]
-        tok = int(np.argmax(row))
-        tokens.append(tok)
-        margins.append(float(top2[1] - top2[0]))
-        if model.is_eog(tok):
-            break
-        model.decode([tok])
-    return tokens, margins
-
-
 def speculative_tokens(model, drafter, prompt, options, **kw):
     out: list[int] = []
     model.clear()
@@ -74,13 +57,9 @@ def speculative_tokens(model, drafter, prompt, options, **kw):
     return out, stats
 
 
-def assert_lossless(plain: list[int], margins: list[float], spec: list[int]) -> None:
-    n = min(len(plain), len(spec))
-    for i in range(n):
-        if plain[i] != spec[i]:
-            assert margins[i] < TIE, f"outputs differ at token {i} where plain's margin is {margins[i]:.3f}"
-            return
-    assert len(plain) == len(spec), (len(plain), len(spec))
+def assert_lossless(model: LlamaModel, plain: GreedyRun, spec: list[int]) -> None:
+    """Speculative greedy output is plain greedy output, up to a near-tie (the EOG token it releases aside)."""
+    assert_same_greedy(plain, spec[:-1] if spec and model.is_eog(spec[-1]) else spec)
 
 
 def assert_cache_consistent(model: LlamaModel, history: list[int]) -> None:
@@ -99,31 +78,31 @@ def assert_cache_consistent(model: LlamaModel, history: list[int]) -> None:
     fresh = logits_row(model, -1).copy()
     diff = np.abs(cached - fresh)
     # batched verification leaves small numeric differences (mean ~0.1); a stale cell shifts logits by ~10
-    assert int(np.argmax(cached)) == int(np.argmax(fresh))
+    assert fresh[int(np.argmax(cached))] > fresh.max() - TIE  # the same next token, up to a near-tie
     assert float(diff.mean()) < 0.5 and float(diff.max()) < 3.0, (float(diff.mean()), float(diff.max()))
 
 
-GREEDY = SamplingOptions(temperature=0.0, repeat_penalty=1.0, max_tokens=48)
+GREEDY = SamplingOptions(temperature=0.0, repeat_penalty=1.0, max_tokens=48, stop_loops=False)  # as plain greedy_run
 
 
 def test_lookup_greedy_equals_plain_greedy_up_to_near_ties(target):
     prompt = target.tokenize(COPY_PROMPT, add_special=True)
-    plain, margins = plain_greedy(target, prompt, GREEDY.max_tokens)
+    plain = greedy_run(target, prompt, GREEDY.max_tokens)
     spec, stats = speculative_tokens(target, LookupDrafter(), prompt, GREEDY,
                                      controller=DraftController(max_draft=6, adaptive=False))
-    assert_lossless(plain, margins, spec)
+    assert_lossless(target, plain, spec)
     assert stats.speculative == "lookup" and stats.drafted > 0 and stats.accepted > 0
     assert 0 < stats.acceptance_rate <= 1 and stats.verify_ms > 0 and stats.verify_calls > 0
 
 
 def test_model_draft_greedy_equals_plain_greedy_and_caches_stay_consistent(target, draft_model):
     prompt = target.tokenize(FREE_PROMPT, add_special=True)
-    plain, margins = plain_greedy(target, prompt, GREEDY.max_tokens)
+    plain = greedy_run(target, prompt, GREEDY.max_tokens)
     drafter = ModelDrafter(draft_model, p_min=0.0)
     draft_model.clear()
     spec, stats = speculative_tokens(target, drafter, prompt, GREEDY,
                                      controller=DraftController(max_draft=4, adaptive=False))
-    assert_lossless(plain, margins, spec)
+    assert_lossless(target, plain, spec)
     assert stats.speculative == "draft" and stats.drafted >= 10
     assert stats.acceptance_rate >= 0.8  # Q4_1 drafting for its own Q8_0 requantisation
     history = prompt + spec
@@ -143,12 +122,12 @@ class WrongEveryThirdDrafter(ModelDrafter):
 
 def test_rejections_roll_back_both_caches(target, draft_model):
     prompt = target.tokenize(FREE_PROMPT, add_special=True)
-    plain, margins = plain_greedy(target, prompt, GREEDY.max_tokens)
+    plain = greedy_run(target, prompt, GREEDY.max_tokens)
     draft_model.clear()
     spec, stats = speculative_tokens(target, WrongEveryThirdDrafter(draft_model, p_min=0.0), prompt, GREEDY,
                                      controller=DraftController(max_draft=6, adaptive=False))
     assert stats.drafted > stats.accepted + 5  # many rejections
-    assert_lossless(plain, margins, spec)
+    assert_lossless(target, plain, spec)
     history = prompt + spec
     assert_cache_consistent(target, history)
     assert_cache_consistent(draft_model, history)

@@ -7,6 +7,7 @@ import pytest
 from app.core import Ember
 from app.terminal_chat import interactive
 from inference.sampling import SamplingOptions
+from tests.greedy import CAPITAL_QUESTION, robust_capital
 
 
 @pytest.fixture()
@@ -17,7 +18,9 @@ def core():
 
 
 def test_interactive_session_keeps_history_and_new_starts_over(core, monkeypatch):
-    lines = iter(["What is the capital of France?", "", "/help", "And of Italy?", "/new", "Hello", "/exit"])
+    core.engine.load(core.model_spec("default")).wait(60)
+    core.engine.call(lambda llm: robust_capital(llm, 16)).wait(60)  # "Paris" within 16 tokens, on any CPU
+    lines = iter([CAPITAL_QUESTION, "", "/help", "And of Italy?", "/new", "Hello", "/exit"])
     monkeypatch.setattr("builtins.input", lambda prompt="": next(lines))
     out = io.StringIO()
     code = interactive(core, spec=core.model_spec("default"), options=SamplingOptions(temperature=0, max_tokens=16),
