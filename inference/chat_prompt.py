@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from inference.chat_template import ChatTemplate
 from inference.errors import EngineError
@@ -41,8 +41,12 @@ def model_template(model: LlamaModel) -> ChatTemplate:
     return template
 
 
-def fit_chat_prompt(model: LlamaModel, messages: Sequence[Mapping[str, str]], max_tokens: int) -> ChatPrompt:
+def fit_chat_prompt(model: LlamaModel, messages: Sequence[Mapping[str, Any]], max_tokens: int, *,
+                    tools: list[dict[str, Any]] | None = None) -> ChatPrompt:
     """The prompt for ``messages``, dropping the oldest turns until it leaves room for a reply.
+
+    ``tools``: tool definitions for a template that renders them itself (see :mod:`inference.tools`); messages
+    then keep their ``tool_calls``, ``tool_call_id`` and ``name``.
 
     The leading system prompt is always kept (with the first tokens it forms the attention sinks).
 
@@ -50,10 +54,11 @@ def fit_chat_prompt(model: LlamaModel, messages: Sequence[Mapping[str, str]], ma
         EngineError: the last message alone does not fit the context, or the template rejected the messages.
     """
     template = model_template(model)
-    msgs = [{"role": m["role"], "content": m["content"]} for m in messages]
+    msgs = [{"role": m["role"], "content": m["content"],
+             **{k: m[k] for k in ("tool_calls", "tool_call_id", "name") if m.get(k)}} for m in messages]
 
-    def tokens(ms: list[dict[str, str]]) -> list[int]:
-        return model.tokenize(template.render(ms), add_special=True, parse_special=True)
+    def tokens(ms: list[dict[str, Any]]) -> list[int]:
+        return model.tokenize(template.render(ms, tools=tools), add_special=True, parse_special=True)
 
     budget = model.n_ctx - min(max_tokens, model.n_ctx // 4)
     system = msgs[:1] if msgs and msgs[0]["role"] == "system" else []

@@ -30,8 +30,9 @@ class ChatTemplate:
         except jinja2.TemplateError as exc:
             raise EngineError(f"The model's chat template is not valid Jinja ({exc}).") from exc
 
-    def render(self, messages: Sequence[Mapping[str, Any]]) -> str:
-        """The prompt text for ``messages``, ending where the assistant's reply begins.
+    def render(self, messages: Sequence[Mapping[str, Any]], *, tools: list[dict[str, Any]] | None = None) -> str:
+        """The prompt text for ``messages``, ending where the assistant's reply begins (``tools``: definitions in
+        OpenAI's shape, passed to the template as transformers passes them).
 
         The BOS token text is removed from the front when the tokenizer adds BOS itself, so it is never doubled.
 
@@ -39,7 +40,7 @@ class ChatTemplate:
             EngineError: the template rejected the messages (e.g. roles out of order).
         """
         try:
-            prompt = self._formatter(messages=[dict(m) for m in messages]).prompt
+            prompt = self._formatter(messages=[dict(m) for m in messages], tools=tools).prompt
         except (jinja2.TemplateError, ValueError, TypeError) as exc:
             raise EngineError(f"The model's chat template could not format this conversation: {exc}") from exc
         if self._strip_bos and self._bos and prompt.startswith(self._bos):
