@@ -77,3 +77,19 @@ def test_dry_penalises_the_token_that_would_extend_a_repeat(vocab):
         with Sampler(opts, n_vocab=n_vocab, vocab=vocab) as s:
             s.prime(history)
             assert pick(s, logits) == expected, mult
+
+
+def test_ignore_eos_never_picks_an_end_of_generation_token(vocab):
+    from inference.sampler import end_of_generation_tokens
+
+    n_vocab = llama_cpp.llama_vocab_n_tokens(vocab)
+    eog = end_of_generation_tokens(vocab, n_vocab)
+    assert llama_cpp.llama_vocab_eos(vocab) in eog
+    logits = np.zeros(n_vocab, dtype=np.float32)
+    logits[eog] = 50.0  # the end is by far the likeliest token
+    logits[7] = 10.0
+    with Sampler(SamplingOptions(temperature=0, ignore_eos=True), n_vocab=n_vocab, vocab=vocab) as s:
+        assert chain_names(s) == ["logit-bias", "greedy"]
+        assert pick(s, logits) == 7
+    with Sampler(SamplingOptions(temperature=0), n_vocab=n_vocab, vocab=vocab) as s:
+        assert pick(s, logits) in eog
