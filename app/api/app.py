@@ -10,7 +10,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, PlainTextResponse
 
 from app import __version__
-from app.api import ollama_routes, openai_routes
+from app.api import anthropic_routes, ollama_routes, openai_routes, responses_routes
 from app.api.context import ApiContext
 from app.api.errors import ApiError, bug_response, error_response, from_known
 from app.api.security import Guard, SecurityMiddleware
@@ -22,11 +22,13 @@ _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_la
 def create_app(ctx: ApiContext, *, bound_host: str, token: Callable[[], str | None]) -> FastAPI:
     """The API application for ``ctx`` (one per server); ``token`` returns the token to require (None: auth off)."""
     app = FastAPI(title="Ember local API", version=__version__, docs_url=None, redoc_url=None,
-                  description="OpenAI- and Ollama-compatible API of Ember, serving the models of its library.")
+                  description="OpenAI-, Anthropic- and Ollama-compatible API of Ember, serving the models of its library.")
     app.state.ctx = ctx
     app.state.guard = Guard(ctx.live_settings, token, bound_host)
     app.add_middleware(SecurityMiddleware, guard=app.state.guard)
     app.include_router(openai_routes.router)
+    app.include_router(responses_routes.router)
+    app.include_router(anthropic_routes.router)
     app.include_router(ollama_routes.router)
 
     @app.get("/", include_in_schema=False)

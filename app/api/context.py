@@ -15,6 +15,7 @@ from app.routing import api_route
 from app.settings import ApiSettings, describe_validation
 from inference.engine import ModelSpec
 from inference.sampling import SamplingOptions
+from inference.tools import ToolRequest
 from models.errors import ModelNotFoundError
 from models.library import LibraryModel
 
@@ -78,20 +79,24 @@ class ApiContext:
             raise ApiError(400, f"Invalid sampling option: {describe_validation(exc)}",
                            param=str(first[0]) if first else None, code="invalid_value") from None
 
-    def submit_chat(self, messages: list[dict[str, str]], options: SamplingOptions, model: LibraryModel,
-                    spec: ModelSpec, *, grammar: str | None = None, routing: Any = None) -> ApiJob:
+    def submit_chat(self, messages: list[dict[str, Any]], options: SamplingOptions, model: LibraryModel,
+                    spec: ModelSpec, *, grammar: str | None = None, routing: Any = None,
+                    tools: ToolRequest | None = None, logprobs: int | None = None) -> ApiJob:
         """Queue a chat reply: on the engine, or through the router when the request's ``ember`` field (or the
-        router settings) asks for it; the request's model is then the small tier. Constrained output (a grammar)
-        is never routed: the large tier may not honour it.
+        router settings) asks for it; the request's model is then the small tier. Constrained output (a grammar),
+        tool calls and log-probabilities are never routed: the large tier may not honour them. Messages may carry
+        tool calls and results (see ``EngineService.chat``).
 
         Raises:
             RouterError: an unknown policy or tier.
         """
-        route = None if grammar is not None else api_route(self.core, routing and routing.router,
-                                                           routing and routing.tier)
+        plain = grammar is None and tools is None and logprobs is None \
+            and not any(m.get("tool_calls") or m["role"] == "tool" for m in messages)
+        route = api_route(self.core, routing and routing.router, routing and routing.tier) if plain else None
         if route is None:
             return self.scheduler.submit(
-                lambda cb: self.core.engine.chat(messages, options, model=spec, on_event=cb, grammar=grammar),
+                lambda cb: self.core.engine.chat(messages, options, model=spec, on_event=cb, grammar=grammar,
+                                                 tools=tools, logprobs=logprobs),
                 model=model.name, kind="chat")
         return self.scheduler.submit(  # see app/routing.py
             lambda cb: self.core.router.start(messages, options, small=spec, policy=route[0], forced=route[1],

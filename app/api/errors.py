@@ -1,7 +1,8 @@
 """API errors: known errors become OpenAI-shaped JSON with the right status; bugs become a logged 500.
 
 OpenAI routes answer ``{"error": {"message", "type", "param", "code"}}``; the Ollama routes (``/api/...``) answer
-``{"error": "message"}`` as Ollama does, because Ollama clients read the error as a string.
+``{"error": "message"}`` as Ollama does, because Ollama clients read the error as a string; Anthropic's
+``/v1/messages`` answers ``{"type": "error", "error": {"type", "message"}}``.
 """
 
 from __future__ import annotations
@@ -56,10 +57,18 @@ def from_known(exc: EmberError) -> ApiError:
     return ApiError(400, str(exc))
 
 
-def error_body(err: ApiError, *, ollama: bool = False) -> dict:
-    """The JSON body for ``err`` in OpenAI's shape (or Ollama's)."""
+_ANTHROPIC_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+                    404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
+                    503: "overloaded_error", 504: "timeout_error"}
+
+
+def error_body(err: ApiError, *, ollama: bool = False, anthropic: bool = False) -> dict:
+    """The JSON body for ``err`` in OpenAI's shape (or Ollama's, or Anthropic's)."""
     if ollama:
         return {"error": str(err)}
+    if anthropic:
+        kind = _ANTHROPIC_TYPES.get(err.status, "api_error" if err.status >= 500 else "invalid_request_error")
+        return {"type": "error", "error": {"type": kind, "message": str(err)}}
     return {"error": {"message": str(err), "type": _TYPES.get(err.status, "invalid_request_error"),
                       "param": err.param, "code": err.code}}
 
@@ -69,9 +78,15 @@ def is_ollama(path: str) -> bool:
     return path.startswith("/api/")
 
 
+def is_anthropic(path: str) -> bool:
+    """True for the Anthropic-compatible routes (``/v1/messages``)."""
+    return path == "/v1/messages" or path.startswith("/v1/messages/")
+
+
 def error_response(err: ApiError, path: str) -> JSONResponse:
     """A JSON response for ``err`` in the shape the route's clients expect."""
-    return JSONResponse(error_body(err, ollama=is_ollama(path)), status_code=err.status, headers=err.headers)
+    return JSONResponse(error_body(err, ollama=is_ollama(path), anthropic=is_anthropic(path)),
+                        status_code=err.status, headers=err.headers)
 
 
 def bug_response(request: Request, exc: BaseException) -> JSONResponse:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable
 
 from starlette.requests import Request
@@ -13,6 +13,7 @@ from app.api.errors import ApiError, error_body, from_known
 from app.api.jobs import ApiJob, ClientGone, Scheduler, cancel_on_disconnect
 from app.api.streaming import CancellableStreamingResponse
 from inference.events import EngineEvent, Failed, Finished, GenerationStats, TokenText
+from inference.logprobs import TokenLogprob
 from storage.errors import EmberError
 
 
@@ -30,10 +31,11 @@ def failure(event: Failed) -> ApiError:
 
 @dataclass
 class Outcome:
-    """A finished job: its result and stats."""
+    """A finished job: its result and stats (and the tokens' log-probabilities when the job was asked for them)."""
 
     result: Any
     stats: GenerationStats | None
+    logprobs: list[TokenLogprob] = field(default_factory=list)
 
 
 async def run_to_end(request: Request, job: ApiJob, scheduler: Scheduler) -> Outcome:
@@ -43,14 +45,17 @@ async def run_to_end(request: Request, job: ApiJob, scheduler: Scheduler) -> Out
     Raises:
         ApiError: the job failed (known error), timed out (504) or the client left (499).
     """
+    logprobs: list[TokenLogprob] = []
     try:
         async with cancel_on_disconnect(request, job):
             try:
                 async for event in job.stream():
                     if isinstance(event, Failed):
                         raise failure(event)
+                    if isinstance(event, TokenLogprob):
+                        logprobs.append(event)
                     if isinstance(event, Finished):
-                        return Outcome(event.result, event.stats)
+                        return Outcome(event.result, event.stats, logprobs)
             except ClientGone as exc:
                 raise ApiError(499, "The client closed the connection.", code="client_closed") from exc
         raise AssertionError("job stream ended without a final event")
@@ -127,7 +132,8 @@ def finish_reason(stats: GenerationStats | None) -> str:
 
 async def generation_events(job: ApiJob, first: list[EngineEvent], *, ollama: bool = False
                             ) -> AsyncIterator[tuple[str, Any]]:
-    """A job's output as ``("text", str)`` items, then ``("end", stats)`` or ``("error", error body)``."""
+    """A job's output as ``("text", str)`` items (and ``("logprob", TokenLogprob)`` before a token's text when the
+    job was asked for them), then ``("end", stats)`` or ``("error", error body)``."""
     pending = list(first)
     while True:
         if pending:
@@ -142,6 +148,8 @@ async def generation_events(job: ApiJob, first: list[EngineEvent], *, ollama: bo
                 return
         if isinstance(event, TokenText):
             yield "text", event.text
+        elif isinstance(event, TokenLogprob):
+            yield "logprob", event
         elif isinstance(event, Finished):
             yield "end", event.stats
             return

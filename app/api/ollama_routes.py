@@ -19,8 +19,10 @@ from app.api.errors import ApiError
 from app.api.generation import ember_extras, ember_headers, run_to_end, start_stream
 from app.api.jobs import ApiJob
 from app.api.openai_routes import embedding_texts
-from app.api.schemas import OllamaChatRequest, OllamaEmbedRequest, OllamaGenerateRequest, OllamaOptions
+from app.api.schemas import NamedToolChoice, OllamaChatRequest, OllamaEmbedRequest, OllamaGenerateRequest, \
+    OllamaMessage, OllamaOptions
 from app.api.streaming import ndjson
+from app.api.tool_calls import engine_tools, split_calls
 from inference.events import GenerationStats
 from inference.grammar import GrammarError, json_grammar
 from inference.sampling import SamplingOptions
@@ -101,20 +103,37 @@ def _final_fields(stats: GenerationStats | None) -> dict[str, Any]:
 @router.post("/chat", summary="Chat (Ollama shape; NDJSON stream unless stream is false)")
 async def chat(body: OllamaChatRequest, request: Request) -> Response:
     ctx = _ctx(request)
-    if body.tools:
-        raise ApiError(400, "Tool calling is not supported by Ember's API.", param="tools")
     if any(m.images for m in body.messages):
         raise ApiError(400, "Images are not supported by Ember's API.", param="messages")
-    if any(m.role == "tool" for m in body.messages):
-        raise ApiError(400, "Tool messages are not supported by Ember's API.", param="messages")
+    choice = body.tool_choice
+    tools = engine_tools([t.function for t in body.tools or []],
+                         choice.function.name if isinstance(choice, NamedToolChoice) else choice)
+    grammar = _grammar(body.format)
+    if tools is not None and grammar is not None:
+        raise ApiError(400, "'format' and 'tools' cannot be combined.", param="format")
     model, spec = ctx.spec(body.model)
     if not body.messages:  # Ollama loads the model and answers done
         return await _load_only(ctx, request, model.name, spec, chat=True)
-    messages = [{"role": m.role, "content": m.content} for m in body.messages]
+    messages = [_message(m) for m in body.messages]
     options = _options(ctx, body.options)
-    grammar = _grammar(body.format)
-    job = ctx.submit_chat(messages, options, model, spec, grammar=grammar, routing=body.ember)
-    return await _respond(ctx, request, job, model.name, stream=body.stream, chat=True)
+    job = ctx.submit_chat(messages, options, model, spec, grammar=grammar, routing=body.ember, tools=tools)
+    return await _respond(ctx, request, job, model.name, stream=body.stream, chat=True, tools=tools is not None)
+
+
+def _message(m: OllamaMessage) -> dict[str, Any]:
+    msg: dict[str, Any] = {"role": m.role, "content": m.content}
+    if m.role == "assistant" and m.tool_calls:
+        msg["tool_calls"] = [{"name": c.function.name, "arguments": c.function.arguments} for c in m.tool_calls]
+    if m.role == "tool" and m.tool_name:
+        msg["name"] = m.tool_name
+    return msg
+
+
+def _ollama_calls(calls: Any) -> list[dict[str, Any]]:
+    """Calls in Ollama's shape (arguments as an object); a call cut off by the token limit is left out, as
+    Ollama sends only complete calls."""
+    return [{"function": {"index": i, "name": c.name, "arguments": c.parsed_arguments()}}
+            for i, c in enumerate(calls) if c.complete]
 
 
 @router.post("/generate", summary="Generate from a prompt (Ollama shape; NDJSON stream unless stream is false)")
@@ -159,18 +178,29 @@ async def embed(body: OllamaEmbedRequest, request: Request) -> Response:
 
 
 async def _respond(ctx: ApiContext, request: Request, job: ApiJob, name: str, *, stream: bool,
-                   chat: bool) -> Response:
+                   chat: bool, tools: bool = False) -> Response:
     """A generation's answer in Ollama's shape: one JSON object, or NDJSON pieces and a final object with stats.
-    ``chat``: the text goes in ``message`` (``/api/chat``), else in ``response`` (``/api/generate``)."""
+    ``chat``: the text goes in ``message`` (``/api/chat``), else in ``response`` (``/api/generate``). ``tools``:
+    the reply may call tools; each call goes out in ``message.tool_calls`` once complete (as Ollama does)."""
     if not stream:
         out = await run_to_end(request, job, ctx.scheduler)
-        return JSONResponse({"model": name, "created_at": _now(), **_text(out.result.text, chat), "done": True,
+        reply = out.result.tools
+        body = _text(out.result.text if reply is None else reply.content, chat)
+        if reply is not None and reply.calls:
+            body["message"]["tool_calls"] = _ollama_calls(reply.calls)
+        return JSONResponse({"model": name, "created_at": _now(), **body, "done": True,
                              **_final_fields(out.stats), "ember": ember_extras(job, out.stats)},
                             headers=ember_headers(job, out.stats))
 
     async def render(items: AsyncIterator[tuple[str, Any]]) -> AsyncIterator[str]:
-        async for kind, value in items:
-            if kind == "text":
+        async for kind, value in split_calls(items, tools):
+            if kind == "call_end" and value.call.complete:
+                message = {"role": "assistant", "content": "", "tool_calls": _ollama_calls([value.call])}
+                message["tool_calls"][0]["function"]["index"] = value.index
+                yield ndjson({"model": name, "created_at": _now(), "message": message, "done": False})
+            elif kind in ("call", "args", "call_end", "logprob"):
+                continue
+            elif kind == "text":
                 yield ndjson({"model": name, "created_at": _now(), **_text(value, chat), "done": False})
             elif kind == "end":
                 yield ndjson({"model": name, "created_at": _now(), **_text("", chat), "done": True,

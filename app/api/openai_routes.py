@@ -1,4 +1,5 @@
-"""OpenAI-compatible routes: ``/v1/models``, ``/v1/chat/completions``, ``/v1/completions``, ``/v1/embeddings``."""
+"""OpenAI-compatible routes: ``/v1/models`` (also in Anthropic's shape), ``/v1/chat/completions`` (tools, logprobs),
+``/v1/completions``, ``/v1/embeddings``."""
 
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ from app.api.context import ApiContext, stop_list
 from app.api.errors import ApiError
 from app.api.generation import (ember_extras, ember_headers, finish_reason, request_id, run_to_end, start_stream,
                                 usage)
-from app.api.schemas import ChatCompletionRequest, ChatMessage, CompletionRequest, EmbeddingRequest
+from app.api.schemas import ChatCompletionRequest, ChatMessage, CompletionRequest, EmbeddingRequest, NamedToolChoice
 from app.api.streaming import sse
+from app.api.tool_calls import engine_tools, logprob_entry, parse_arguments, split_calls
 from inference.grammar import GrammarError, json_grammar
+from inference.tools import ToolRequest
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -28,26 +31,31 @@ def _ctx(request: Request) -> ApiContext:
 @router.get("/models", summary="List the library's models")
 async def list_models(request: Request) -> dict[str, Any]:
     ctx = _ctx(request)
-    created = int(ctx.started)
-    return {"object": "list", "data": [
-        {"id": m.name, "object": "model", "created": created, "owned_by": "ember"} for m in ctx.core.library.list()
-    ]}
+    data = [_model_entry(m.name, ctx.started) for m in ctx.core.library.list()]
+    # OpenAI's list; has_more/first_id/last_id (and each entry's type/display_name/created_at) are Anthropic's
+    return {"object": "list", "data": data, "has_more": False,
+            "first_id": data[0]["id"] if data else None, "last_id": data[-1]["id"] if data else None}
+
+
+def _model_entry(name: str, started: float) -> dict[str, Any]:
+    created = int(started)
+    return {"id": name, "object": "model", "created": created, "owned_by": "ember", "type": "model",
+            "display_name": name, "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(created))}
 
 
 @router.get("/models/{name:path}", summary="One model of the library")
 async def get_model(name: str, request: Request) -> dict[str, Any]:
     model = _ctx(request).model(name)
-    return {"id": model.name, "object": "model", "created": int(_ctx(request).started), "owned_by": "ember"}
+    return _model_entry(model.name, _ctx(request).started)
 
 
 # -- chat -------------------------------------------------------------------------------------------------------
 
 
-def _messages(messages: list[ChatMessage]) -> list[dict[str, str]]:
-    out = []
+def _messages(messages: list[ChatMessage]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    names: dict[str, str] = {}  # call id -> function name, for the tool messages that answer them
     for i, m in enumerate(messages):
-        if m.role == "tool":
-            raise ApiError(400, "Tool messages are not supported by Ember's API.", param=f"messages.{i}.role")
         if isinstance(m.content, list):
             texts = []
             for part in m.content:
@@ -58,8 +66,50 @@ def _messages(messages: list[ChatMessage]) -> list[dict[str, str]]:
             content = "".join(texts)
         else:
             content = m.content or ""
-        out.append({"role": "system" if m.role == "developer" else m.role, "content": content})
+        msg: dict[str, Any] = {"role": "system" if m.role == "developer" else m.role, "content": content}
+        if m.role == "assistant" and m.tool_calls:
+            msg["tool_calls"] = [{"id": c.id, "name": c.function.name,
+                                  "arguments": parse_arguments(c.function.arguments,
+                                                               param=f"messages.{i}.tool_calls.{j}")}
+                                 for j, c in enumerate(m.tool_calls)]
+            names.update({c.id: c.function.name for c in m.tool_calls if c.id})
+        if m.role == "tool":
+            msg["tool_call_id"] = m.tool_call_id or ""
+            msg["name"] = m.name or names.get(m.tool_call_id or "", "")
+        out.append(msg)
     return out
+
+
+def _tools(body: ChatCompletionRequest) -> ToolRequest | None:
+    choice = body.tool_choice
+    name = choice.function.name if isinstance(choice, NamedToolChoice) else choice
+    tools = engine_tools([t.function for t in body.tools or []], name, body.parallel_tool_calls)
+    if tools is not None and body.response_format is not None and body.response_format.type != "text":
+        raise ApiError(400, "'response_format' and 'tools' cannot be combined.", param="response_format")
+    return tools
+
+
+def _logprobs(enabled: bool | None, top: int | None) -> int | None:
+    if top is not None and not enabled:
+        raise ApiError(400, "'top_logprobs' needs 'logprobs': true.", param="top_logprobs")
+    return (top or 0) if enabled else None
+
+
+def _message(result: Any, content: str) -> dict[str, Any]:
+    """The assistant message of a finished reply (with its tool calls, if any)."""
+    reply = result.tools
+    if reply is None:
+        return {"role": "assistant", "content": content}
+    if not reply.calls:
+        return {"role": "assistant", "content": reply.content}
+    return {"role": "assistant", "content": reply.content or None,
+            "tool_calls": [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                           for c in reply.calls]}
+
+
+def _finish(stats: Any, called: bool) -> str:
+    reason = finish_reason(stats)
+    return "tool_calls" if called and reason == "stop" else reason
 
 
 def _grammar(body: ChatCompletionRequest) -> str | None:
@@ -77,50 +127,70 @@ def _grammar(body: ChatCompletionRequest) -> str | None:
         raise ApiError(400, str(exc), param="response_format") from None
 
 
-def _check_common(n: int | None, tools: list | None = None) -> None:
+def _check_common(n: int | None) -> None:
     if n not in (None, 1):
         raise ApiError(400, "Ember generates one choice per request: 'n' must be 1.", param="n")
-    if tools:
-        raise ApiError(400, "Tool calling is not supported by Ember's API.", param="tools")
 
 
 @router.post("/chat/completions", summary="Chat completion (OpenAI shape; SSE when stream is true)")
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
     ctx = _ctx(request)
-    _check_common(body.n, body.tools)
+    _check_common(body.n)
     messages = _messages(body.messages)
     grammar = _grammar(body)
+    tools = _tools(body)
+    logprobs = _logprobs(body.logprobs, body.top_logprobs)
     options = ctx.sampling(temperature=body.temperature, top_p=body.top_p, top_k=body.top_k, min_p=body.min_p,
                            repeat_penalty=body.repeat_penalty, dry_multiplier=body.dry_multiplier, seed=body.seed,
                            stop=stop_list(body.stop),
                            max_tokens=body.max_completion_tokens or body.max_tokens)
     model, spec = ctx.spec(body.model)
-    job = ctx.submit_chat(messages, options, model, spec, grammar=grammar, routing=body.ember)
+    job = ctx.submit_chat(messages, options, model, spec, grammar=grammar, routing=body.ember, tools=tools,
+                          logprobs=logprobs)
     rid, created = request_id("chatcmpl"), int(time.time())
     if not body.stream:
         out = await run_to_end(request, job, ctx.scheduler)
+        message = _message(out.result, out.result.text)
+        lp = {"content": [logprob_entry(x) for x in out.logprobs]} if logprobs is not None else None
         payload = {
             "id": rid, "object": "chat.completion", "created": created, "model": model.name,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": out.result.text},
-                         "logprobs": None, "finish_reason": finish_reason(out.stats)}],
+            "choices": [{"index": 0, "message": message,
+                         "logprobs": lp, "finish_reason": _finish(out.stats, "tool_calls" in message)}],
             "usage": usage(out.stats), "system_fingerprint": "ember", "ember": ember_extras(job, out.stats),
         }
         return JSONResponse(payload, headers=ember_headers(job, out.stats))
 
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
 
+    pending: list[dict[str, Any]] = []  # logprobs of tokens whose text has not gone out yet
+
     def chunk(delta: dict[str, Any], reason: str | None = None) -> dict[str, Any]:
+        lp = None
+        if logprobs is not None and (pending or reason is not None):
+            lp = {"content": list(pending)}
+            pending.clear()
         return {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model.name,
                 "system_fingerprint": "ember",
-                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": reason}]}
+                "choices": [{"index": 0, "delta": delta, "logprobs": lp, "finish_reason": reason}]}
 
     async def render(items: AsyncIterator[tuple[str, Any]]) -> AsyncIterator[str]:
         yield sse(chunk({"role": "assistant", "content": ""}))
-        async for kind, value in items:
-            if kind == "text":
+        called = False
+        async for kind, value in split_calls(items, tools is not None):
+            if kind == "logprob":
+                pending.append(logprob_entry(value))
+            elif kind == "text":
                 yield sse(chunk({"content": value}))
+            elif kind == "call":
+                called = True
+                yield sse(chunk({"tool_calls": [{"index": value.index, "id": value.id, "type": "function",
+                                                 "function": {"name": value.name, "arguments": ""}}]}))
+            elif kind == "args":
+                yield sse(chunk({"tool_calls": [{"index": value.index, "function": {"arguments": value.text}}]}))
+            elif kind == "call_end":
+                continue
             elif kind == "end":
-                final = chunk({}, finish_reason(value))
+                final = chunk({}, _finish(value, called))
                 final["ember"] = ember_extras(job, value)
                 yield sse(final)
                 if include_usage:

@@ -23,10 +23,48 @@ class ContentPart(_Lenient):
     text: str | None = None
 
 
+class FunctionCallIn(_Lenient):
+    name: str = Field(..., min_length=1, max_length=64)
+    arguments: str = ""  # JSON text, as OpenAI sends it
+
+
+class ToolCallIn(_Lenient):
+    """A call in an earlier assistant message."""
+
+    id: str = Field("", max_length=256)
+    type: Literal["function"] = "function"
+    function: FunctionCallIn
+
+
 class ChatMessage(_Lenient):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: Union[str, list[ContentPart], None] = None
     name: str | None = None
+    tool_calls: list[ToolCallIn] | None = None  # assistant
+    tool_call_id: str | None = Field(None, max_length=256)  # tool
+
+
+class FunctionDef(_Lenient):
+    name: str = Field(..., min_length=1, max_length=64)
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class ChatTool(_Lenient):
+    """One tool of ``tools`` (only functions)."""
+
+    type: Literal["function"] = "function"
+    function: FunctionDef
+
+
+class NamedFunction(_Lenient):
+    name: str = Field(..., min_length=1, max_length=64)
+
+
+class NamedToolChoice(_Lenient):
+    type: Literal["function"] = "function"
+    function: NamedFunction
 
 
 class JsonSchemaFormat(_Lenient):
@@ -78,8 +116,11 @@ class ChatCompletionRequest(_Sampling):
     messages: list[ChatMessage] = Field(..., min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1, le=131072)
     response_format: ResponseFormat | None = None
-    tools: list[dict[str, Any]] | None = None
+    tools: list[ChatTool] | None = Field(None, max_length=128)
+    tool_choice: Union[Literal["none", "auto", "required"], NamedToolChoice, None] = None
+    parallel_tool_calls: bool | None = None
     logprobs: bool | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=20)
     ember: EmberRouting | None = None
 
 
@@ -119,10 +160,21 @@ class OllamaOptions(_Lenient):
     stop: Union[str, list[str], None] = None
 
 
+class OllamaFunctionCall(_Lenient):
+    name: str = Field(..., min_length=1, max_length=64)
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+class OllamaToolCall(_Lenient):
+    function: OllamaFunctionCall
+
+
 class OllamaMessage(_Lenient):
     role: Literal["system", "user", "assistant", "tool"]
     content: str = ""
     images: list[str] | None = None
+    tool_calls: list[OllamaToolCall] | None = None  # assistant
+    tool_name: str | None = None  # tool
 
 
 class OllamaChatRequest(_Lenient):
@@ -133,7 +185,9 @@ class OllamaChatRequest(_Lenient):
     stream: bool = True
     format: Union[Literal["", "json"], dict[str, Any], None] = None
     options: OllamaOptions | None = None
-    tools: list[dict[str, Any]] | None = None
+    tools: list[ChatTool] | None = Field(None, max_length=128)
+    # Ember's extension (Ollama has none): OpenAI's tool choice, e.g. to force a call from a small model
+    tool_choice: Union[Literal["none", "auto", "required"], NamedToolChoice, None] = None
     keep_alive: Union[float, str, None] = None
     ember: EmberRouting | None = None
 
@@ -162,3 +216,119 @@ class OllamaEmbedRequest(_Lenient):
     truncate: bool | None = None
     options: OllamaOptions | None = None
     keep_alive: Union[float, str, None] = None
+
+
+# -- Anthropic Messages -----------------------------------------------------------------------------------------
+
+
+class AnthropicBlock(_Lenient):
+    """A content block: ``text``, ``tool_use`` (assistant) or ``tool_result`` (user); others are refused."""
+
+    type: str = Field(..., max_length=64)
+    text: str | None = None
+    id: str | None = Field(None, max_length=256)
+    name: str | None = Field(None, max_length=64)
+    input: dict[str, Any] | None = None
+    tool_use_id: str | None = Field(None, max_length=256)
+    content: Union[str, list[ContentPart], None] = None  # a tool result's text
+    is_error: bool | None = None
+
+
+class AnthropicMessage(_Lenient):
+    role: Literal["user", "assistant"]
+    content: Union[str, list[AnthropicBlock]]
+
+
+class AnthropicTool(_Lenient):
+    name: str = Field(..., min_length=1, max_length=64)
+    description: str | None = None
+    input_schema: dict[str, Any] = Field(default_factory=lambda: {"type": "object"})
+    type: str | None = None  # "custom" or absent; server tools are refused
+
+
+class AnthropicToolChoice(_Lenient):
+    type: Literal["auto", "any", "tool", "none"]
+    name: str | None = Field(None, max_length=64)
+    disable_parallel_tool_use: bool | None = None
+
+
+class MessagesRequest(_Lenient):
+    """``POST /v1/messages`` (Anthropic's shape)."""
+
+    model: str = Field(..., min_length=1, max_length=1024)
+    max_tokens: int = Field(..., ge=1, le=131072)
+    messages: list[AnthropicMessage] = Field(..., min_length=1)
+    system: Union[str, list[AnthropicBlock], None] = None
+    stop_sequences: list[str] | None = Field(None, max_length=16)
+    temperature: float | None = Field(None, ge=0.0, le=1.0)
+    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    top_k: int | None = Field(None, ge=0, le=1000)
+    stream: bool = False
+    tools: list[AnthropicTool] | None = Field(None, max_length=128)
+    tool_choice: AnthropicToolChoice | None = None
+    metadata: dict[str, Any] | None = None
+    ember: EmberRouting | None = None
+
+
+# -- OpenAI Responses -------------------------------------------------------------------------------------------
+
+
+class ResponseContentPart(_Lenient):
+    type: str = Field(..., max_length=64)  # input_text / output_text (images are refused)
+    text: str | None = None
+
+
+class ResponseInputItem(_Lenient):
+    """An item of ``input``: a message (``role`` + ``content``), a ``function_call`` or a
+    ``function_call_output``; ``reasoning`` items are skipped."""
+
+    type: str | None = Field(None, max_length=64)
+    role: Literal["user", "assistant", "system", "developer"] | None = None
+    content: Union[str, list[ResponseContentPart], None] = None
+    call_id: str | None = Field(None, max_length=256)
+    name: str | None = Field(None, max_length=64)
+    arguments: str | None = None
+    output: Union[str, list[ResponseContentPart], None] = None
+    id: str | None = Field(None, max_length=256)
+
+
+class ResponseTool(_Lenient):
+    type: str = Field(..., max_length=64)  # only "function"
+    name: str | None = Field(None, max_length=64)
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class ResponseNamedChoice(_Lenient):
+    type: Literal["function"]
+    name: str = Field(..., min_length=1, max_length=64)
+
+
+class ResponseTextFormat(_Lenient):
+    type: str = "text"
+
+
+class ResponseText(_Lenient):
+    format: ResponseTextFormat | None = None
+
+
+class ResponsesRequest(_Lenient):
+    """``POST /v1/responses`` (stateless: nothing is stored)."""
+
+    model: str = Field(..., min_length=1, max_length=1024)
+    input: Union[str, list[ResponseInputItem]]
+    instructions: str | None = None
+    tools: list[ResponseTool] | None = Field(None, max_length=128)
+    tool_choice: Union[Literal["none", "auto", "required"], ResponseNamedChoice, None] = None
+    parallel_tool_calls: bool | None = None
+    max_output_tokens: int | None = Field(None, ge=1, le=131072)
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    stream: bool = False
+    store: bool | None = None
+    previous_response_id: str | None = None
+    text: ResponseText | None = None
+    metadata: dict[str, Any] | None = None
+    user: str | None = None
+    ember: EmberRouting | None = None

@@ -80,10 +80,13 @@ class Guard:
         # Same origin: a page served by this host and port (no such page today, but harmless).
         return origin in (f"http://{host_header}", f"https://{host_header}")
 
-    def token_ok(self, authorization: str | None) -> bool:
-        """True when auth is off or ``authorization`` carries the current token (compared in constant time)."""
+    def token_ok(self, authorization: str | None, api_key: str | None = None) -> bool:
+        """True when auth is off, ``authorization`` carries the current bearer token or ``api_key`` (Anthropic's
+        ``x-api-key`` header) is the token (compared in constant time)."""
         token = self.token()
         if token is None:
+            return True
+        if api_key and hmac.compare_digest(api_key.strip().encode(), token.encode()):
             return True
         if not authorization:
             return False
@@ -124,9 +127,10 @@ class SecurityMiddleware:
             if scope["method"] == "OPTIONS" and "access-control-request-method" in headers:
                 await self._preflight(send, cors, headers)
                 return
-        if path not in PUBLIC_PATHS and not guard.token_ok(headers.get("authorization")):
+        if path not in PUBLIC_PATHS and not guard.token_ok(headers.get("authorization"), headers.get("x-api-key")):
             await self._refuse(scope, receive, send, ApiError(
-                401, "A valid API token is required: send 'Authorization: Bearer <token>'. `ember serve` prints "
+                401, "A valid API token is required: send 'Authorization: Bearer <token>' (or 'x-api-key: "
+                     "<token>'). `ember serve` prints "
                      "the token; the desktop app shows it in its settings.", code="invalid_api_key",
                 headers={"WWW-Authenticate": "Bearer"}), cors)
             return

@@ -45,6 +45,11 @@ def sse(data: dict[str, Any] | str) -> str:
     return f"data: {text}\n\n"
 
 
+def sse_event(name: str, data: dict[str, Any]) -> str:
+    """One named server-sent event (Anthropic's and the Responses API's streams name every event)."""
+    return f"event: {name}\n" + sse(data)
+
+
 def ndjson(data: dict[str, Any]) -> str:
     """One line of newline-delimited JSON."""
     return json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "\n"

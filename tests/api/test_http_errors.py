@@ -81,7 +81,11 @@ def test_malformed_json_is_a_400(http: httpx.Client) -> None:
     ({**CHAT, "max_tokens": 0}, "max_tokens"),
     ({**CHAT, "seed": -5}, "seed"),
     ({**CHAT, "n": 3}, "n"),
-    ({**CHAT, "tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
+    ({**CHAT, "tools": [{"type": "function", "function": {"name": "bad name"}}]}, "tools"),
+    ({**CHAT, "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "string"}}}]},
+     "tools"),
+    ({**CHAT, "tool_choice": "required"}, "tool_choice"),
+    ({**CHAT, "top_logprobs": 3}, "top_logprobs"),
     ({**CHAT, "response_format": {"type": "json_schema"}}, "response_format"),
     ({**CHAT, "messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, "messages.0.content"),
 ])

@@ -1,0 +1,87 @@
+"""What every API shape shares about tool calls and logprobs: the request's tools as an engine
+:class:`~inference.tools.ToolRequest`, and a job's streamed text split into content and call events."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, AsyncIterator, Sequence
+
+from app.api.errors import ApiError
+from inference.logprobs import TokenLogprob
+from inference.tools import (ArgumentsPart, CallEnd, CallStart, TextPart, ToolError, ToolRequest, ToolStream,
+                             call_grammar, tool_request)
+
+
+def engine_tools(tools: Sequence[Any] | None, choice: str | None = None, parallel: bool | None = None, *,
+                 param: str = "tools") -> ToolRequest | None:
+    """The engine's tool request for a request's function definitions (objects with ``name``, ``description``
+    and ``parameters``; None or empty: no tools) and its tool choice (``auto``, ``none``, ``required`` or a
+    function's name).
+
+    Raises:
+        ApiError: 400 for an unusable definition or a choice that names no given tool.
+    """
+    if not tools:
+        if choice in ("required",) or (choice and choice not in ("auto", "none")):
+            raise ApiError(400, "tool_choice asks for a tool call but no tools are given.", param="tool_choice")
+        return None
+    defs = [{"name": t.name, "description": t.description, "parameters": t.parameters} for t in tools]
+    try:
+        request = tool_request(defs, choice or "auto", True if parallel is None else parallel)
+        if request.choice != "none":
+            call_grammar(request)  # a schema the grammar cannot follow is the request's error, found now
+    except ToolError as exc:
+        where = "tool_choice" if "tool_choice" in str(exc) else param
+        raise ApiError(400, str(exc), param=where) from None
+    return request
+
+
+def parse_arguments(text: str, *, param: str) -> dict[str, Any]:
+    """An earlier call's arguments (JSON text) as an object.
+
+    Raises:
+        ApiError: 400 when they are not a JSON object.
+    """
+    try:
+        value = json.loads(text) if text.strip() else {}
+    except ValueError:
+        raise ApiError(400, "A tool call's arguments must be a JSON object.", param=param) from None
+    if not isinstance(value, dict):
+        raise ApiError(400, "A tool call's arguments must be a JSON object.", param=param)
+    return value
+
+
+async def split_calls(items: AsyncIterator[tuple[str, Any]], enabled: bool) -> AsyncIterator[tuple[str, Any]]:
+    """``generation_events`` items with the text split into ``("text", str)``, ``("call", CallStart)``,
+    ``("args", ArgumentsPart)`` and ``("call_end", CallEnd)`` when ``enabled`` (the request has tools)."""
+    stream = ToolStream()
+
+    def mapped(events: list) -> list[tuple[str, Any]]:
+        out = []
+        for ev in events:
+            if isinstance(ev, TextPart):
+                out.append(("text", ev.text))
+            elif isinstance(ev, CallStart):
+                out.append(("call", ev))
+            elif isinstance(ev, ArgumentsPart):
+                out.append(("args", ev))
+            elif isinstance(ev, CallEnd):
+                out.append(("call_end", ev))
+        return out
+
+    async for kind, value in items:
+        if enabled and kind == "text":
+            for item in mapped(stream.push(value)):
+                yield item
+        elif enabled and kind == "end":
+            for item in mapped(stream.finish()):
+                yield item
+            yield kind, value
+        else:
+            yield kind, value
+
+
+def logprob_entry(lp: TokenLogprob) -> dict[str, Any]:
+    """One token of OpenAI's ``logprobs.content``."""
+    return {"token": lp.token, "logprob": lp.logprob, "bytes": list(lp.bytes),
+            "top_logprobs": [{"token": a.token, "logprob": a.logprob, "bytes": list(a.bytes)} for a in lp.top]}
