@@ -46,7 +46,7 @@ def test_message_with_system_and_blocks(client: anthropic.Anthropic) -> None:
 
 
 def test_tool_use_round_trip(client: anthropic.Anthropic) -> None:
-    msg = client.messages.create(model=MODEL, max_tokens=60, messages=ASK, tools=[WEATHER], tool_choice=FORCED,
+    msg = client.messages.create(model=MODEL, max_tokens=100, messages=ASK, tools=[WEATHER], tool_choice=FORCED,
                                  extra_body={"temperature": 0})
     assert msg.stop_reason == "tool_use"
     uses = [b for b in msg.content if b.type == "tool_use"]
@@ -64,7 +64,7 @@ def test_tool_use_round_trip(client: anthropic.Anthropic) -> None:
 
 
 def test_streaming_event_sequence_and_tool_use(client: anthropic.Anthropic) -> None:
-    with client.messages.stream(model=MODEL, max_tokens=60, messages=ASK, tools=[WEATHER], tool_choice=FORCED,
+    with client.messages.stream(model=MODEL, max_tokens=100, messages=ASK, tools=[WEATHER], tool_choice=FORCED,
                                 extra_body={"temperature": 0}) as stream:
         kinds = [event.type for event in stream]
         final = stream.get_final_message()

@@ -45,7 +45,7 @@ def test_text_response_with_instructions(client: openai.OpenAI) -> None:
 
 def test_function_call_round_trip(client: openai.OpenAI) -> None:
     r = client.responses.create(model=MODEL, input=ASK, tools=[WEATHER], tool_choice=FORCED,
-                                parallel_tool_calls=False, temperature=0, max_output_tokens=60)
+                                parallel_tool_calls=False, temperature=0, max_output_tokens=100)
     calls = [o for o in r.output if o.type == "function_call"]
     assert r.status == "completed" and len(calls) == 1
     call = calls[0]
@@ -62,7 +62,7 @@ def test_function_call_round_trip(client: openai.OpenAI) -> None:
 
 def test_streamed_events(client: openai.OpenAI) -> None:
     events = list(client.responses.create(model=MODEL, input=ASK, tools=[WEATHER], tool_choice=FORCED,
-                                          parallel_tool_calls=False, temperature=0, max_output_tokens=60,
+                                          parallel_tool_calls=False, temperature=0, max_output_tokens=100,
                                           stream=True))
     kinds = [e.type for e in events]
     assert kinds[:2] == ["response.created", "response.in_progress"] and kinds[-1] == "response.completed"
@@ -110,15 +110,18 @@ def test_openai_agents_sdk_runs_a_function_tool(server: ApiServer) -> None:
         return "21 degrees and sunny"
 
     async def run() -> object:
-        client = openai.AsyncOpenAI(base_url=server.address + "/v1", api_key=TOKEN, max_retries=0, timeout=300)
-        model = OpenAIResponsesModel(model=MODEL, openai_client=client)
-        agent = Agent(name="weather", instructions="Answer with the weather tool.", tools=[get_weather],
-                      model=model, model_settings=ModelSettings(tool_choice="get_weather", temperature=0,
-                                                                max_tokens=40, parallel_tool_calls=False),
-                      reset_tool_choice=True)
-        return await Runner.run(agent, ASK, max_turns=3, run_config=RunConfig(tracing_disabled=True))
+        async with openai.AsyncOpenAI(base_url=server.address + "/v1", api_key=TOKEN, max_retries=0,
+                                      timeout=300) as client:
+            model = OpenAIResponsesModel(model=MODEL, openai_client=client)
+            # The run ends with the tool's output: a second, free-text turn of the starter could run into the
+            # token limit, which the SDK treats as an error, and its words prove nothing here.
+            agent = Agent(name="weather", instructions="Answer with the weather tool.", tools=[get_weather],
+                          model=model, tool_use_behavior="stop_on_first_tool",
+                          model_settings=ModelSettings(tool_choice="get_weather", temperature=0, max_tokens=100,
+                                                       parallel_tool_calls=False))
+            return await Runner.run(agent, ASK, max_turns=2, run_config=RunConfig(tracing_disabled=True))
 
     result = asyncio.run(run())
-    assert len(seen) >= 1 and all(isinstance(a["city"], str) for a in seen)
-    assert isinstance(result.final_output, str)
+    assert len(seen) == 1 and all(isinstance(a["city"], str) and isinstance(a["unit"], str) for a in seen)
+    assert result.final_output == "21 degrees and sunny"
     assert agents is not None

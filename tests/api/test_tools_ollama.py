@@ -71,7 +71,7 @@ def test_forced_call_round_trip(server: ApiServer, client: ollama.Client) -> Non
 
     body = {"model": MODEL, "messages": HISTORY[:1], "tools": [WEATHER], "stream": False,
             "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
-            "options": {"temperature": 0, "num_predict": 60}}
+            "options": {"temperature": 0, "num_predict": 100}}
     r = httpx.post(server.address + "/api/chat", json=body, headers={"Authorization": f"Bearer {TOKEN}"},
                    timeout=300)
     assert r.status_code == 200, r.text

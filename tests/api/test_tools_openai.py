@@ -52,7 +52,7 @@ def check_call(name: str, arguments: str) -> dict:
 
 def test_forced_call_round_trip(client: openai.OpenAI) -> None:
     reply = client.chat.completions.create(model=MODEL, messages=ASK, tools=[WEATHER, TIME], tool_choice=NAMED,
-                                           parallel_tool_calls=False, temperature=0, max_tokens=60)
+                                           parallel_tool_calls=False, temperature=0, max_tokens=100)
     choice = reply.choices[0]
     assert choice.finish_reason == "tool_calls"
     calls = choice.message.tool_calls
@@ -83,7 +83,7 @@ def test_required_choice_calls_given_tools_with_valid_arguments(client: openai.O
 
 def test_streamed_tool_call_deltas_reassemble_to_the_whole_reply(client: openai.OpenAI) -> None:
     kwargs = dict(model=MODEL, messages=ASK, tools=[WEATHER], tool_choice=NAMED, parallel_tool_calls=False,
-                  temperature=0, max_tokens=60)
+                  temperature=0, max_tokens=100)
     whole = client.chat.completions.create(**kwargs).choices[0]
     calls: dict[int, dict] = {}
     reasons = []
