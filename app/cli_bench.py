@@ -74,6 +74,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                          "of python -m app.fit_routing)")
     routing.set_defaults(func=_routing)
 
+    loops = names.add_parser("loops", help="replies that loop to max_tokens with the loop check off and on, over "
+                                           "40+ prompts at temperature 0 and at the default sampling")
+    loops.add_argument("--model", help="library model or .gguf path (default: the chat model)")
+    loops.add_argument("--prompts", metavar="FILE.jsonl", help="one {\"prompt\": ...} per line (default: the "
+                                                               "built-in set)")
+    loops.add_argument("--tokens", type=int, default=256, help="max_tokens of every reply (default: 256)")
+    loops.add_argument("--threads", type=int, default=None, help="CPU threads (default: physical cores)")
+    loops.add_argument("--n-ctx", type=int, default=2048, help="context length (default: 2048)")
+    loops.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    loops.set_defaults(func=_loops)
+
 
 def _run(args: argparse.Namespace, bench: Callable[[Ember], dict[str, Any]],
          describe: Callable[[dict[str, Any]], str]) -> int:
@@ -128,6 +139,20 @@ def _routing(args: argparse.Namespace) -> int:
         core, dataset=args.dataset, model=args.model, split=args.split, fit=args.fit, threads=args.threads,
         glimpse_tokens=args.glimpse_tokens, dump=args.dump, progress=_progress, command=command.strip()),
         format_routing)
+
+
+def _loops(args: argparse.Namespace) -> int:
+    from app.bench_loops import bench_loops, format_loops
+    from app.bench_speculative import load_prompts
+
+    prompts = next(iter(load_prompts(args.prompts).values())) if args.prompts else None
+    flags = [("--json", args.json), (f"--tokens {args.tokens}", args.tokens != 256),
+             (f"--model {args.model}", args.model), (f"--prompts {args.prompts}", args.prompts),
+             (f"--threads {args.threads}", args.threads), (f"--n-ctx {args.n_ctx}", args.n_ctx != 2048)]
+    command = " ".join(["ember bench loops", *(flag for flag, given in flags if given)])
+    return _run(args, lambda core: bench_loops(core, model=args.model, prompts=prompts, tokens=args.tokens,
+                                               threads=args.threads, n_ctx=args.n_ctx, progress=_progress,
+                                               command=command), format_loops)
 
 
 def _progress(text: str) -> None:
