@@ -108,7 +108,6 @@ def assert_robust(run: GreedyRun, *, until: str | None = None, min_margin: float
     """
     if until is None:
         assert run.stopped, f"the greedy answer does not end within {len(run.tokens)} tokens; {run}"
-    if until is None:
         upto = len(run.margins)
     else:
         text = b""
