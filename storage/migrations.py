@@ -192,3 +192,28 @@ def m004_routing_decisions(db: sqlite_utils.Database) -> None:
     )
     db["routing_decisions"].create_index(["policy", "id"])
     db["routing_decisions"].create_index(["conversation_id"])
+
+
+@migration
+def m005_message_versions(db: sqlite_utils.Database) -> None:
+    """Reply and message versions: each message names the message it follows (``parent_id``, a tree), and each
+    conversation the end of the branch it shows (``leaf_id``). Existing conversations become one straight
+    branch, each message following the one before it."""
+    db["messages"].add_column("parent_id", int)
+    db["conversations"].add_column("leaf_id", int)
+    db.execute("UPDATE messages SET parent_id = (SELECT MAX(p.id) FROM messages AS p "
+               "WHERE p.conversation_id = messages.conversation_id AND p.id < messages.id)")
+    db.execute("UPDATE conversations SET leaf_id = (SELECT MAX(m.id) FROM messages AS m "
+               "WHERE m.conversation_id = conversations.id)")
+    db["messages"].create_index(["conversation_id", "parent_id"])
+
+
+@migration
+def m006_system_prompt_presets(db: sqlite_utils.Database) -> None:
+    """Named system prompts (presets) shared by the desktop and ``ember chat --preset``."""
+    db["presets"].create(
+        {"name": str, "prompt": str, "created": str, "updated": str},
+        pk="name",
+        not_null={"prompt", "created", "updated"},
+        defaults={"prompt": ""},
+    )
