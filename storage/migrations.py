@@ -217,3 +217,60 @@ def m006_system_prompt_presets(db: sqlite_utils.Database) -> None:
         not_null={"prompt", "created", "updated"},
         defaults={"prompt": ""},
     )
+
+
+@migration
+def m007_mcp_tool_calls(db: sqlite_utils.Database) -> None:
+    """Tool calls a reply made through MCP (desktop): the call as the model wrote it, whether the user allowed
+    it, and the tool's result, kept with the conversation."""
+    db.execute(
+        "CREATE TABLE tool_calls ("
+        " id INTEGER PRIMARY KEY,"
+        " conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,"
+        " message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,"  # the reply that called
+        " idx INTEGER NOT NULL,"  # position among the reply's calls
+        " call_id TEXT NOT NULL,"
+        " name TEXT NOT NULL,"  # the tool's name as the model saw it
+        " server TEXT,"  # the MCP server that has it (NULL: no enabled server had it)
+        " arguments TEXT NOT NULL DEFAULT '{}',"  # JSON object text
+        " state TEXT NOT NULL,"  # pending / running / done / error / denied
+        " result TEXT NOT NULL DEFAULT '',"  # the tool's output, or the error message
+        " created TEXT NOT NULL,"
+        " updated TEXT NOT NULL)")
+    db.execute("CREATE INDEX idx_tool_calls_message ON tool_calls (message_id, idx)")
+    db.execute("CREATE INDEX idx_tool_calls_conversation ON tool_calls (conversation_id)")
+
+
+@migration
+def m008_chat_attachments(db: sqlite_utils.Database) -> None:
+    """Files attached in the chat: the extracted text, its chunks with embedding vectors and full-text search,
+    and the context each user message sent to the model (so a restart sends the same prompt)."""
+    db.execute(
+        "CREATE TABLE attachments ("
+        " id INTEGER PRIMARY KEY,"
+        " conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,"
+        " message_id INTEGER REFERENCES messages(id) ON DELETE SET NULL,"  # NULL until its message is sent
+        " name TEXT NOT NULL,"
+        " kind TEXT NOT NULL,"  # text / pdf
+        " pages INTEGER NOT NULL DEFAULT 1,"
+        " chars INTEGER NOT NULL,"
+        " mode TEXT NOT NULL,"  # whole (sent whole) / chunks (parts retrieved per question)
+        " cut_chars INTEGER NOT NULL DEFAULT 0,"  # characters left out (file larger than Ember keeps)
+        " text TEXT NOT NULL,"
+        " created TEXT NOT NULL)")
+    db.execute("CREATE INDEX idx_attachments_conversation ON attachments (conversation_id)")
+    db.execute(
+        "CREATE TABLE attachment_chunks ("
+        " id INTEGER PRIMARY KEY,"
+        " attachment_id INTEGER NOT NULL REFERENCES attachments(id) ON DELETE CASCADE,"
+        " part INTEGER NOT NULL,"  # 1-based part number shown to the user
+        " page INTEGER,"  # the PDF page the part starts on
+        " text TEXT NOT NULL,"
+        " vector BLOB)")  # float32 unit vector from the engine's embeddings (NULL: keyword search only)
+    db.execute("CREATE INDEX idx_attachment_chunks ON attachment_chunks (attachment_id, part)")
+    db["attachment_chunks"].enable_fts(["text"], create_triggers=True, tokenize="porter")
+    db.execute(
+        "CREATE TABLE message_context ("
+        " message_id INTEGER PRIMARY KEY REFERENCES messages(id) ON DELETE CASCADE,"
+        " text TEXT NOT NULL,"  # file text sent to the model before the user's words
+        " sources TEXT NOT NULL DEFAULT '[]')")  # JSON list of {"file", "part", "page"}
