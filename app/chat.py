@@ -67,12 +67,17 @@ class Turn:
     streams a ``cascade``'s small answer (for consumers that handle :class:`Retracted`, which withdraws it when
     the router escalates; the stored reply is then the large tier's alone). ``before_store`` runs once the turn is
     known to be able to start (model and tiers resolved), before anything is written.
+
+    Versions: the user message is added at the end of the branch the conversation shows (an edit first shows the
+    branch that ends before the edited message, so the edit becomes a new version beside it). ``reply_to`` names a
+    stored user message to answer again instead (Regenerate): the new reply is another version beside the earlier
+    ones, and ``user_text`` is not stored again.
     """
 
     def __init__(self, core: Ember, conversation_id: int, user_text: str, *, spec: ModelSpec,
                  options: SamplingOptions, on_event: Callable[[EngineEvent], None] | None = None,
                  route: "RouteRequest | None" = None, stream_cascade: bool = False,
-                 before_store: Callable[[], None] | None = None) -> None:
+                 before_store: Callable[[], None] | None = None, reply_to: int | None = None) -> None:
         from app.routing import split_force_prefix
 
         self._core = core
@@ -86,7 +91,11 @@ class Turn:
             before_store()
         if route is not None and route.policy:
             conversation = remember_route(core, conversation, route)
-        self.user_message = core.conversations.add_message(conversation_id, "user", user_text)
+        if reply_to is None:
+            self.user_message = core.conversations.add_message(conversation_id, "user", user_text)
+        else:
+            self.user_message = core.conversations.message(reply_to)
+            core.conversations.show_branch(conversation_id, reply_to)
         if conversation.title == "New chat":
             core.conversations.update(conversation_id, title=_title(user_text))
         self.reply = StreamingMessage(core.conversations, conversation_id, model=spec.name,

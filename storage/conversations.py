@@ -1,4 +1,10 @@
-"""Conversations and their messages, with full-text search and crash-safe streaming writes."""
+"""Conversations and their messages, with full-text search and crash-safe streaming writes.
+
+Messages form a tree: each names the message it follows (``parent_id``; None for a first message). An edited
+message or a regenerated reply is a new child of the same parent, so earlier versions are kept. Each conversation
+names the end of the branch it shows (``leaf_id``); :meth:`ConversationStore.messages` is that branch, which is what
+is shown and what is sent to the model.
+"""
 
 from __future__ import annotations
 
@@ -30,6 +36,7 @@ class Conversation:
     updated: str
     model: str | None
     settings: dict[str, Any] = field(default_factory=dict)
+    leaf_id: int | None = None  # the last message of the branch shown (None: no messages shown)
 
 
 @dataclass(frozen=True)
@@ -43,6 +50,7 @@ class Message:
     created: str
     model: str | None
     stats: dict[str, Any] = field(default_factory=dict)
+    parent_id: int | None = None  # the message this one follows (None: the conversation's first message)
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,21 @@ class SearchHit:
     message_id: int
     snippet: str
 
+
+@dataclass(frozen=True)
+class Version:
+    """Where a message stands among its versions (the messages that follow the same parent)."""
+
+    index: int  # 1-based position of this message, oldest first
+    count: int
+    ids: tuple[int, ...]  # every version's message id, oldest first
+
+
+class _BranchEnd:
+    """Marker default of ``parent_id``: the new message follows the branch shown."""
+
+
+BRANCH_END = _BranchEnd()
 
 ROLES = ("system", "user", "assistant")
 
@@ -110,6 +133,31 @@ class ConversationStore:
             self._db["conversations"].update(conversation_id, changes)
         return self.get(conversation_id)
 
+    def restore(self, *, title: str, model: str | None, settings: dict[str, Any], created: str, updated: str,
+                messages: list[dict[str, Any]], leaf: int | None) -> Conversation:
+        """Write a whole conversation at once, in one transaction (an import): nothing is written if any row fails.
+
+        Args:
+            messages: rows with ``role``, ``content``, ``created``, ``model``, ``stats`` and ``parent`` (the index
+                of an earlier row in this list, or None for a first message), parents before children.
+            leaf: the index of the message that ends the branch shown (None: none shown).
+        """
+        with self._lock, self._db.conn:
+            conv_id = self._db["conversations"].insert(
+                {"title": title, "created": created, "updated": updated, "model": model,
+                 "settings": json.dumps(settings)}).last_pk
+            ids: list[int] = []
+            for row in messages:
+                if row["role"] not in ROLES:
+                    raise ValueError(f"role must be one of {ROLES}, not {row['role']!r}")
+                parent = row.get("parent")
+                ids.append(self._db["messages"].insert(
+                    {"conversation_id": conv_id, "role": row["role"], "content": row["content"],
+                     "created": row["created"], "model": row.get("model"), "stats": json.dumps(row.get("stats") or {}),
+                     "parent_id": None if parent is None else ids[parent]}).last_pk)
+            self._db["conversations"].update(conv_id, {"leaf_id": None if leaf is None else ids[leaf]})
+        return self.get(conv_id)
+
     def delete(self, conversation_id: int) -> None:
         """Delete a conversation and all its messages."""
         self.get(conversation_id)
@@ -120,18 +168,23 @@ class ConversationStore:
     # -- messages ------------------------------------------------------------------------------------------------
 
     def add_message(self, conversation_id: int, role: str, content: str, *, model: str | None = None,
-                    stats: dict[str, Any] | None = None) -> Message:
-        """Append a message to a conversation and mark the conversation updated."""
+                    stats: dict[str, Any] | None = None,
+                    parent_id: int | None | _BranchEnd = BRANCH_END) -> Message:
+        """Add a message after ``parent_id`` (default: the end of the branch shown; None: a new first message),
+        show the branch it ends, and mark the conversation updated."""
         if role not in ROLES:
             raise ValueError(f"role must be one of {ROLES}, not {role!r}")
         stamp = now_iso()
         with self._lock, self._db.conn:
-            self.get(conversation_id)
+            conversation = self.get(conversation_id)
+            parent = conversation.leaf_id if isinstance(parent_id, _BranchEnd) else parent_id
+            if parent is not None and self.message(parent).conversation_id != conversation_id:
+                raise ValueError(f"message {parent} is not part of conversation {conversation_id}")
             table = self._db["messages"].insert(
                 {"conversation_id": conversation_id, "role": role, "content": content, "created": stamp,
-                 "model": model, "stats": json.dumps(stats or {})}
+                 "model": model, "stats": json.dumps(stats or {}), "parent_id": parent}
             )
-            self._db["conversations"].update(conversation_id, {"updated": stamp})
+            self._db["conversations"].update(conversation_id, {"updated": stamp, "leaf_id": table.last_pk})
             return self.message(table.last_pk)
 
     def set_message_content(self, message_id: int, content: str, *, stats: dict[str, Any] | None = None) -> None:
@@ -159,17 +212,57 @@ class ConversationStore:
         return _message(rows[0])
 
     def messages(self, conversation_id: int) -> list[Message]:
-        """A conversation's messages, oldest first."""
+        """The branch the conversation shows, first message first (what the model is sent)."""
+        sql = ("WITH RECURSIVE branch(id, depth) AS ("
+               " SELECT leaf_id, 0 FROM conversations WHERE id = ? AND leaf_id IS NOT NULL"
+               " UNION ALL SELECT m.parent_id, b.depth + 1 FROM messages AS m JOIN branch AS b ON m.id = b.id"
+               " WHERE m.parent_id IS NOT NULL) "
+               "SELECT messages.* FROM branch JOIN messages ON messages.id = branch.id ORDER BY branch.depth DESC")
+        with self._lock:
+            cursor = self._db.execute(sql, [conversation_id])
+            names = [c[0] for c in cursor.description]
+            return [_message(dict(zip(names, row))) for row in cursor.fetchall()]
+
+    def all_messages(self, conversation_id: int) -> list[Message]:
+        """Every message of a conversation, every version included, oldest first."""
         with self._lock:
             rows = self._db["messages"].rows_where("conversation_id = ?", [conversation_id], order_by="id")
             return [_message(r) for r in rows]
 
-    def delete_messages_from(self, message_id: int) -> None:
-        """Delete a message and every later message of its conversation (for regenerate and edit-and-resend)."""
-        msg = self.message(message_id)
+    def versions(self, conversation_id: int) -> dict[int, Version]:
+        """For each message of the branch shown, its place among the versions that follow the same parent."""
+        children: dict[int | None, list[int]] = {}
+        with self._lock:
+            for row in self._db.execute("SELECT id, parent_id FROM messages WHERE conversation_id = ? ORDER BY id",
+                                        [conversation_id]).fetchall():
+                children.setdefault(row[1], []).append(row[0])
+        result: dict[int, Version] = {}
+        for m in self.messages(conversation_id):
+            ids = tuple(children.get(m.parent_id, [m.id]))
+            result[m.id] = Version(index=ids.index(m.id) + 1, count=len(ids), ids=ids)
+        return result
+
+    def show_branch(self, conversation_id: int, leaf_id: int | None) -> None:
+        """Show the branch that ends at ``leaf_id`` (None: no message; the next one added is a first message).
+
+        Raises:
+            NotFoundError: no such conversation or message.
+            ValueError: the message belongs to another conversation.
+        """
+        self.get(conversation_id)
+        if leaf_id is not None and self.message(leaf_id).conversation_id != conversation_id:
+            raise ValueError(f"message {leaf_id} is not part of conversation {conversation_id}")
         with self._lock, self._db.conn:
-            self._db.execute("DELETE FROM messages WHERE conversation_id = ? AND id >= ?",
-                             [msg.conversation_id, message_id])
+            self._db["conversations"].update(conversation_id, {"leaf_id": leaf_id})
+
+    def show_version(self, message_id: int) -> None:
+        """Show this version of a message, continued by the latest branch that follows it."""
+        message = self.message(message_id)
+        sql = ("WITH RECURSIVE below(id) AS (SELECT ? UNION ALL"
+               " SELECT m.id FROM messages AS m JOIN below ON m.parent_id = below.id) SELECT MAX(id) FROM below")
+        with self._lock:
+            latest = self._db.execute(sql, [message_id]).fetchone()[0]
+        self.show_branch(message.conversation_id, latest)
 
     def search(self, query: str, *, limit: int = 50) -> list[SearchHit]:
         """Full-text search over message content, best matches first."""
@@ -243,10 +336,11 @@ def _fts_query(query: str) -> str:
 
 def _conversation(row: dict[str, Any]) -> Conversation:
     return Conversation(id=row["id"], title=row["title"], created=row["created"], updated=row["updated"],
-                        model=row["model"], settings=json.loads(row["settings"] or "{}"))
+                        model=row["model"], settings=json.loads(row["settings"] or "{}"),
+                        leaf_id=row.get("leaf_id"))
 
 
 def _message(row: dict[str, Any]) -> Message:
     return Message(id=row["id"], conversation_id=row["conversation_id"], role=row["role"],
                    content=row["content"], created=row["created"], model=row["model"],
-                   stats=json.loads(row["stats"] or "{}"))
+                   stats=json.loads(row["stats"] or "{}"), parent_id=row.get("parent_id"))

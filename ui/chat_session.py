@@ -1,4 +1,5 @@
-"""The chat window's controller: one open conversation, its running reply, stop/regenerate/edit-and-resend.
+"""The chat window's controller: one open conversation, its running reply, stop/regenerate/edit-and-resend, and
+switching between the versions an edit or a regenerate leaves (nothing is deleted).
 
 Replies run through :class:`app.chat.Turn` (the same path as the terminal chat); its engine-thread callbacks reach
 this object as queued signals, so every slot here runs on the GUI thread.
@@ -18,7 +19,7 @@ from app.core import Ember
 from inference.engine import ModelSpec
 from inference.events import Failed, Finished, LoadProgress, Retracted, TokenText
 from inference.sampling import SamplingOptions
-from storage.conversations import Conversation, Message
+from storage.conversations import Conversation, Message, Version
 from storage.errors import EmberError
 from ui.engine_adapter import EventRelay
 
@@ -86,10 +87,16 @@ class ChatSession(QObject):
         return self._core.conversations.get(self._conversation_id)
 
     def messages(self) -> list[Message]:
-        """The open conversation's messages, oldest first."""
+        """The open conversation's messages on the branch shown, oldest first."""
         if self._conversation_id is None:
             return []
         return self._core.conversations.messages(self._conversation_id)
+
+    def versions(self) -> dict[int, Version]:
+        """For each shown message, its place among its versions (``‹ 2/3 ›``)."""
+        if self._conversation_id is None:
+            return {}
+        return self._core.conversations.versions(self._conversation_id)
 
     def options(self) -> SamplingOptions:
         """Sampling options of the open conversation (the defaults for a new chat)."""
@@ -164,21 +171,32 @@ class ChatSession(QObject):
         self._core.conversations.update(conv.id, settings={**conv.settings, "system_prompt": system_prompt,
                                                            "sampling": sampling.model_dump()})
 
-    def send(self, text: str, *, replace_from: int | None = None) -> bool:
+    def send(self, text: str, *, edit_of: int | None = None, reply_to: int | None = None) -> bool:
         """Send a user message and start the reply; False (with ``error`` emitted) when it cannot start.
-        ``replace_from``: first delete that message and every later one (only once the turn can start)."""
+
+        ``edit_of``: the message is a new version of that user message (the branch after it stays stored).
+        ``reply_to``: write another version of the reply to that stored user message (``text`` is its text).
+        The branch shown changes only once the turn can start; if it then fails, the earlier branch is shown again.
+        """
         text = text.strip()
         if not text or self.busy:
             return False
+        moved: list[int | None] = []
         try:
             spec = self.spec()
             conv = self._ensure_conversation()
             options = self.options()
+            branch_end = (self._core.conversations.message(edit_of).parent_id if edit_of is not None
+                          else reply_to)
             self._tag = next(self._tags)
             self._turn = Turn(self._core, conv.id, text, spec=spec, options=options,
                               on_event=self._relay.callback(self._tag), route=self.route, stream_cascade=True,
-                              before_store=None if replace_from is None else lambda: self._replace(replace_from))
+                              before_store=(None if edit_of is None and reply_to is None
+                                            else lambda: moved.append(self._show_branch(branch_end))),
+                              reply_to=reply_to)
         except EmberError as exc:
+            if moved:
+                self._show_branch(moved[0])
             self.error.emit(str(exc))
             return False
         if conv.model != spec.name:
@@ -194,23 +212,38 @@ class ChatSession(QObject):
             self._turn.cancel()
 
     def regenerate(self) -> bool:
-        """Replace the last reply: its user message is sent again."""
+        """Write the last reply again, as a new version beside the earlier ones."""
         if self.busy:
             return False
         users = [m for m in self.messages() if m.role == "user"]
         if not users:
             return False
-        return self.edit_and_resend(users[-1].id, users[-1].content)
+        return self.send(users[-1].content, reply_to=users[-1].id)
 
     def edit_and_resend(self, message_id: int, text: str) -> bool:
-        """Replace a user message (and everything after it) with ``text`` and send it."""
+        """Send ``text`` as a new version of a user message; the earlier version and its replies stay stored."""
         if self.busy or not text.strip():
             return False
-        return self.send(text, replace_from=message_id)
+        return self.send(text, edit_of=message_id)
 
-    def _replace(self, message_id: int) -> None:
-        self._core.conversations.delete_messages_from(message_id)
-        self.conversationOpened.emit(self._conversation_id or 0)
+    def switch_version(self, message_id: int, step: int) -> bool:
+        """Show the version ``step`` places after (negative: before) this message's, with the latest branch that
+        follows it; the conversation continues from there. False while a reply is written or past either end."""
+        if self.busy or self._conversation_id is None:
+            return False
+        version = self.versions().get(message_id)
+        if version is None or not 1 <= version.index + step <= version.count:
+            return False
+        self._core.conversations.show_version(version.ids[version.index + step - 1])
+        self.conversationOpened.emit(self._conversation_id)
+        return True
+
+    def _show_branch(self, leaf_id: int | None) -> int | None:
+        """Show the branch ending at ``leaf_id``; returns the end shown before."""
+        conv = self._core.conversations.get(self._conversation_id)
+        self._core.conversations.show_branch(conv.id, leaf_id)
+        self.conversationOpened.emit(conv.id)
+        return conv.leaf_id
 
     def shutdown(self, timeout: float = 5.0) -> None:
         """Stop the running reply and wait for it (on quit)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import QFrame, QScrollArea, QStackedWidget, QVBoxLayout, QWidget
 
-from storage.conversations import Message
+from storage.conversations import Message, Version
 from ui.empty_state import EmptyState
 from ui.message_widget import MessageWidget
 
@@ -16,11 +16,13 @@ class ChatView(QStackedWidget):
     """Shows messages (or the empty state). Feed it with :meth:`show_messages`, :meth:`begin_reply`,
     :meth:`append_text` and :meth:`finish_reply`.
 
-    Signals: ``regenerateRequested()``, ``editSubmitted(message_id, text)``, ``openLibraryRequested()``.
+    Signals: ``regenerateRequested()``, ``editSubmitted(message_id, text)``, ``versionRequested(message_id, step)``,
+    ``openLibraryRequested()``.
     """
 
     regenerateRequested = Signal()
     editSubmitted = Signal(int, str)
+    versionRequested = Signal(int, int)
     openLibraryRequested = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -57,8 +59,8 @@ class ChatView(QStackedWidget):
         """The shown messages, oldest first."""
         return list(self._widgets)
 
-    def show_messages(self, messages: list[Message]) -> None:
-        """Replace the shown conversation."""
+    def show_messages(self, messages: list[Message], versions: dict[int, Version] | None = None) -> None:
+        """Replace the shown conversation (``versions``: each message's place among its versions)."""
         self._timer.stop()
         self._streaming, self._pending, self._stream_text = None, "", ""
         for widget in self._widgets:
@@ -67,12 +69,20 @@ class ChatView(QStackedWidget):
         self._widgets = []
         for message in messages:
             self._add(message)
+        self.set_versions(versions or {})
         self._stick_to_bottom = True
         self._update_state()
 
+    def set_versions(self, versions: dict[int, Version]) -> None:
+        """Update the ‹ 2/3 › controls of the shown messages."""
+        for widget in self._widgets:
+            widget.set_version(versions.get(widget.message.id))
+
     def begin_reply(self, user: Message, reply: Message) -> None:
-        """Show the sent message and an empty reply that will stream."""
-        self._add(user)
+        """Show the sent message (unless it is shown already: a regenerated reply) and an empty reply that will
+        stream."""
+        if not self._widgets or self._widgets[-1].message.id != user.id:
+            self._add(user)
         self._streaming = self._add(reply)
         self._stream_text, self._pending = "", ""
         self._stick_to_bottom = True
@@ -123,6 +133,7 @@ class ChatView(QStackedWidget):
         widget = MessageWidget(message)
         widget.regenerateRequested.connect(self.regenerateRequested.emit)
         widget.editSubmitted.connect(self.editSubmitted.emit)
+        widget.versionRequested.connect(self.versionRequested.emit)
         self._list.insertWidget(self._list.count() - 1, widget)
         self._widgets.append(widget)
         return widget

@@ -135,12 +135,15 @@ class MainWindow(QMainWindow):
         self.composer.settingsRequested.connect(self.edit_conversation_settings)
         self.chat_view.regenerateRequested.connect(s.regenerate)
         self.chat_view.editSubmitted.connect(s.edit_and_resend)
+        self.chat_view.versionRequested.connect(s.switch_version)
         self.chat_view.openLibraryRequested.connect(lambda: self.show_page("library"))
         s.replyStarted.connect(self.chat_view.begin_reply)
+        s.replyStarted.connect(lambda *_: self.chat_view.set_versions(s.versions()))
         s.replyStarted.connect(lambda *_: self.banner.hide())
         s.replyText.connect(self.chat_view.append_text)
         s.replyRetracted.connect(self.chat_view.retract_reply)
         s.replyFinished.connect(self.chat_view.finish_reply)
+        s.replyFinished.connect(lambda _: self.chat_view.set_versions(s.versions()))
         s.replyFinished.connect(lambda _: self.picker.set_loaded(self.loader.loaded_name))
         s.replyFinished.connect(self._reply_finished)
         s.busyChanged.connect(self.composer.set_busy)
@@ -311,7 +314,7 @@ class MainWindow(QMainWindow):
         else:
             self.picker.router.set_settings(self.core.settings.router)
         self.banner.hide()
-        self.chat_view.show_messages(self.session.messages())
+        self.chat_view.show_messages(self.session.messages(), self.session.versions())
         self.conversations.set_current(conversation_id or None)
 
     def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 - Qt override

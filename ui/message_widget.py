@@ -7,19 +7,22 @@ from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (QFrame, QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QToolButton,
                                QVBoxLayout, QWidget)
 
-from storage.conversations import Message
+from storage.conversations import Message, Version
 from ui.message_body import MessageBody
 from ui.reply_stats import footer_text, tier_badge
+from ui.version_switcher import VersionSwitcher
 
 
 class MessageWidget(QFrame):
     """A user message or an assistant reply.
 
-    Signals: ``regenerateRequested()``, ``editSubmitted(message_id, text)``.
+    Signals: ``regenerateRequested()``, ``editSubmitted(message_id, text)``, ``versionRequested(message_id, step)``
+    (‹ is -1, › is +1).
     """
 
     regenerateRequested = Signal()
     editSubmitted = Signal(int, str)
+    versionRequested = Signal(int, int)
 
     def __init__(self, message: Message, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -45,6 +48,8 @@ class MessageWidget(QFrame):
                                             self.regenerateRequested.emit)
         self.edit_button.setVisible(self.is_user)
         self.regenerate_button.hide()
+        self.versions = VersionSwitcher()
+        self.versions.stepped.connect(lambda step: self.versionRequested.emit(self.message.id, step))
         self._editor: QWidget | None = None
 
         actions = QHBoxLayout()
@@ -52,6 +57,7 @@ class MessageWidget(QFrame):
         actions.addWidget(self.footer)
         actions.addWidget(self.tier)
         actions.addStretch(1)
+        actions.addWidget(self.versions)
         for button in (self.copy_button, self.edit_button, self.regenerate_button):
             actions.addWidget(button)
         self._layout = QVBoxLayout(self)
@@ -67,6 +73,7 @@ class MessageWidget(QFrame):
     def _tool(self, text: str, tip: str, slot) -> QToolButton:
         button = QToolButton(text=text)
         button.setAutoRaise(True)
+        button.setAccessibleName(text)
         button.setToolTip(tip)
         button.clicked.connect(slot)
         return button
@@ -80,6 +87,7 @@ class MessageWidget(QFrame):
     def set_streaming(self, streaming: bool) -> None:
         """Hide actions while the reply is still being written."""
         self.copy_button.setEnabled(not streaming)
+        self.versions.set_enabled_for_streaming(streaming)
         self.footer.setText("writing…" if streaming else self.footer.text())
 
     def show_stats(self, message: Message) -> None:
@@ -105,6 +113,10 @@ class MessageWidget(QFrame):
             self.error_label.setText(str(error))
             self.style().unpolish(self)
             self.style().polish(self)
+
+    def set_version(self, version: Version | None) -> None:
+        """Show where this message stands among its versions (hidden when it has only one)."""
+        self.versions.set_version(version)
 
     def set_last_reply(self, last: bool) -> None:
         """Only the conversation's last reply offers Regenerate."""

@@ -67,23 +67,45 @@ def test_streaming_repaints_are_coalesced(qtbot, window):
     assert window.chat_view.message_widgets[-1].body.text == reply.content
 
 
-def test_regenerate_replaces_the_last_reply(qtbot, window):
+def test_regenerate_keeps_the_earlier_reply_as_a_version(qtbot, window):
     first = send(qtbot, window, "Say hello.")
     last = window.chat_view.message_widgets[-1]
     assert last.regenerate_button.isVisibleTo(window)
+    assert not last.versions.isVisibleTo(window), "one version: no switcher"
     with qtbot.waitSignal(window.session.replyFinished, timeout=REPLY_TIMEOUT_MS) as blocker:
         qtbot.mouseClick(last.regenerate_button, Qt.MouseButton.LeftButton)
     second = blocker.args[0]
-    assert second.created > first.created
+    assert second.id != first.id and second.created > first.created
     stored = window.session.messages()
     assert [m.role for m in stored] == ["user", "assistant"]
     assert stored[0].content == "Say hello." and stored[1].id == second.id
-    assert [w.message.id for w in window.chat_view.message_widgets][-1] == second.id
+    assert second.parent_id == first.parent_id == stored[0].id, "both replies answer the same message"
+    kept = window.core.conversations.message(first.id)
+    assert kept.content == first.content and kept.stats == first.stats, "the first reply is kept as it was"
+    assert [w.message.role for w in window.chat_view.message_widgets] == ["user", "assistant"]
+    shown = window.chat_view.message_widgets[-1]
+    assert shown.message.id == second.id
+    assert shown.versions.isVisibleTo(window) and shown.versions.label.text() == "2/2"
+    assert shown.versions.previous_button.isEnabled() and not shown.versions.next_button.isEnabled()
+
+    qtbot.mouseClick(shown.versions.previous_button, Qt.MouseButton.LeftButton)
+    shown = window.chat_view.message_widgets[-1]
+    assert shown.message.id == first.id and shown.body.text == first.content
+    assert shown.versions.label.text() == "1/2" and shown.versions.next_button.isEnabled()
+    assert "tok/s" in shown.footer.text(), "the version shown keeps its stats"
+
+    # the conversation continues from the version shown: the model is sent that branch
+    follow = send(qtbot, window, "Thanks.")
+    stored = window.session.messages()
+    assert [m.id for m in stored][:2] == [first.parent_id, first.id]
+    assert stored[2].parent_id == first.id and stored[3].id == follow.id
+    assert len(window.core.conversations.all_messages(window.session.conversation_id)) == 5
 
 
-def test_edit_and_resend_replaces_the_message_and_what_followed(qtbot, window):
+def test_edit_and_resend_keeps_the_earlier_version_and_its_replies(qtbot, window):
     send(qtbot, window, "What is 2 + 2?")
     send(qtbot, window, "And 3 + 3?")
+    original = [(m.id, m.content) for m in window.session.messages()]
     first_user = window.chat_view.message_widgets[0]
     qtbot.mouseClick(first_user.edit_button, Qt.MouseButton.LeftButton)
     first_user.editor_text.setPlainText("What is the capital of France?")
@@ -94,6 +116,16 @@ def test_edit_and_resend_replaces_the_message_and_what_followed(qtbot, window):
     assert [m.role for m in stored] == ["user", "assistant"]
     assert stored[0].content == "What is the capital of France?"
     assert [w.message.id for w in window.chat_view.message_widgets] == [m.id for m in stored]
+    edited = window.chat_view.message_widgets[0]
+    assert edited.versions.isVisibleTo(window) and edited.versions.label.text() == "2/2"
+    assert not window.chat_view.message_widgets[1].versions.isVisibleTo(window)
+
+    qtbot.mouseClick(edited.versions.previous_button, Qt.MouseButton.LeftButton)
+    assert [(m.id, m.content) for m in window.session.messages()] == original, "the earlier branch is whole"
+    assert [w.message.id for w in window.chat_view.message_widgets] == [i for i, _ in original]
+    assert window.chat_view.message_widgets[0].versions.label.text() == "1/2"
+    qtbot.mouseClick(window.chat_view.message_widgets[0].versions.next_button, Qt.MouseButton.LeftButton)
+    assert [m.id for m in window.session.messages()] == [m.id for m in stored]
 
 
 def test_an_edit_that_cannot_be_sent_loses_nothing(qtbot, window):
@@ -105,6 +137,7 @@ def test_an_edit_that_cannot_be_sent_loses_nothing(qtbot, window):
     assert not window.session.edit_and_resend(window.session.messages()[0].id, "What is 3 + 3?")
     assert errors and "no-such-model" in errors[0]
     assert [(m.role, m.content) for m in window.session.messages()] == before  # nothing deleted
+    assert len(window.core.conversations.all_messages(window.session.conversation_id)) == 2  # nothing added
 
 
 def test_markdown_code_block_has_highlighting_and_copy(qtbot, window):

@@ -59,11 +59,44 @@ def test_full_text_search_finds_words_and_ignores_syntax(store):
     assert store.search("sourdough") == [] and len(store.search("pizza")) == 1
 
 
-def test_delete_messages_from(store):
+def test_a_new_version_keeps_the_old_branch_and_switching_shows_either(store):
     conv = store.create()
-    ids = [store.add_message(conv.id, "user", str(i)).id for i in range(4)]
-    store.delete_messages_from(ids[2])
-    assert [m.content for m in store.messages(conv.id)] == ["0", "1"]
+    q1 = store.add_message(conv.id, "user", "q1")
+    a1 = store.add_message(conv.id, "assistant", "a1")
+    q2 = store.add_message(conv.id, "user", "q2")
+    a2 = store.add_message(conv.id, "assistant", "a2")
+    # regenerate the last reply: a second child of q2
+    store.show_branch(conv.id, q2.id)
+    assert [m.content for m in store.messages(conv.id)] == ["q1", "a1", "q2"]
+    a2b = store.add_message(conv.id, "assistant", "a2b")
+    assert [m.content for m in store.messages(conv.id)] == ["q1", "a1", "q2", "a2b"]
+    versions = store.versions(conv.id)
+    assert (versions[a2b.id].index, versions[a2b.id].count, versions[a2b.id].ids) == (2, 2, (a2.id, a2b.id))
+    assert versions[q1.id].count == 1 and versions[a1.id].count == 1
+    # edit the first message: a second first message, with its own reply
+    store.show_branch(conv.id, None)
+    assert store.messages(conv.id) == []
+    q1b = store.add_message(conv.id, "user", "q1 edited")
+    assert q1b.parent_id is None
+    store.add_message(conv.id, "assistant", "a1b")
+    assert [m.content for m in store.messages(conv.id)] == ["q1 edited", "a1b"]
+    assert store.versions(conv.id)[q1b.id].index == 2
+    # back to the first version: its latest branch (the regenerated reply) is shown again
+    store.show_version(q1.id)
+    assert [m.content for m in store.messages(conv.id)] == ["q1", "a1", "q2", "a2b"]
+    store.show_version(a2.id)
+    assert [m.content for m in store.messages(conv.id)][-1] == "a2"
+    assert len(store.all_messages(conv.id)) == 7, "nothing was deleted"
+
+
+def test_branch_of_another_conversation_is_refused(store):
+    a, b = store.create(), store.create()
+    m = store.add_message(a.id, "user", "x")
+    with pytest.raises(ValueError):
+        store.show_branch(b.id, m.id)
+    with pytest.raises(ValueError):
+        store.add_message(b.id, "user", "y", parent_id=m.id)
+    assert store.messages(b.id) == []
 
 
 def test_streaming_message_flushes_on_interval(store, monkeypatch):

@@ -52,3 +52,35 @@ def test_not_a_database_is_a_clear_error(tmp_path):
         assert isinstance(exc.__cause__, sqlite3.DatabaseError)
     else:
         raise AssertionError("opening garbage as a database must fail")
+
+
+def test_message_versions_migration_turns_old_conversations_into_one_branch(tmp_path):
+    """A database from before message versions: its messages follow each other and stay shown, in order."""
+    path = tmp_path / "ember.db"
+    db = sqlite_utils.Database(path)
+    db["_migrations"].create({"id": int, "name": str, "applied": str}, pk="id")
+    names = registered()
+    before = names[: names.index("m005_message_versions")]
+    for name, fn in migrations._REGISTRY:
+        if name in before:
+            fn(db)
+            db["_migrations"].insert({"name": name, "applied": "2026-01-01T00:00:00+00:00"})
+    for title in ("one", "two"):
+        conv = db["conversations"].insert({"title": title, "created": "c", "updated": "u", "settings": "{}"}).last_pk
+        for i, role in enumerate(["user", "assistant", "user", "assistant"]):
+            db["messages"].insert({"conversation_id": conv, "role": role, "content": f"{title}-{i}",
+                                   "created": "c", "stats": "{}"})
+    db["conversations"].insert({"title": "empty", "created": "c", "updated": "u", "settings": "{}"})
+    db.conn.close()
+
+    from storage.conversations import ConversationStore
+
+    store = ConversationStore(open_database(path))
+    by_title = {c.title: c for c in store.list()}
+    for title in ("one", "two"):
+        shown = store.messages(by_title[title].id)
+        assert [m.content for m in shown] == [f"{title}-{i}" for i in range(4)]
+        assert shown[0].parent_id is None and [m.parent_id for m in shown[1:]] == [m.id for m in shown[:-1]]
+        assert all(v.count == 1 for v in store.versions(by_title[title].id).values())
+    assert store.messages(by_title["empty"].id) == [] and by_title["empty"].leaf_id is None
+    assert store.search("one")  # full-text search still finds the updated rows
