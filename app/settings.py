@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from inference.sampling import SamplingOptions
 from storage.errors import EmberError
@@ -142,6 +142,46 @@ class RouterSettings(BaseModel):
                                                                       "scores are stored.")
 
 
+class McpSettings(BaseModel):
+    """Tools through MCP (Model Context Protocol) servers that the model may call in the desktop chat, each switched
+    on per conversation; every call is shown and asked about before it runs."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    servers: dict[str, str] = Field(default_factory=dict, description="MCP servers by name: a command line that "
+                                                                     "starts a stdio server (leading NAME=value "
+                                                                     "words set its environment), or the "
+                                                                     "http(s):// URL of a streamable HTTP server.")
+    start_timeout: float = Field(30.0, gt=0.0, le=600.0, description="Seconds a server may take to start and "
+                                                                     "list its tools.")
+    call_timeout: float = Field(60.0, gt=0.0, le=3600.0, description="Seconds a tool call may run before it is "
+                                                                     "given up.")
+
+    @field_validator("servers")
+    @classmethod
+    def _check_servers(cls, servers: dict[str, str]) -> dict[str, str]:
+        from app.mcp_servers import parse_server
+
+        for name, spec in servers.items():
+            parse_server(name, spec)  # raises ValueError with what is wrong
+        return servers
+
+
+class AttachmentSettings(BaseModel):
+    """Files attached to chat messages."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    whole_share: float = Field(0.5, gt=0.0, le=0.9, description="Share of the context a file may fill and "
+                                                                "still be sent whole; longer files are split "
+                                                                "and the relevant parts retrieved per question.")
+    chunk_chars: int = Field(800, ge=200, le=8000, description="Characters per part of a split file.")
+    max_chars: int = Field(2_000_000, ge=10_000, le=50_000_000, description="Most characters of one file Ember "
+                                                                            "keeps; the rest is cut (you are "
+                                                                            "told).")
+    max_file_mb: int = Field(50, ge=1, le=2048, description="Largest file that can be attached, in MiB.")
+
+
 class Settings(BaseModel):
     """All of Ember's settings."""
 
@@ -154,6 +194,8 @@ class Settings(BaseModel):
     desktop: DesktopSettings = Field(default_factory=DesktopSettings)
     speculative: SpeculativeSettings = Field(default_factory=SpeculativeSettings)
     router: RouterSettings = Field(default_factory=RouterSettings)
+    mcp: McpSettings = Field(default_factory=McpSettings)
+    attachments: AttachmentSettings = Field(default_factory=AttachmentSettings)
 
 
 def load_settings(path: Path) -> Settings:

@@ -1,0 +1,50 @@
+"""A small MCP server for the tests, run over stdio: ``python tests/mcp_server.py``.
+
+Tools: ``add`` (two integers), ``read_note`` (a note by name from ``EMBER_TEST_NOTES``, a JSON object, or the
+built-in notes), ``crash`` (the process exits mid-call) and ``wait`` (sleeps, for timeouts).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+
+NOTES = {"shopping": "eggs, flour, milk", "meeting": "Thursday at 10:00 in room 4"}
+
+server = MCPServer("ember-test-tools", log_level="ERROR")
+
+
+@server.tool()
+def add(a: int, b: int) -> int:
+    """Add two integers and return the sum."""
+    return a + b
+
+
+@server.tool()
+def read_note(name: str) -> str:
+    """Read the note with this name."""
+    notes = {**NOTES, **json.loads(os.environ.get("EMBER_TEST_NOTES") or "{}")}
+    if name not in notes:
+        raise ToolError(f"There is no note called {name!r}.")
+    return notes[name]
+
+
+@server.tool()
+def crash(reason: str) -> str:
+    """Stop the server in the middle of the call (tests a server that dies)."""
+    os._exit(3)
+
+
+@server.tool()
+def wait(seconds: int) -> str:
+    """Sleep for this many seconds, then answer (tests timeouts)."""
+    time.sleep(seconds)
+    return "done"
+
+
+if __name__ == "__main__":
+    server.run("stdio")
