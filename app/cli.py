@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from app import __version__, cli_bench, cli_models, cli_serve
+from app import __version__, cli_bench, cli_conversations, cli_models, cli_serve
 from app.core import Ember
 from app.setting_flags import add_flags, apply_flags
 from inference.sampling import SamplingOptions
@@ -65,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     # Each command family registers its own subcommands.
     cli_models.register(sub)
+    cli_conversations.register(sub)
     cli_bench.register(sub)
     cli_serve.register(sub)
     return parser
@@ -73,7 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
 def add_chat_flags(p: argparse.ArgumentParser) -> None:
     """The flags of ``ember chat`` (model, system prompt, sampling settings from their declaration)."""
     p.add_argument("--model", "-m", help="library model name, alias or .gguf path (default: from settings)")
-    p.add_argument("--system", help="system prompt for a new conversation ('' for none)")
+    system = p.add_mutually_exclusive_group()
+    system.add_argument("--system", help="system prompt for a new conversation ('' for none)")
+    system.add_argument("--preset", metavar="NAME", help="system prompt for a new conversation from this preset "
+                                                         "(see `ember presets list`)")
     p.add_argument("--conversation", type=int, help="continue the conversation with this id")
     p.add_argument("--verbose", "-v", action="store_true", help="print reply stats to stderr")
     spec = p.add_mutually_exclusive_group()
@@ -115,6 +119,11 @@ def _cmd_chat(args: argparse.Namespace) -> int:
     core = Ember.open()
     try:
         options = apply_flags(core.settings.sampling, args, dest_prefix="sampling_")
+        system = args.system
+        if getattr(args, "preset", None):
+            from storage.presets import PresetStore
+
+            system = PresetStore(core.db).get(args.preset).prompt
         spec = core.model_spec(args.model, draft=args.draft, lookup=args.lookup)
         prompt = args.prompt
         if prompt == "-" or (prompt is None and not sys.stdin.isatty()):
@@ -125,9 +134,9 @@ def _cmd_chat(args: argparse.Namespace) -> int:
 
             route = RouteRequest(policy=args.router, large=args.large)
         if prompt is not None:
-            return one_shot(core, prompt, spec=spec, options=options, system=args.system,
+            return one_shot(core, prompt, spec=spec, options=options, system=system,
                             conversation_id=args.conversation, verbose=args.verbose, route=route)
-        return interactive(core, spec=spec, options=options, system=args.system,
+        return interactive(core, spec=spec, options=options, system=system,
                            conversation_id=args.conversation, verbose=args.verbose, route=route)
     finally:
         core.close()
