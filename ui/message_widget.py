@@ -118,6 +118,10 @@ class MessageWidget(QFrame):
         """Show where this message stands among its versions (hidden when it has only one)."""
         self.versions.set_version(version)
 
+    def add_extra(self, widget: QWidget) -> None:
+        """Show ``widget`` under the message text, above the footer (tool calls, sources of a reply)."""
+        self._layout.insertWidget(self._layout.count() - 1, widget)
+
     def set_last_reply(self, last: bool) -> None:
         """Only the conversation's last reply offers Regenerate."""
         self.regenerate_button.setVisible(last and not self.is_user)
