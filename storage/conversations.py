@@ -87,6 +87,11 @@ class ConversationStore:
         self._db = db
         self._lock = database_lock(db)
 
+    @property
+    def database(self) -> sqlite_utils.Database:
+        """The database this store uses (for stores of other tables that share it, e.g. presets)."""
+        return self._db
+
     # -- conversations -------------------------------------------------------------------------------------------
 
     def create(self, *, title: str = "New chat", model: str | None = None,
