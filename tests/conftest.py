@@ -11,6 +11,22 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+# Folders whose every test is slow (the real model, a real server, real widgets): marked ``integration`` by path, so
+# ``pytest -m "not integration"`` is the fast suite (tests/unit). A unit test that loads the real model marks itself.
+INTEGRATION_FOLDERS = ("integration", "api", "gui")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test under tests/integration, tests/api and tests/gui ``integration``."""
+    tests_dir = Path(__file__).parent
+    for item in items:
+        try:
+            folder = item.path.relative_to(tests_dir).parts[0]
+        except ValueError:
+            continue
+        if folder in INTEGRATION_FOLDERS:
+            item.add_marker(pytest.mark.integration)
+
 
 @pytest.fixture(autouse=True)
 def ember_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:

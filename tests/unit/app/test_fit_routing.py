@@ -3,6 +3,7 @@ cross-validation, output that is valid Python for ``inference/route_weights.py``
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 
@@ -47,7 +48,11 @@ def test_cross_validation_finds_a_separable_signal(tmp_path):
     assert isinstance(model, ScoreModel) and l2 in cv and model.weights["glimpse_prob_first"] < 0
 
 
-def test_main_prints_python_for_route_weights(tmp_path, capsys):
+def test_main_prints_python_for_route_weights(tmp_path, capsys, monkeypatch):
+    import app.fit_routing
+
+    # one random split per cross-validation instead of four: the output's form is under test, not its numbers
+    monkeypatch.setattr(app.fit_routing, "cross_validate", functools.partial(cross_validate, repeats=1))
     _dump(tmp_path / "a.jsonl")
     assert main([str(tmp_path / "a.jsonl")]) == 0
     ns: dict = {"ScoreModel": ScoreModel}

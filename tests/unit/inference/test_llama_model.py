@@ -23,6 +23,7 @@ def test_a_bad_value_is_a_clear_error(value):
         forced_eval_path({"EMBER_THREADS": value})
 
 
+@pytest.mark.integration  # loads the real model
 def test_a_forced_path_reaches_the_context(monkeypatch):
     monkeypatch.setenv("EMBER_UBATCH", "1")
     monkeypatch.setenv("EMBER_THREADS", "1")
