@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QMimeData, Qt, Signal
 from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import QHBoxLayout, QPlainTextEdit, QPushButton, QToolButton, QWidget
 
 
 class _Input(QPlainTextEdit):
     submitted = Signal()
+    filesGiven = Signal(list)  # local files pasted or dropped: attach them instead of inserting their paths
+
+    def canInsertFromMimeData(self, source: QMimeData) -> bool:  # noqa: N802 - Qt override
+        return bool(_local_files(source)) or super().canInsertFromMimeData(source)
+
+    def insertFromMimeData(self, source: QMimeData) -> None:  # noqa: N802 - Qt override
+        files = _local_files(source)
+        if files:
+            self.filesGiven.emit(files)
+            return
+        super().insertFromMimeData(source)
 
     def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 - Qt override
         enter = event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter)
@@ -18,10 +29,20 @@ class _Input(QPlainTextEdit):
         super().keyPressEvent(event)
 
 
+def _local_files(source: QMimeData) -> list[str]:
+    """The local files a paste or drop carries (none when it carries text or remote URLs)."""
+    if not source.hasUrls():
+        return []
+    files = [u.toLocalFile() for u in source.urls() if u.isLocalFile()]
+    return files if files and len(files) == len(source.urls()) else []
+
+
 class Composer(QWidget):
-    """The message box. Signals: ``sendRequested(text)``, ``stopRequested()``, ``settingsRequested()``."""
+    """The message box. Signals: ``sendRequested(text)``, ``stopRequested()``, ``settingsRequested()``,
+    ``filesGiven(paths)`` (files pasted or dropped onto the box)."""
 
     sendRequested = Signal(str)
+    filesGiven = Signal(list)
     stopRequested = Signal()
     settingsRequested = Signal()
 
@@ -44,6 +65,7 @@ class Composer(QWidget):
         layout.addWidget(self.send_button, 0, Qt.AlignmentFlag.AlignBottom)
         self._busy = False
         self.input.submitted.connect(self.submit)
+        self.input.filesGiven.connect(self.filesGiven.emit)
         self.send_button.clicked.connect(self._button)
         self.settings_button.clicked.connect(self.settingsRequested.emit)
 
