@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Callable, TypeVar
 
 import sqlite_utils
 
@@ -19,9 +19,7 @@ from models.library import Library, LibraryModel
 from storage.conversations import ConversationStore
 from storage.database import close_database, open_database
 
-if TYPE_CHECKING:
-    from app.routing import Router
-
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 
@@ -35,8 +33,8 @@ class Ember:
     conversations: ConversationStore
     library: Library
     engine: EngineService
-    _router: Any = field(default=None, init=False, repr=False)
-    _router_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _shared: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
+    _shared_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     @classmethod
     def open(cls, paths: Paths | None = None, *, settings: Settings | None = None) -> "Ember":
@@ -80,19 +78,29 @@ class Ember:
         spec = speculative_config(self.library, self.settings.speculative, model, draft=draft, lookup=lookup)
         return ModelSpec(name=model.name, path=model.path, params=params, speculative=spec)
 
-    @property
-    def router(self) -> "Router":
-        """The router between the small and the large tier (made on first use)."""
-        with self._router_lock:  # the API's threads and the GUI may ask first at once: one router
-            if self._router is None:
-                from app.routing import Router
+    def shared(self, key: str, make: Callable[["Ember"], T]) -> T:
+        """The process's one ``key`` service (the router, ...), made by ``make(self)`` on first use; the API's
+        threads and the GUI may ask first at once and get the same one. Closed (``close()``, newest first) with
+        the core."""
+        with self._shared_lock:
+            if key not in self._shared:
+                self._shared[key] = make(self)
+            return self._shared[key]
 
-                self._router = Router(self)
-            return self._router
+    @property
+    def router(self) -> Any:
+        """The router (:func:`app.surface.router_of`). Only for :func:`app.routing.api_route`, which asks the core
+        for it: the one import of app.routing here (tests/unit/test_import_rules.py lists it as the one known lazy
+        cycle); it goes when app.routing types its ``core`` as :class:`app.surface.Core` and calls ``router_of``."""
+        from app.routing import Router
+
+        return self.shared("router", Router)
 
     def close(self) -> None:
         """Stop the engine and close the database."""
-        if self._router is not None:
-            self._router.close()
+        for service in reversed(list(self._shared.values())):
+            close = getattr(service, "close", None)
+            if close is not None:
+                close()
         self.engine.shutdown()
         close_database(self.db)

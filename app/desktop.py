@@ -16,6 +16,7 @@ from PySide6.QtWidgets import QApplication
 
 from app import APP_ID
 from app.core import Ember
+from app.model_services import model_services
 from app.paths import Paths
 from storage.errors import EmberError
 from ui.api_control import ApiControl, ApiServerLike
@@ -55,7 +56,7 @@ class DesktopApp:
 
     def __init__(self, core: Ember, *, api: Callable[[Callable[[str], None]], ApiServerLike] | None = None) -> None:
         self.core = core
-        self.window = MainWindow(core)
+        self.window = MainWindow(core, model_services(core))
         self.tray = Tray(app_icon(), self.window)
         self.api = ApiControl(api, self.window.background, self.window) if api is not None else None
         self.has_tray = False

@@ -4,10 +4,14 @@ this machine's memory for fit estimates (hardware numbers come from ``inference`
 
 from __future__ import annotations
 
+import logging
 import shutil
 import subprocess
+from dataclasses import dataclass
+from typing import Callable
 
-from app.core import Ember
+from app.surface import Core
+from storage.errors import EmberError
 from models.downloads import DownloadManager
 from models.fit import Machine, ModelShape, requirement
 from models.gguf import read_gguf
@@ -15,12 +19,41 @@ from models.hub import TOKEN_SECRET, HubClient
 from storage.secrets import get_secret
 
 
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelServices:
+    """What the library page and the downloads need, made by the composition root (:func:`model_services`).
+
+    Attributes:
+        hub: makes a Hub client; None hides Hub search.
+        machine: this machine's free memory now, for fit estimates; None shows no fit.
+        downloads: the download manager; None when downloads cannot run here.
+    """
+
+    hub: Callable[[], HubClient] | None = None
+    machine: Callable[[], Machine] | None = None
+    downloads: DownloadManager | None = None
+
+
+def model_services(core: Core) -> ModelServices:
+    """The Hub client maker, fit machine and download manager of ``core`` (downloads left out, and logged, when
+    they cannot run)."""
+    try:
+        downloads = download_manager(core)
+    except EmberError as exc:
+        log.info("downloads not available: %s", exc)
+        downloads = None
+    return ModelServices(hub=hub_client, machine=lambda: machine(core), downloads=downloads)
+
+
 def hub_client() -> HubClient:
     """A Hub client for ``$HF_ENDPOINT`` (default huggingface.co) with the Hub token from the keyring, if any."""
     return HubClient(token=get_secret(TOKEN_SECRET))
 
 
-def download_manager(core: Ember, *, hub: HubClient | None = None) -> DownloadManager:
+def download_manager(core: Core, *, hub: HubClient | None = None) -> DownloadManager:
     """The download manager of this data root (its library folder and database).
 
     Without ``hub`` each download makes a fresh client (:func:`hub_client`), so a token saved later is used.
@@ -28,7 +61,7 @@ def download_manager(core: Ember, *, hub: HubClient | None = None) -> DownloadMa
     return DownloadManager(core.db, core.library, hub or hub_client, library_dir=core.paths.models)
 
 
-def machine(core: Ember | None = None, *, ram: int | None = None, vram: int | None = None,
+def machine(core: Core | None = None, *, ram: int | None = None, vram: int | None = None,
             no_gpu: bool = False) -> Machine:
     """Free RAM and VRAM now, plus what Ember's loaded model holds (freed when another model replaces it).
 

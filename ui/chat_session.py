@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from PySide6.QtCore import QObject, Signal
 
 from app.chat import Turn, new_conversation, remember_route
-from app.core import Ember
+from app.surface import Core
 from inference.engine import ModelSpec
 from inference.events import Failed, Finished, LoadProgress, Retracted, TokenText
 from inference.sampling import SamplingOptions
@@ -56,7 +56,7 @@ class ChatSession(QObject):
     busyChanged = Signal(bool)
     error = Signal(str)
 
-    def __init__(self, core: Ember, parent: QObject | None = None) -> None:
+    def __init__(self, core: Core, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._core = core
         self._relay = EventRelay(self._on_event, self)

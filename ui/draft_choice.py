@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QWidget
 
-from app.core import Ember
+from app.surface import Core
 from app.speculative_choice import compatible_library_drafts
 from storage.errors import EmberError
 
@@ -23,7 +23,7 @@ class DraftOptions:
     default: str  # "off", "lookup" or a draft model name
 
 
-def draft_options(core: Ember, name: str) -> DraftOptions:
+def draft_options(core: Core, name: str) -> DraftOptions:
     """The draft options of model ``name`` (reads vocabularies: run it off the GUI thread).
 
     Raises:

@@ -10,7 +10,7 @@ from PySide6.QtCore import Signal
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QFileDialog, QLabel, QTabWidget, QVBoxLayout, QWidget
 
-from app.core import Ember
+from app.surface import Core
 from models.errors import ModelFileError
 from models.fit import ModelShape, estimate_fit
 from models.gguf import read_gguf
@@ -40,7 +40,7 @@ class LibraryPage(QWidget):
     error = Signal(str)
     notice = Signal(str)
 
-    def __init__(self, core: Ember, background: Background, *, hub: Callable[[], Any] | None = None,
+    def __init__(self, core: Core, background: Background, *, hub: Callable[[], Any] | None = None,
                  machine: Callable[[], Any] | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._core = core

@@ -10,9 +10,9 @@ from PySide6.QtGui import QCloseEvent, QKeyEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (QMainWindow, QPushButton, QSplitter, QStackedWidget, QVBoxLayout, QWidget)
 
 from app.chat import context_notice
-from app.core import Ember
+from app.model_services import ModelServices
+from app.surface import Core
 from app.settings import Settings
-from storage.errors import EmberError
 from ui.background import Background
 from ui.banner import Banner
 from ui.chat_session import ChatSession
@@ -43,9 +43,10 @@ class MainWindow(QMainWindow):
     quitRequested = Signal()
     settingsChanged = Signal(object)
 
-    def __init__(self, core: Ember, parent: QWidget | None = None) -> None:
+    def __init__(self, core: Core, services: ModelServices, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.core = core
+        self.services = services  # made by the composition root (app.desktop)
         self.hide_on_close = False  # set by the tray wiring when a tray icon is shown
         self.state = WindowState(core.paths.home)
         self._build()
@@ -94,13 +95,12 @@ class MainWindow(QMainWindow):
         self.pages.addWidget(chat_page)
         self.chat_page = chat_page
         self.extra_pages: dict[str, QWidget] = {}
-        services = _model_services(core)
-        self.library_page = LibraryPage(core, self.background, hub=services.get("hub"),
-                                        machine=services.get("machine"))
+        services = self.services
+        self.library_page = LibraryPage(core, self.background, hub=services.hub, machine=services.machine)
         self.add_page("library", self.library_page)
         self.downloads_panel = DownloadsPanel()
         self.add_page("downloads", self.downloads_panel)
-        manager = services.get("downloads")
+        manager = services.downloads
         self.downloads = (DownloadsController(manager, self.downloads_panel, self.background, self) if manager
                           else None)
         right = QWidget()
@@ -344,19 +344,3 @@ class MainWindow(QMainWindow):
             self.downloads.shutdown()
         self.background.shutdown()
 
-
-def _model_services(core: Ember) -> dict[str, Any]:
-    """The Hub client maker, fit machine and download manager (missing ones are left out and logged)."""
-    services: dict[str, Any] = {}
-    try:
-        from app import model_services
-    except ImportError as exc:
-        log.info("model services not available: %s", exc)
-        return services
-    services["hub"] = model_services.hub_client
-    services["machine"] = lambda: model_services.machine(core)
-    try:
-        services["downloads"] = model_services.download_manager(core)
-    except EmberError as exc:
-        log.info("downloads not available: %s", exc)
-    return services

@@ -108,16 +108,17 @@ def test_settings_dialog_round_trip_with_bounds(qtbot, window):
 
 
 def test_window_state_is_remembered(qtbot, core):
+    from app.model_services import model_services
     from ui.main_window import MainWindow
 
-    first = MainWindow(core)
+    first = MainWindow(core, model_services(core))
     qtbot.addWidget(first)
     first.start(load_model=False)
     first.resize(720, 520)
     first.splitter.setSizes([300, 420])
     size, sizes = first.size(), first.splitter.sizes()
     first.close()
-    second = MainWindow(core)
+    second = MainWindow(core, model_services(core))
     qtbot.addWidget(second)
     second.start(load_model=False)
     assert second.size() == size and second.splitter.sizes() == sizes
