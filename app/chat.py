@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Callable
 
-from app.core import Ember
+from app.surface import Core, router_of
+from app.chat_extras import TurnExtras, model_messages
 from inference.engine import ChatResult, JobHandle, ModelSpec
 from inference.events import EngineEvent, Failed, LoadProgress, Retracted, TokenText
 from inference.sampling import SamplingOptions
@@ -20,7 +21,7 @@ log = logging.getLogger(__name__)
 TITLE_LENGTH = 60
 
 
-def new_conversation(core: Ember, *, model: str, system_prompt: str | None = None,
+def new_conversation(core: Core, *, model: str, system_prompt: str | None = None,
                      sampling: SamplingOptions | None = None) -> Conversation:
     """Create a conversation that remembers its model, system prompt and sampling settings."""
     settings = {"system_prompt": core.settings.chat.system_prompt if system_prompt is None else system_prompt,
@@ -28,19 +29,17 @@ def new_conversation(core: Ember, *, model: str, system_prompt: str | None = Non
     return core.conversations.create(title="New chat", model=model, settings=settings)
 
 
-def history(core: Ember, conversation: Conversation) -> list[dict[str, str]]:
+def history(core: Core, conversation: Conversation) -> list[dict[str, str]]:
     """The messages to send to the model: the conversation's system prompt, then its turns."""
     msgs: list[dict[str, str]] = []
     system = conversation.settings.get("system_prompt")
     if system:
         msgs.append({"role": "system", "content": system})
-    for m in core.conversations.messages(conversation.id):
-        if m.role in ("user", "assistant") and (m.content or m.role == "user"):
-            msgs.append({"role": m.role, "content": m.content})
+    msgs.extend(model_messages(core, core.conversations.messages(conversation.id)))  # files, tool calls
     return msgs
 
 
-def remember_route(core: Ember, conversation: Conversation, route: "RouteRequest") -> Conversation:
+def remember_route(core: Core, conversation: Conversation, route: "RouteRequest") -> Conversation:
     """Store ``route``'s policy and large tier as the conversation's own (``router``, ``router_large`` in its
     settings), so its later turns, in any window or the CLI, route the same way; returns the updated row."""
     settings = dict(conversation.settings)
@@ -74,25 +73,28 @@ class Turn:
     ones, and ``user_text`` is not stored again.
     """
 
-    def __init__(self, core: Ember, conversation_id: int, user_text: str, *, spec: ModelSpec,
+    def __init__(self, core: Core, conversation_id: int, user_text: str, *, spec: ModelSpec,
                  options: SamplingOptions, on_event: Callable[[EngineEvent], None] | None = None,
                  route: "RouteRequest | None" = None, stream_cascade: bool = False,
-                 before_store: Callable[[], None] | None = None, reply_to: int | None = None) -> None:
+                 before_store: Callable[[], None] | None = None, reply_to: int | None = None,
+                 extras: TurnExtras | None = None) -> None:
         from app.routing import split_force_prefix
 
         self._core = core
         conversation = core.conversations.get(conversation_id)
         user_text, forced = split_force_prefix(user_text)
-        policy = core.router.policy_for(conversation.settings, route)
+        policy = router_of(core).policy_for(conversation.settings, route)
         large = (route.large if route else None) or conversation.settings.get("router_large") or None
         if forced == "large" or (policy != "off" and forced != "small"):
-            core.router.large_tier(large)  # no large tier: fail before storing
+            router_of(core).large_tier(large)  # no large tier: fail before storing
         if before_store is not None:  # the turn can start: e.g. delete what an edited message replaces
             before_store()
         if route is not None and route.policy:
             conversation = remember_route(core, conversation, route)
         if reply_to is None:
             self.user_message = core.conversations.add_message(conversation_id, "user", user_text)
+            if extras is not None and extras.on_user_stored is not None:
+                extras.on_user_stored(self.user_message)  # e.g. the attached files' text for this message
         else:
             self.user_message = core.conversations.message(reply_to)
             core.conversations.show_branch(conversation_id, reply_to)
@@ -101,16 +103,19 @@ class Turn:
         self.reply = StreamingMessage(core.conversations, conversation_id, model=spec.name,
                                       flush_interval=core.settings.chat.stream_flush_interval)
         self._on_event = on_event
+        self._extras = extras
         self.message: Message | None = None
         self.storage_error: EmberError | None = None
         msgs = history(core, core.conversations.get(conversation_id))  # skips the empty reply just created
-        if policy == "off" and forced is None:
-            self.handle: JobHandle = core.engine.chat(msgs, options, model=spec, on_event=self._record)
+        tools = extras.tools if extras is not None else None
+        if (policy == "off" and forced is None) or tools is not None:  # the router's tiers take no tools
+            self.handle: JobHandle = core.engine.chat(msgs, options, model=spec, on_event=self._record,
+                                                      tools=tools)
         else:
-            self.handle = core.router.start(msgs, options, small=spec, policy=policy, forced=forced,
-                                            large=large, conversation_id=conversation_id,
-                                            message_id=self.reply.message.id, on_event=self._record,
-                                            stream_cascade=stream_cascade)
+            self.handle = router_of(core).start(msgs, options, small=spec, policy=policy, forced=forced,
+                                                large=large, conversation_id=conversation_id,
+                                                message_id=self.reply.message.id, on_event=self._record,
+                                                stream_cascade=stream_cascade)
 
     def _record(self, event: EngineEvent) -> None:
         """Runs on the engine thread: persist text as it arrives and the stats at the end.
@@ -126,6 +131,10 @@ class Turn:
                 self.message = self.reply.finish({"finish_reason": "error", "error": str(event.error)})
             elif not isinstance(event, LoadProgress):
                 result: ChatResult = event.result
+                if result.tools is not None and result.tools.calls and self._extras is not None:
+                    self.reply.reset()  # the reply keeps its text; its calls are stored beside it
+                    self.reply.append(result.tools.content.strip())
+                    self._extras.calls_made(self._core, self.reply.message, result.tools.calls)
                 self.message = self.reply.finish(result.stats.as_dict())
         except EmberError as exc:
             self.storage_error = exc
@@ -163,7 +172,7 @@ CONTEXT_NOTICE = ("The conversation is now longer than the model's context: its 
                   "and the model no longer sees them.")
 
 
-def context_notice(core: Ember, conversation_id: int) -> str | None:
+def context_notice(core: Core, conversation_id: int) -> str | None:
     """The notice to show once, when a conversation's latest reply is the first one written without its earliest
     turns in context; None otherwise."""
     replies = [m for m in core.conversations.messages(conversation_id) if m.role == "assistant"]

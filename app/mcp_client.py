@@ -100,9 +100,9 @@ class McpHub:
         self.servers = dict(servers)
         self.start_timeout = start_timeout
         self.call_timeout = call_timeout
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="ember-mcp", daemon=True)
-        self._thread.start()
+        self._loop: asyncio.AbstractEventLoop | None = None  # started on first use
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
         self._connections: dict[str, _Connection] = {}
         self._closed = False
 
@@ -126,25 +126,36 @@ class McpHub:
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop every server and the thread (on quit)."""
-        if self._closed:
+        with self._start_lock:
+            if self._closed:
+                return
+            self._closed = True
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
             return
-        self._closed = True
         try:
-            asyncio.run_coroutine_threadsafe(self._stop_all(), self._loop).result(timeout)
+            asyncio.run_coroutine_threadsafe(self._stop_all(), loop).result(timeout)
         except (concurrent.futures.TimeoutError, RuntimeError) as exc:
             log.info("MCP servers did not stop in time: %s", exc)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout)
+        if not thread.is_alive():
+            loop.close()
 
     # -- loop side -----------------------------------------------------------------------------------------------
 
     def _submit(self, coro: Coroutine[Any, Any, Any]) -> "concurrent.futures.Future[Any]":
-        if self._closed:
-            coro.close()
-            future: concurrent.futures.Future[Any] = concurrent.futures.Future()
-            future.set_exception(McpError("Ember is shutting down: MCP servers are stopped."))
-            return future
-        return asyncio.run_coroutine_threadsafe(coro, self._loop)
+        with self._start_lock:
+            if self._closed:
+                coro.close()
+                future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+                future.set_exception(McpError("Ember is shutting down: MCP servers are stopped."))
+                return future
+            if self._loop is None:
+                self._loop = asyncio.new_event_loop()
+                self._thread = threading.Thread(target=self._loop.run_forever, name="ember-mcp", daemon=True)
+                self._thread.start()
+            return asyncio.run_coroutine_threadsafe(coro, self._loop)
 
     def _server(self, name: str) -> McpServer:
         server = self.servers.get(name)
@@ -155,7 +166,7 @@ class McpHub:
     async def _connection(self, name: str) -> _Connection:
         conn = self._connections.get(name)
         if conn is None or conn.dead or conn.closed.is_set():
-            conn = self._connections[name] = _Connection(self._server(name), self._loop)
+            conn = self._connections[name] = _Connection(self._server(name), asyncio.get_running_loop())
         try:
             await asyncio.wait_for(asyncio.shield(conn.ready), self.start_timeout)
         except asyncio.TimeoutError:

@@ -24,6 +24,9 @@ from storage.errors import EmberError
 from ui.engine_adapter import EventRelay
 
 if TYPE_CHECKING:
+    from typing import Callable
+
+    from app.chat_extras import TurnExtras
     from app.routing import RouteRequest
 
 log = logging.getLogger(__name__)
@@ -67,6 +70,9 @@ class ChatSession(QObject):
         self.model_name: str = core.settings.chat.model
         self.draft: str | None = None  # "off", "lookup" or a draft model; None: the speculative settings decide
         self.route: "RouteRequest | None" = None  # the open conversation's routing; None: the router settings
+        # What a turn sends beyond the messages (MCP tools, attached files): (conversation, text, follow_up) ->
+        # TurnExtras or None; set by the window's tools and files controllers.
+        self.extras: "Callable[[Conversation, str, bool], TurnExtras | None] | None" = None
 
     # -- state ---------------------------------------------------------------------------------------------------
 
@@ -188,12 +194,13 @@ class ChatSession(QObject):
             options = self.options()
             branch_end = (self._core.conversations.message(edit_of).parent_id if edit_of is not None
                           else reply_to)
+            extras = self.extras(conv, text, False) if self.extras is not None else None
             self._tag = next(self._tags)
             self._turn = Turn(self._core, conv.id, text, spec=spec, options=options,
                               on_event=self._relay.callback(self._tag), route=self.route, stream_cascade=True,
                               before_store=(None if edit_of is None and reply_to is None
                                             else lambda: moved.append(self._show_branch(branch_end))),
-                              reply_to=reply_to)
+                              reply_to=reply_to, extras=extras)
         except EmberError as exc:
             if moved:
                 self._show_branch(moved[0])
@@ -204,6 +211,25 @@ class ChatSession(QObject):
         self.busyChanged.emit(True)
         self.replyStarted.emit(self._turn.user_message, self._turn.reply.message)
         self.conversationsChanged.emit()
+        return True
+
+    def follow_up(self, message_id: int) -> bool:
+        """Let the model continue after the tool calls of reply ``message_id`` ran (or were denied): a new reply
+        follows it, written with the calls' results. False (with ``error`` emitted) when it cannot start."""
+        conv = self.conversation()
+        if self.busy or conv is None:
+            return False
+        try:
+            spec = self.spec()
+            extras = self.extras(conv, "", True) if self.extras is not None else None
+            self._tag = next(self._tags)
+            self._turn = Turn(self._core, conv.id, "", spec=spec, options=self.options(),
+                              on_event=self._relay.callback(self._tag), reply_to=message_id, extras=extras)
+        except EmberError as exc:
+            self.error.emit(str(exc))
+            return False
+        self.busyChanged.emit(True)
+        self.replyStarted.emit(self._turn.user_message, self._turn.reply.message)  # the calling reply is shown
         return True
 
     def stop(self) -> None:

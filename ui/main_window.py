@@ -16,6 +16,10 @@ from app.settings import Settings
 from ui.background import Background
 from ui.banner import Banner
 from ui.chat_session import ChatSession
+from app.chat_extras import merge as merge_extras
+from ui.chat_extras_bar import ChatExtrasBar, FileDrops
+from ui.chat_files import ChatFiles
+from ui.chat_tools import ChatTools
 from ui.chat_view import ChatView
 from ui.composer import Composer
 from ui.downloads_controller import DownloadsController
@@ -84,12 +88,14 @@ class MainWindow(QMainWindow):
         self.chat_view = ChatView()
         self.banner = Banner()
         self.composer = Composer()
+        self.extras_bar = ChatExtrasBar()
         chat_page = QWidget()
         chat = QVBoxLayout(chat_page)
         chat.setContentsMargins(0, 0, 0, 0)
         chat.setSpacing(0)
         chat.addWidget(self.picker)
         chat.addWidget(self.chat_view, 1)
+        chat.addWidget(self.extras_bar)
         chat.addWidget(self.composer)
         self.pages = QStackedWidget()
         self.pages.addWidget(chat_page)
@@ -130,7 +136,7 @@ class MainWindow(QMainWindow):
         s.conversationsChanged.connect(lambda: self.conversations.set_current(s.conversation_id))
 
         # chat
-        self.composer.sendRequested.connect(s.send)
+        self.composer.sendRequested.connect(lambda text: self.files.send(text))  # files: question embedded first
         self.composer.stopRequested.connect(s.stop)
         self.composer.settingsRequested.connect(self.edit_conversation_settings)
         self.chat_view.regenerateRequested.connect(s.regenerate)
@@ -149,6 +155,31 @@ class MainWindow(QMainWindow):
         s.busyChanged.connect(self.composer.set_busy)
         s.loadProgress.connect(lambda f: (self.picker.set_loading(f < 1.0), self.picker.set_progress(f)))
         s.error.connect(self.show_error)
+
+        # MCP tools and files in the chat
+        self.tools = ChatTools(core, s, self.chat_view, self)
+        self.files = ChatFiles(core, s, self.chat_view, self.background, self)
+        s.extras = lambda conv, text, follow_up: merge_extras(
+            self.tools.extras(conv, follow_up), None if follow_up else self.files.extras(conv, text))
+        s.replyStarted.connect(lambda *_: self.files.show_sources())
+        s.replyFinished.connect(self.tools.show_calls)
+        s.conversationOpened.connect(self.tools.show_conversation)
+        s.conversationOpened.connect(self.files.conversation_opened)
+        s.conversationOpened.connect(lambda _: self._refresh_tools())
+        self.tools.toolsChanged.connect(self._refresh_tools)
+        self.tools.error.connect(self.show_error)
+        self.extras_bar.serverToggled.connect(self.tools.set_enabled)
+        self.extras_bar.filesChosen.connect(self.files.attach_files)
+        self.extras_bar.removeRequested.connect(self.files.remove)
+        self.composer.filesGiven.connect(self.files.attach_files)
+        self.drops = FileDrops(self.chat_view)
+        self.drops.filesDropped.connect(self.files.attach_files)
+        self.files.pendingChanged.connect(self.extras_bar.set_pending)
+        self.files.busyChanged.connect(self.extras_bar.set_reading)
+        self.files.notice.connect(self.show_info)
+        self.files.error.connect(self.show_error)
+        self.settingsChanged.connect(self.tools.apply_settings)
+        self._refresh_tools()
 
         # models
         self.picker.modelSelected.connect(s.set_model)
@@ -294,6 +325,11 @@ class MainWindow(QMainWindow):
         dialog.open()
         return dialog
 
+    def _refresh_tools(self) -> None:
+        t = self.tools
+        self.extras_bar.set_servers(t.servers(), t.enabled(), {n: [x.name for x in ts] for n, ts in t.tools.items()},
+                                    t.failed)
+
     def _drafts_found(self, options: Any) -> None:
         if options.model == self.session.model_name:
             self.picker.draft.set_options(options)
@@ -340,6 +376,7 @@ class MainWindow(QMainWindow):
         """Stop a running reply, save the layout and wait for background jobs (before the engine stops)."""
         self.state.save(self, self.splitter)
         self.session.shutdown()
+        self.tools.shutdown()
         if self.downloads is not None:
             self.downloads.shutdown()
         self.background.shutdown()
