@@ -16,12 +16,13 @@ from typing import Any
 
 from app.core import Ember
 from models.downloads import Progress
-from models.fit import GIB, FitResult, Machine, ModelShape, estimate_fit
+from models.fit import FitResult, Machine, estimate_fit, library_fit, model_shape
 from models.gguf import ArraySummary, read_gguf
 from models.hub import TOKEN_SECRET
 from models.library import LibraryModel
 from models.quant import pick_model
 from storage.errors import EmberError
+from storage.sizes import GIB, format_bytes
 from storage.secrets import delete_secret, set_secret
 
 
@@ -144,7 +145,7 @@ def _files(args: argparse.Namespace) -> int:
         print(f"{repo.repo_id} has no GGUF files.")
     for m in repo.models:
         shards = f"  ({len(m.files)} of {m.shard_count} shards)" if m.shard_count > 1 else ""
-        print(f"{m.name}  {m.quant or '?'}  {_size(m.size)}{shards}")
+        print(f"{m.name}  {m.quant or '?'}  {format_bytes(m.size)}{shards}")
     return 0
 
 
@@ -163,7 +164,8 @@ def _pull(args: argparse.Namespace) -> int:
         dl = manager.enqueue(repo.repo_id, chosen, revision=repo.commit, name=args.name)
         have = manager.bytes_on_disk(dl)
         if have:
-            print(f"Resuming {chosen.name}: {_size(have)} of {_size(dl.total)} already here.", file=sys.stderr)
+            print(f"Resuming {chosen.name}: {format_bytes(have)} of {format_bytes(dl.total)} already here.",
+                  file=sys.stderr)
         reporter = _ProgressLine(chosen.name)
         try:
             model = manager.run(dl.id, on_progress=reporter)
@@ -175,7 +177,7 @@ def _pull(args: argparse.Namespace) -> int:
         if args.json:
             _print_json(_model_dict(model))
         else:
-            print(f"Added {model.name} ({_size(model.size)}, sha256 verified) from {repo.repo_id}.")
+            print(f"Added {model.name} ({format_bytes(model.size)}, sha256 verified) from {repo.repo_id}.")
         return 0
     finally:
         core.close()
@@ -189,7 +191,7 @@ def _import(args: argparse.Namespace) -> int:
         if args.json:
             _print_json(_model_dict(model))
         else:
-            print(f"Added {model.name} ({model.quantization or '?'}, {_size(model.size)}) from {model.path}.")
+            print(f"Added {model.name} ({model.quantization or '?'}, {format_bytes(model.size)}) from {model.path}.")
         return 0
     finally:
         core.close()
@@ -199,7 +201,7 @@ def _rm(args: argparse.Namespace) -> int:
     core = Ember.open()
     try:
         plan = core.library.plan_delete(args.name, library_dir=core.paths.models)
-        lines = [f"Removing {plan.model.name} frees {_size(plan.freed)}."]
+        lines = [f"Removing {plan.model.name} frees {format_bytes(plan.freed)}."]
         lines += [f"  delete {p}" for p in plan.delete]
         lines += [f"  keep   {p} (imported from outside the library; only un-listed)" for p in plan.keep]
         if not args.json:
@@ -250,9 +252,8 @@ def _fit(args: argparse.Namespace) -> int:
     core = Ember.open()
     try:
         ctx = args.ctx or core.settings.engine.n_ctx
-        shape, source = _shape_for(core, args, hub_client)
         here = machine(core, ram=_gib_arg(args.ram), vram=_gib_arg(args.vram), no_gpu=args.no_gpu)
-        result = estimate_fit(shape, here, ctx=ctx, n_batch=core.settings.engine.n_batch)
+        result, source = _fit_for(core, args, hub_client, here, ctx=ctx, n_batch=core.settings.engine.n_batch)
         if args.json:
             _print_json({"model": source, **result.to_dict()})
         else:
@@ -291,27 +292,31 @@ def _pick(models: list, args: argparse.Namespace):
         raise UsageError(f"{args.repo_id if hasattr(args, 'repo_id') else args.model}: {exc}") from None
 
 
-def _shape_for(core: Ember, args: argparse.Namespace, hub_client: Any) -> tuple[ModelShape, str]:
-    """The model's shape: from a local file (library name or path) or from the Hub with a ranged read."""
+def _fit_for(core: Ember, args: argparse.Namespace, hub_client: Any, here: Machine, *, ctx: int,
+             n_batch: int) -> tuple[FitResult, str]:
+    """The estimate for a library model or local file (as the library page's, :func:`models.fit.library_fit`), or
+    for a Hub file whose header is read with a ranged read; and the name it is for."""
     is_file = args.model.endswith(".gguf") or Path(args.model).expanduser().is_file()
     if is_file or "/" not in args.model:  # a library name or a local file; else owner/name on the Hub
         local = core.library.resolve(args.model)
-        return ModelShape.from_gguf(read_gguf(local.path), weights=local.size), local.name
+        return library_fit(local, here, ctx=ctx, n_batch=n_batch), local.name
     hub = hub_client()
     repo = hub.files(args.model, revision=args.revision)
     chosen = _pick(repo.models, args)
     info, _ = hub.read_header(repo.repo_id, chosen.first.path, revision=repo.commit)
-    return ModelShape.from_gguf(info, weights=chosen.size or 0), f"{repo.repo_id}/{chosen.name}"
+    shape = model_shape(info, weights=chosen.size or 0, name=chosen.name)
+    return estimate_fit(shape, here, ctx=ctx, n_batch=n_batch), f"{repo.repo_id}/{chosen.name}"
 
 
 def _print_breakdown(r: FitResult, here: Machine) -> None:
     n = r.need
-    print(f"  weights {_gb(n.weights)}  KV cache {_gb(n.kv_cache)}  compute {_gb(n.compute)}  "
-          f"overhead {_gb(n.overhead)}  total {_gb(n.total)}")
-    held = f" (incl. {_gb(here.held_ram + here.held_vram)} held by the loaded model)" \
+    size = format_bytes
+    print(f"  weights {size(n.weights)}  KV cache {size(n.kv_cache)}  compute {size(n.compute)}  "
+          f"overhead {size(n.overhead)}  total {size(n.total)}")
+    held = f" (incl. {size(here.held_ram + here.held_vram)} held by the loaded model)" \
         if here.held_ram or here.held_vram else ""
-    vram = "no GPU" if r.vram_available is None else f"VRAM free {_gb(r.vram_available)}"
-    print(f"  RAM free {_gb(r.ram_available)}  {vram}{held}")
+    vram = "no GPU" if r.vram_available is None else f"VRAM free {size(r.vram_available)}"
+    print(f"  RAM free {size(r.ram_available)}  {vram}{held}")
 
 
 class _ProgressLine:
@@ -327,7 +332,8 @@ class _ProgressLine:
     def __call__(self, p: Progress) -> None:
         pct = 100 * p.done / p.total if p.total else 100.0
         eta = f"ETA {time.strftime('%H:%M:%S', time.gmtime(p.eta))}" if p.eta is not None else "ETA ?"
-        line = f"{self._name}: {_size(p.done)} / {_size(p.total)} ({pct:.0f}%)  {_size(int(p.rate))}/s  {eta}"
+        size = format_bytes
+        line = f"{self._name}: {size(p.done)} / {size(p.total)} ({pct:.0f}%)  {size(int(p.rate))}/s  {eta}"
         if self._tty:
             now = time.monotonic()
             if now - self._last >= 0.2 or p.done == p.total:
@@ -357,17 +363,6 @@ def _plain(value: Any) -> Any:
 
 def _print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, default=str))
-
-
-def _size(n: int | None) -> str:
-    if n is None:
-        return "? B"
-    if n >= GIB:
-        return f"{n / GIB:.2f} GiB"
-    return f"{n / (1 << 20):.1f} MiB"
-
-
-_gb = _size
 
 
 def _gib_arg(value: float | None) -> int | None:

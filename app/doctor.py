@@ -14,6 +14,7 @@ from inference.llama_model import forced_eval_path
 from inference import hardware
 from models.starter import find_starter_file
 from storage import secrets
+from storage.sizes import format_bytes
 
 
 def doctor_report() -> dict[str, Any]:
@@ -51,7 +52,7 @@ def build_info() -> dict[str, Any] | None:
 
 def format_report(r: dict[str, Any]) -> str:
     """The report as readable lines."""
-    gib = lambda n: f"{n / (1 << 30):.1f} GiB" if n else "unknown"  # noqa: E731
+    gib = lambda n: format_bytes(n) if n else "unknown"  # noqa: E731
     ll = r["llama_cpp"]
     lines = [
         f"Ember {r['ember']} on {r['os']}, Python {r['python']}",

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from inference.errors import ModelLoadError
-from models.fit import GIB, MIB, FitClass, FitResult, Machine, ModelShape, estimate_fit, gib
+from models.fit import FitClass, FitResult, Machine, ModelShape, estimate_fit
+from storage.sizes import MIB, format_bytes
 from models.gguf import read_gguf
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ class OffloadPlan:
         if self.vram_budget is None:
             where = "CPU only (no GPU offload in this build or no GPU)"
         elif self.target_gpu_layers == 0:
-            where = f"CPU only ({gib(self.vram_budget)} of VRAM usable is too little for one layer)"
+            where = f"CPU only ({format_bytes(self.vram_budget)} of VRAM usable is too little for one layer)"
         else:
             layers = min(self.target_gpu_layers, self.target_layers)
             where = f"{layers} of {self.target_layers} layers on the GPU"
@@ -148,11 +149,12 @@ def preflight(path: Path, *, n_ctx: int, n_batch: int, threads: int, name: str |
     ctx = plan.fit.ctx
     if plan.fit.fit is FitClass.DOES_NOT_FIT:
         need = plan.fit.need
-        free = gib(plan.fit.ram_available) + (f" of RAM and {gib(plan.fit.vram_available)} of VRAM"
+        size = format_bytes
+        free = size(plan.fit.ram_available) + (f" of RAM and {size(plan.fit.vram_available)} of VRAM"
                                                if plan.fit.vram_available is not None else " of memory")
         raise ModelLoadError(
-            f"{name or path.name} needs about {gib(need.total)} at {ctx} tokens of context (weights "
-            f"{gib(need.weights)}, KV cache {gib(need.kv_cache)}, buffers {gib(need.compute + need.overhead)}), "
+            f"{name or path.name} needs about {size(need.total)} at {ctx} tokens of context (weights "
+            f"{size(need.weights)}, KV cache {size(need.kv_cache)}, buffers {size(need.compute + need.overhead)}), "
             f"but only {free} is free. Pick a smaller quantisation, lower the context length in settings, or close "
             "other programs; Ember keeps running with the model it had."
         )

@@ -37,6 +37,7 @@ from models.quant import ModelFiles
 from storage.conversations import now_iso
 from storage.database import database_lock
 from storage.errors import EmberError, NotFoundError
+from storage.sizes import format_bytes
 
 log = logging.getLogger(__name__)
 
@@ -240,8 +241,8 @@ class DownloadManager:
         free = shutil.disk_usage(self.library_dir).free
         if remaining + DISK_MARGIN > free:
             raise DiskSpaceError(
-                f"Not enough disk space for {dl.model_file}: it needs {_gib(remaining)} more and only {_gib(free)} "
-                f"are free on the disk of {self.library_dir}. Free some space (`ember models rm` removes models) "
+                f"Not enough disk space for {dl.model_file}: it needs {format_bytes(remaining)} more and only "
+                f"{format_bytes(free)} are free on the disk of {self.library_dir}. Free some space (`ember models rm` removes models) "
                 "and run the same command again."
             )
 
@@ -435,7 +436,8 @@ class DownloadManager:
                 if failures > self.retries:
                     raise DownloadError(
                         f"Downloading {f.path} from {dl.repo_id} failed {failures} times in a row ({exc}). "
-                        f"{_mib(have)} of {_mib(f.size)} are kept; run the same command again to resume."
+                        f"{format_bytes(have)} of {format_bytes(f.size)} are kept; run the same command again to "
+                        "resume."
                     ) from exc
                 delay = self.backoff * 2 ** max(0, failures - 1)
                 log.info("download %s: %s: %s; retrying in %.1fs from byte %d", dl.id, f.path, exc, delay, have)
@@ -632,11 +634,3 @@ def _size(path: Path) -> int:
         return path.stat().st_size
     except OSError:
         return 0
-
-
-def _mib(n: int) -> str:
-    return f"{n / (1 << 20):.1f} MiB"
-
-
-def _gib(n: int) -> str:
-    return f"{n / (1 << 30):.2f} GiB"

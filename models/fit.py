@@ -18,13 +18,16 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from models.errors import ModelFileError
-from models.gguf import ArraySummary, GGUFInfo
+from models.gguf import ArraySummary, GGUFInfo, read_gguf
+from storage.errors import EmberError
+from storage.sizes import MIB, format_bytes
 
-MIB = 1 << 20
-GIB = 1 << 30
+if TYPE_CHECKING:
+    from models.library import LibraryModel
+
 RUNTIME_OVERHEAD = 256 * MIB
 KV_BYTES_PER_VALUE = 2  # f16 cache, llama.cpp's default
 
@@ -124,18 +127,19 @@ class FitResult:
 
     def summary(self) -> str:
         """One line for people, e.g. ``partial offload: 29 of 32 layers on the GPU (5.4 GiB VRAM, ...)``."""
-        need = f"needs {gib(self.need.total)} at {self.ctx} tokens of context"
+        size = format_bytes
+        need = f"needs {size(self.need.total)} at {self.ctx} tokens of context"
         if self.fit is FitClass.GPU:
-            return f"{self.fit.value}: all {self.total_layers} layers ({need}; {gib(self.vram_available)} VRAM free)"
+            return f"{self.fit.value}: all {self.total_layers} layers ({need}; {size(self.vram_available)} VRAM free)"
         if self.fit is FitClass.PARTIAL:
             return (f"{self.fit.value}: {self.gpu_layers} of {self.total_layers} layers on the GPU "
-                    f"({gib(self.vram_needed)} VRAM of {gib(self.vram_available)} free, {gib(self.ram_needed)} RAM "
-                    f"of {gib(self.ram_available)} free)")
+                    f"({size(self.vram_needed)} VRAM of {size(self.vram_available)} free, {size(self.ram_needed)} RAM "
+                    f"of {size(self.ram_available)} free)")
         if self.fit is FitClass.CPU:
-            gpu = "no GPU" if self.vram_available is None else f"too little VRAM ({gib(self.vram_available)} free)"
-            return f"{self.fit.value}: {need}, {gib(self.ram_available)} RAM free, {gpu}"
-        return (f"{self.fit.value}: {need}; only {gib(self.ram_available)} RAM"
-                + ("" if self.vram_available is None else f" and {gib(self.vram_available)} VRAM")
+            gpu = "no GPU" if self.vram_available is None else f"too little VRAM ({size(self.vram_available)} free)"
+            return f"{self.fit.value}: {need}, {size(self.ram_available)} RAM free, {gpu}"
+        return (f"{self.fit.value}: {need}; only {size(self.ram_available)} RAM"
+                + ("" if self.vram_available is None else f" and {size(self.vram_available)} VRAM")
                 + " free. Pick a smaller quantisation or a shorter context.")
 
     def to_dict(self) -> dict[str, Any]:
@@ -191,9 +195,27 @@ def estimate_fit(shape: ModelShape, machine: Machine, *, ctx: int, n_batch: int 
     return result(FitClass.DOES_NOT_FIT, 0, need.total, 0)
 
 
-def gib(n: int | float | None) -> str:
-    """Bytes as GiB with one decimal (``?`` for None)."""
-    return "?" if n is None else f"{n / GIB:.1f} GiB"
+def model_shape(info: GGUFInfo, *, weights: int, name: str) -> ModelShape:
+    """The shape of the model ``name`` from its header (:meth:`ModelShape.from_gguf`).
+
+    Raises:
+        EmberError: the header lacks what the estimate needs (a known error, said with the model's name).
+    """
+    try:
+        return ModelShape.from_gguf(info, weights=weights)
+    except (ModelFileError, TypeError, KeyError) as exc:
+        raise EmberError(f"Cannot estimate whether {name} fits: {exc}") from None
+
+
+def library_fit(model: "LibraryModel", machine: Machine, *, ctx: int, n_batch: int = 512) -> FitResult:
+    """Whether an installed library model fits ``machine`` (its header read from disk, its files' size as the
+    weights): the estimate of a library row, in the CLI (``ember models fit NAME``) and on the library page.
+
+    Raises:
+        EmberError: the file cannot be read or lacks what the estimate needs.
+    """
+    shape = model_shape(read_gguf(model.path), weights=model.size, name=model.name)
+    return estimate_fit(shape, machine, ctx=ctx, n_batch=n_batch)
 
 
 def _first(value: Any) -> int | None:

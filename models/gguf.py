@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from models.errors import ModelFileError
+from storage.sizes import format_bytes
 
 GGUF_MAGIC = b"GGUF"
 SUPPORTED_VERSIONS = (2, 3)
@@ -251,14 +252,10 @@ def read_gguf(path: Path | str, *, load_arrays: bool = False) -> GGUFInfo:
     expected = info.expected_size
     if expected is not None and size < expected:
         raise ModelFileError(
-            f"{what} is truncated: it has {_mib(size)} of the {_mib(expected)} its tensors need. "
+            f"{what} is truncated: it has {format_bytes(size)} of the {format_bytes(expected)} its tensors need. "
             "Download or copy the file again."
         )
     return info
-
-
-def _mib(n: int) -> str:
-    return f"{n / (1 << 20):.1f} MiB"
 
 
 def file_size(path: Path | str) -> int:

@@ -8,14 +8,15 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (QFrame, QGridLayout, QLabel, QProgressBar, QPushButton, QScrollArea, QVBoxLayout,
                                QWidget)
 
-from ui.installed_models import human_size
+from storage.sizes import format_bytes
+
 
 
 def describe(done: int, total: int, rate: float | None, eta: float | None) -> str:
     """``12.0 MB of 140.0 MB · 5.1 MB/s · 25 s left``."""
-    parts = [f"{human_size(done)} of {human_size(total)}"]
+    parts = [f"{format_bytes(done)} of {format_bytes(total)}"]
     if rate:
-        parts.append(f"{human_size(int(rate))}/s")
+        parts.append(f"{format_bytes(int(rate))}/s")
     if eta is not None:
         parts.append(f"{eta:.0f} s left" if eta < 120 else f"{eta / 60:.0f} min left")
     return " · ".join(parts)
@@ -66,7 +67,7 @@ class DownloadRow(QFrame):
         """Bytes so far, rate and time left."""
         self.bar.setValue(int(1000 * done / total) if total else 0)
         self.detail.setText(describe(done, total, rate, eta) if self.state == "running" else
-                            f"{human_size(done)} of {human_size(total)} · {self.state}")
+                            f"{format_bytes(done)} of {format_bytes(total)} · {self.state}")
 
     def set_state(self, state: str, error: str | None = None) -> None:
         """queued / running / paused / failed / done / cancelled, with the failure reason."""

@@ -9,8 +9,8 @@ from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLab
                                QListWidgetItem, QPushButton, QSplitter, QTableWidget, QTableWidgetItem, QVBoxLayout,
                                QWidget)
 
+from storage.sizes import format_bytes
 from ui.fit_badge import FitBadge
-from ui.installed_models import human_size
 
 REPO_ROLE = Qt.ItemDataRole.UserRole
 
@@ -76,7 +76,7 @@ class HubSearch(QWidget):
         self.badges, self.download_buttons = {}, {}
         for r, m in enumerate(repo.models):
             shards = f" ({m.shard_count} parts)" if m.shard_count > 1 else ""
-            for c, text in enumerate((m.name + shards, m.quant or "?", human_size(m.size))):
+            for c, text in enumerate((m.name + shards, m.quant or "?", format_bytes(m.size))):
                 self.files.setItem(r, c, QTableWidgetItem(text))
             badge = FitBadge()
             self.badges[m.name] = badge

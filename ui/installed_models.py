@@ -7,21 +7,10 @@ from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLab
                                QTableWidgetItem, QVBoxLayout, QWidget)
 
 from models.library import LibraryModel
+from storage.sizes import format_bytes
 from ui.fit_badge import FitBadge
 
 COLUMNS = ("Name", "Quant", "Size", "Context", "Last used", "Fit")
-
-
-def human_size(n: int | None) -> str:
-    """``1.2 GB`` style sizes."""
-    if n is None:
-        return "?"
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if size < 1000 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit in ("B", "KB") else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{size:.1f} TB"
 
 
 class InstalledModels(QWidget):
@@ -78,7 +67,7 @@ class InstalledModels(QWidget):
         self.table.setRowCount(len(models))
         self.badges = {}
         for r, m in enumerate(models):
-            cells = (m.name, m.quantization or "?", human_size(m.size),
+            cells = (m.name, m.quantization or "?", format_bytes(m.size),
                      f"{m.context_length:,}" if m.context_length else "?", (m.last_used or "never")[:10])
             for c, text in enumerate(cells):
                 item = QTableWidgetItem(text)

@@ -11,14 +11,12 @@ from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QFileDialog, QLabel, QTabWidget, QVBoxLayout, QWidget
 
 from app.surface import Core
-from models.errors import ModelFileError
-from models.fit import ModelShape, estimate_fit
-from models.gguf import read_gguf
+from models.fit import estimate_fit, library_fit, model_shape
 from ui import dialogs
 from ui.background import Background
 from ui.hub_search import HubSearch
-from storage.errors import EmberError
-from ui.installed_models import InstalledModels, human_size
+from storage.sizes import format_bytes
+from ui.installed_models import InstalledModels
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +77,8 @@ class LibraryPage(QWidget):
         settings = self._core.settings.engine
         machine_fn = self._machine
         for m in models:
-            def estimate(m=m):
-                shape = _shape(lambda: ModelShape.from_gguf(read_gguf(m.path), weights=m.size), m.name)
-                return estimate_fit(shape, machine_fn(), ctx=settings.n_ctx, n_batch=settings.n_batch)
+            estimate = lambda m=m: library_fit(m, machine_fn(), ctx=settings.n_ctx,  # noqa: E731
+                                               n_batch=settings.n_batch)
             self._background.run(estimate, lambda r, name=m.name: self.installed.set_fit(name, r),
                                  lambda msg, name=m.name: self.installed.badges.get(name) and
                                  self.installed.badges[name].set_unknown(msg))
@@ -100,7 +97,7 @@ class LibraryPage(QWidget):
     def _imported(self, model: Any) -> None:
         self.refresh()
         self.installed.select(model.name)
-        self.notice.emit(f"Added {model.name} ({model.quantization or '?'}, {human_size(model.size)}).")
+        self.notice.emit(f"Added {model.name} ({model.quantization or '?'}, {format_bytes(model.size)}).")
         self.modelsChanged.emit()
 
     def delete(self, name: str) -> bool:
@@ -108,7 +105,7 @@ class LibraryPage(QWidget):
         plan = self._core.library.plan_delete(name, library_dir=self._core.paths.models)
         text = f"Remove {name} from the library?"
         if plan.delete:
-            text += f"\n\nThis deletes {len(plan.delete)} file(s) and frees {human_size(plan.freed)}."
+            text += f"\n\nThis deletes {len(plan.delete)} file(s) and frees {format_bytes(plan.freed)}."
         if plan.keep:
             text += "\n\nThe file outside Ember's folder stays on disk:\n" + "\n".join(str(p) for p in plan.keep)
         if not dialogs.confirm(self, "Delete model", text, action="Delete"):
@@ -120,7 +117,7 @@ class LibraryPage(QWidget):
 
     def _deleted(self, name: str, freed: int) -> None:
         self.refresh()
-        self.notice.emit(f"Removed {name}" + (f"; freed {human_size(freed)}." if freed else "."))
+        self.notice.emit(f"Removed {name}" + (f"; freed {format_bytes(freed)}." if freed else "."))
         self.modelsChanged.emit()
 
     # -- hub -----------------------------------------------------------------------------------------------------
@@ -151,7 +148,7 @@ class LibraryPage(QWidget):
 
     def _remote_fit(self, factory: Callable[[], Any], repo: Any, model: Any) -> Any:
         info, _ = factory().read_header(repo.repo_id, model.first.path, revision=repo.commit)
-        shape = _shape(lambda: ModelShape.from_gguf(info, weights=model.size or 0), model.name)
+        shape = model_shape(info, weights=model.size or 0, name=model.name)
         settings = self._core.settings.engine
         assert self._machine is not None
         return estimate_fit(shape, self._machine(), ctx=settings.n_ctx, n_batch=settings.n_batch)
@@ -169,11 +166,3 @@ class LibraryPage(QWidget):
         if paths:
             event.acceptProposedAction()
             self.import_files(paths)
-
-
-def _shape(make: Callable[[], ModelShape], name: str) -> ModelShape:
-    """A model's shape; a header that lacks what the estimate needs is a known error, not a bug."""
-    try:
-        return make()
-    except (ModelFileError, TypeError, KeyError) as exc:  # a header without what the estimate needs
-        raise EmberError(f"Cannot estimate whether {name} fits: {exc}") from None

@@ -65,7 +65,7 @@ def test_delete_confirms_the_freed_size(qtbot, window, starter, monkeypatch):
     monkeypatch.setattr(dialogs, "confirm", lambda _p, _t, text, **_k: asked.append(text) or False)
     assert not page.delete("copy")
     assert inside.exists() and "freed" not in asked[0] and "frees" in asked[0]
-    assert "MB" in asked[0]
+    assert "MiB" in asked[0]
     monkeypatch.setattr(dialogs, "confirm", lambda *_a, **_k: True)
     with qtbot.waitSignal(page.modelsChanged, timeout=10_000):
         assert page.delete("copy")

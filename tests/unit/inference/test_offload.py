@@ -1,6 +1,7 @@
 """Offload plans checked against numbers computed by hand (the arithmetic is in the comments)."""
 
-from models.fit import GIB, MIB, FitClass, Machine, ModelShape
+from models.fit import FitClass, Machine, ModelShape
+from storage.sizes import GIB, MIB
 from inference.offload import plan_offload, vram_budget
 
 # Llama-3-8B at Q4_K_M, rounded: 4.5 GiB of weights, 32 layers, n_embd 4096, 32 heads, 8 KV heads of 128.

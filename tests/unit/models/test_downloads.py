@@ -140,7 +140,7 @@ def test_disk_space_is_checked_first(db, client, hub_repos, library_dir, monkeyp
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr("shutil.disk_usage", lambda p: usage(10 << 30, 10 << 30, 1 << 20))
     mgr = manager(db, client, library_dir)
-    with pytest.raises(DiskSpaceError, match="needs 0.00 GiB more and only 0.00 GiB are free.*ember models rm"):
+    with pytest.raises(DiskSpaceError, match=r"needs 3.0 MiB more and only 1.0 MiB are free.*ember models rm"):
         queue(mgr, client)
     assert hub_repos.file_gets(TINY_FILE) == [] and partials(library_dir) == []
 

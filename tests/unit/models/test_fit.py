@@ -4,7 +4,8 @@ import pytest
 from model_repos import TINY, TINY_FILE
 
 from models.errors import ModelFileError
-from models.fit import GIB, RUNTIME_OVERHEAD, FitClass, Machine, ModelShape, estimate_fit, requirement
+from models.fit import RUNTIME_OVERHEAD, FitClass, Machine, ModelShape, estimate_fit, requirement
+from storage.sizes import GIB
 
 # Llama-2-7B Q4_K_M: a 4,081,004,224-byte file, 32 layers, n_embd 4096, 32 heads (no GQA), vocab 32000.
 LLAMA2_7B_Q4_K_M = ModelShape(weights=4_081_004_224, n_layers=32, n_embd=4096, n_head=32, n_head_kv=32,
@@ -81,3 +82,19 @@ def test_shape_needs_layer_count():
     from models.gguf import GGUFInfo
     with pytest.raises(ModelFileError, match="block_count"):
         ModelShape.from_gguf(GGUFInfo(version=3, metadata={"general.architecture": "x"}), weights=1)
+
+
+def test_library_fit_reads_the_row_header_and_names_the_model_when_it_cannot(tmp_path):
+    from models.fit import library_fit
+    from models.library import LibraryModel
+    from storage.errors import EmberError
+    from tests.helpers import starter_path, write_tiny_gguf
+
+    here = Machine(ram_available=64 * GIB, vram_free=None)
+    starter = starter_path()
+    row = LibraryModel(name="starter", path=starter, size=starter.stat().st_size)
+    result = library_fit(row, here, ctx=2048)
+    assert result.fit is FitClass.CPU and result.need.weights == starter.stat().st_size
+    tiny = write_tiny_gguf(tmp_path / "tiny.gguf")  # no block count: no estimate
+    with pytest.raises(EmberError, match="Cannot estimate whether tiny fits"):
+        library_fit(LibraryModel(name="tiny", path=tiny, size=tiny.stat().st_size), here, ctx=2048)
