@@ -36,7 +36,7 @@ from models.library import Library, LibraryModel, default_name
 from models.quant import ModelFiles
 from storage.conversations import now_iso
 from storage.database import database_lock
-from storage.errors import EmberError, NotFoundError
+from storage.errors import EmberError, NotFoundError, user_message
 from storage.sizes import format_bytes
 
 log = logging.getLogger(__name__)
@@ -343,7 +343,7 @@ class DownloadManager:
             self._fail(download_id, str(exc), meter)
             raise
         except BaseException as exc:  # a bug: keep the partial files, record it, let it propagate
-            self._fail(download_id, f"internal error: {exc!r}", meter)
+            self._fail(download_id, user_message(exc, doing=f"download {download_id}"), meter)
             raise
         finally:
             with self._lock:
@@ -389,8 +389,8 @@ class DownloadManager:
                 self._run_claimed(dl, None)
             except EmberError as exc:  # recorded as the download's state; the queue goes on
                 log.info("download %s ended: %s", next_id, exc)
-            except Exception:  # a bug (already recorded as the download's failure); the queue goes on
-                log.exception("download %s failed unexpectedly", next_id)
+            except Exception:  # a bug: logged and recorded as the download's failure; the queue goes on
+                continue
 
     def _next_queued(self) -> int | None:
         rows = list(self._db["downloads"].rows_where("state = ?", [DownloadState.QUEUED.value], order_by="id",

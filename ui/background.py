@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import itertools
-import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 from PySide6.QtCore import QObject, Qt, Signal
 
-from storage.errors import EmberError
+from storage.errors import user_message
 
-log = logging.getLogger(__name__)
 
 Done = Callable[[Any], None]
 Error = Callable[[str], None]
@@ -47,11 +45,8 @@ class Background(QObject):
     def _call(self, job: int, fn: Callable[[], Any]) -> None:
         try:
             self._finished.emit(job, True, fn())
-        except EmberError as exc:
-            self._finished.emit(job, False, str(exc))
-        except Exception as exc:  # a bug: keep the traceback
-            log.exception("background job failed")
-            self._finished.emit(job, False, f"Unexpected error ({type(exc).__name__}); details are in the log.")
+        except Exception as exc:  # a known error's message; a bug's apology, its traceback in the log
+            self._finished.emit(job, False, user_message(exc, doing="a background job"))
 
     def _deliver(self, job: int, ok: bool, value: Any) -> None:
         on_done, on_error = self._pending.pop(job, (None, None))

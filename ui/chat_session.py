@@ -20,7 +20,7 @@ from inference.engine import ModelSpec
 from inference.events import Failed, Finished, LoadProgress, Retracted, TokenText
 from inference.sampling import SamplingOptions
 from storage.conversations import Conversation, Message, Version
-from storage.errors import EmberError
+from storage.errors import EmberError, user_message
 from ui.engine_adapter import EventRelay
 
 if TYPE_CHECKING:
@@ -204,7 +204,7 @@ class ChatSession(QObject):
         except EmberError as exc:
             if moved:
                 self._show_branch(moved[0])
-            self.error.emit(str(exc))
+            self.error.emit(user_message(exc))
             return False
         if conv.model != spec.name:
             self._core.conversations.update(conv.id, model=spec.name)
@@ -226,7 +226,7 @@ class ChatSession(QObject):
             self._turn = Turn(self._core, conv.id, "", spec=spec, options=self.options(),
                               on_event=self._relay.callback(self._tag), reply_to=message_id, extras=extras)
         except EmberError as exc:
-            self.error.emit(str(exc))
+            self.error.emit(user_message(exc))
             return False
         self.busyChanged.emit(True)
         self.replyStarted.emit(self._turn.user_message, self._turn.reply.message)  # the calling reply is shown
@@ -306,8 +306,8 @@ class ChatSession(QObject):
             message = turn.message or self._core.conversations.message(turn.reply.message.id)
             self.busyChanged.emit(False)
             if isinstance(event, Failed):
-                self.error.emit(str(event.error))
+                self.error.emit(user_message(event.error, already_logged=True))  # a bug: by the engine
             elif turn.storage_error is not None:
-                self.error.emit(str(turn.storage_error))
+                self.error.emit(user_message(turn.storage_error))
             self.replyFinished.emit(message)
             self.conversationsChanged.emit()

@@ -11,7 +11,7 @@ from PySide6.QtCore import QObject, Signal
 from inference.engine import EngineService, JobHandle, ModelSpec
 from inference.errors import LoadCancelled
 from inference.events import Failed, Finished, LoadProgress
-from storage.errors import EmberError
+from storage.errors import EmberError, user_message
 from ui.background import Background
 from ui.engine_adapter import EventRelay
 
@@ -63,7 +63,7 @@ class ModelLoader(QObject):
         try:
             spec = self._spec_for(name)
         except EmberError as exc:
-            self.failed.emit(str(exc))
+            self.failed.emit(user_message(exc))
             return
         self.load(spec)
 
@@ -118,4 +118,4 @@ class ModelLoader(QObject):
         elif isinstance(event.error, LoadCancelled):
             self.cancelled.emit()
         else:
-            self.failed.emit(str(event.error))
+            self.failed.emit(user_message(event.error, already_logged=True))  # a bug: by the engine

@@ -7,17 +7,13 @@ OpenAI routes answer ``{"error": {"message", "type", "param", "code"}}``; the Ol
 
 from __future__ import annotations
 
-import logging
-
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from inference.errors import EngineError, LoadCancelled, ModelLoadError
 from models.errors import ModelFileError, ModelNotFoundError
-from storage.errors import EmberError, StorageError
+from storage.errors import EmberError, StorageError, user_message
 from storage.secrets import SecretStoreError
-
-log = logging.getLogger(__name__)
 
 _TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
           404: "not_found_error", 405: "invalid_request_error", 413: "invalid_request_error",
@@ -91,6 +87,10 @@ def error_response(err: ApiError, path: str) -> JSONResponse:
 
 def bug_response(request: Request, exc: BaseException) -> JSONResponse:
     """A 500 for a bug: the traceback goes to the log, never to the client."""
-    log.error("bug while serving %s %s", request.method, request.url.path, exc_info=exc)
-    err = ApiError(500, "Internal error in Ember (details are in Ember's log).", code="internal_error")
+    err = internal_error(exc, doing=f"serving {request.method} {request.url.path}")
     return error_response(err, request.url.path)
+
+
+def internal_error(exc: BaseException, *, doing: str | None = None, already_logged: bool = False) -> ApiError:
+    """The 500 for a bug (:func:`storage.errors.user_message`: an apology naming the log, the traceback logged)."""
+    return ApiError(500, user_message(exc, doing=doing, already_logged=already_logged), code="internal_error")

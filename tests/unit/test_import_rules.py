@@ -24,7 +24,6 @@ UI_SERVICE_SURFACE = frozenset({
     "app.model_services",  # the Hub client, fit machine and download manager
     "app.autostart",  # start on login
     "app.api.token",  # the local API's token
-    "app.errors",  # what a user sees of an exception
     "app.chat_extras",  # what a turn sends beyond the messages: MCP tools, calls and results, file text
     "app.mcp_client",  # MCP servers on their own asyncio thread
     "app.mcp_servers",  # MCP server declarations
