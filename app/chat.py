@@ -11,7 +11,7 @@ from inference.engine import ChatResult, JobHandle, ModelSpec
 from inference.events import EngineEvent, Failed, LoadProgress, Retracted, TokenText
 from inference.sampling import SamplingOptions
 from storage.conversations import Conversation, Message, StreamingMessage
-from storage.errors import EmberError
+from storage.errors import EmberError, user_message
 
 if TYPE_CHECKING:
     from app.routing import RouteRequest
@@ -128,7 +128,8 @@ class Turn:
             elif isinstance(event, Retracted):
                 self.reply.reset()
             elif isinstance(event, Failed):
-                self.message = self.reply.finish({"finish_reason": "error", "error": str(event.error)})
+                self.message = self.reply.finish({"finish_reason": "error",  # the engine logged a bug
+                                                  "error": user_message(event.error, already_logged=True)})
             elif not isinstance(event, LoadProgress):
                 result: ChatResult = event.result
                 if result.tools is not None and result.tools.calls and self._extras is not None:
