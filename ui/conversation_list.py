@@ -1,4 +1,4 @@
-"""The sidebar list of conversations: new, search (titles and full text), rename, delete."""
+"""The sidebar list of conversations: new, search (titles and full text), rename, delete, export and import."""
 
 from __future__ import annotations
 
@@ -13,11 +13,14 @@ ID_ROLE = Qt.ItemDataRole.UserRole
 
 
 class ConversationList(QWidget):
-    """Signals: ``conversationSelected(id)``, ``newRequested()``, ``conversationDeleted(id)``."""
+    """Signals: ``conversationSelected(id)``, ``newRequested()``, ``conversationDeleted(id)``,
+    ``exportRequested(id, format)`` (``markdown`` or ``json``), ``importRequested()``."""
 
     conversationSelected = Signal(int)
     newRequested = Signal()
     conversationDeleted = Signal(int)
+    exportRequested = Signal(int, str)
+    importRequested = Signal()
 
     def __init__(self, store: ConversationStore, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -26,9 +29,11 @@ class ConversationList(QWidget):
         self.new_button.setObjectName("primary")
         self.new_button.setToolTip("Start a new conversation (Ctrl+N)")
         self.search = QLineEdit()
+        self.search.setAccessibleName("Search chats")
         self.search.setPlaceholderText("Search chats (Ctrl+K)")
         self.search.setClearButtonEnabled(True)
         self.list = QListWidget()
+        self.list.setAccessibleName("Conversations")
         self.list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.list.setEditTriggers(QListWidget.EditTrigger.EditKeyPressed)
         self.list.setWordWrap(True)
@@ -147,11 +152,20 @@ class ConversationList(QWidget):
         if item is not None:
             self.delete(item.data(ID_ROLE))
 
-    def _menu(self, pos: QPoint) -> None:
-        item = self.list.itemAt(pos)
-        if item is None:
-            return
+    def context_menu(self, item: QListWidgetItem | None) -> QMenu:
+        """The menu of a conversation (rename, export, delete) or, on empty space, of the list (import)."""
         menu = QMenu(self)
-        menu.addAction("Rename", lambda: self.list.editItem(item))
-        menu.addAction("Delete", lambda: self.delete(item.data(ID_ROLE)))
-        menu.exec(self.list.viewport().mapToGlobal(pos))
+        if item is not None:
+            conv_id = item.data(ID_ROLE)
+            menu.addAction("Rename", lambda: self.list.editItem(item))
+            menu.addAction("Export as Markdown…", lambda: self.exportRequested.emit(conv_id, "markdown"))
+            menu.addAction("Export as Ember JSON…", lambda: self.exportRequested.emit(conv_id, "json"))
+            menu.addSeparator()
+        menu.addAction("Import conversation…", self.importRequested.emit)
+        if item is not None:
+            menu.addSeparator()
+            menu.addAction("Delete", lambda: self.delete(item.data(ID_ROLE)))
+        return menu
+
+    def _menu(self, pos: QPoint) -> None:
+        self.context_menu(self.list.itemAt(pos)).exec(self.list.viewport().mapToGlobal(pos))

@@ -13,6 +13,7 @@ from app.chat import context_notice
 from app.model_services import ModelServices
 from app.surface import Core
 from app.settings import Settings
+from storage.presets import PresetStore
 from ui.background import Background
 from ui.banner import Banner
 from ui.chat_session import ChatSession
@@ -27,6 +28,7 @@ from ui.downloads_panel import DownloadsPanel
 from ui.draft_choice import draft_options
 from ui.library_page import LibraryPage
 from ui.conversation_list import ConversationList
+from ui.conversation_files import ConversationFiles
 from ui.conversation_settings import ConversationSettingsDialog
 from ui.icon import app_icon
 from ui.model_loader import ModelLoader
@@ -134,6 +136,12 @@ class MainWindow(QMainWindow):
         s.conversationOpened.connect(self._conversation_opened)
         s.conversationsChanged.connect(self.conversations.refresh)
         s.conversationsChanged.connect(lambda: self.conversations.set_current(s.conversation_id))
+        self.conversation_files = ConversationFiles(core.conversations, self.background, self)
+        self.conversations.exportRequested.connect(self.conversation_files.ask_export)
+        self.conversations.importRequested.connect(self.conversation_files.ask_import)
+        self.conversation_files.exported.connect(lambda path: self.show_notice(f"Exported to {path}."))
+        self.conversation_files.imported.connect(self._conversation_imported)
+        self.conversation_files.error.connect(self.show_error)
 
         # chat
         self.composer.sendRequested.connect(lambda text: self.files.send(text))  # files: question embedded first
@@ -318,7 +326,8 @@ class MainWindow(QMainWindow):
         prompt = (conv.settings.get("system_prompt") if conv else None)
         if prompt is None:
             prompt = self.core.settings.chat.system_prompt
-        dialog = ConversationSettingsDialog(prompt, self.session.options(), self)
+        dialog = ConversationSettingsDialog(prompt, self.session.options(), self,
+                                            presets=PresetStore(self.core.conversations.database))
         dialog.accepted.connect(lambda: self.session.update_settings(
             system_prompt=dialog.result_values[0], sampling=dialog.result_values[1]))
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
@@ -341,6 +350,12 @@ class MainWindow(QMainWindow):
         notice = context_notice(self.core, message.conversation_id)
         if notice:
             self.show_info(notice)
+
+    def _conversation_imported(self, conversation_id: int) -> None:
+        """Show the conversation just imported."""
+        self.conversations.refresh()
+        self.session.open(conversation_id)
+        self.show_notice(f"Imported “{self.core.conversations.get(conversation_id).title}”.")
 
     def _conversation_opened(self, conversation_id: int) -> None:
         self.show_page("chat")
