@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QFrame, QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QToolButton,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QToolButton, QVBoxLayout, QWidget
 
 from storage.tool_calls import StoredCall
 
+SHOWN_CHARS = 2000  # a longer result is cut in the card (the model gets all of it)
 STATE_TEXT = {"pending": "waiting for your answer", "running": "running…", "done": "done",
               "error": "failed", "denied": "not allowed"}
 
@@ -68,10 +68,13 @@ class ToolCallCard(QFrame):
         self.result_toggle.setCheckable(True)
         self.result_toggle.setToolTip("Show or fold the tool's result")
         self.result_toggle.toggled.connect(self._fold)
-        self.result = QPlainTextEdit()
-        self.result.setReadOnly(True)
-        self.result.setMaximumHeight(140)
+        self.result = QLabel()
+        self.result.setTextFormat(Qt.TextFormat.PlainText)
+        self.result.setWordWrap(True)
+        self.result.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.result.setStyleSheet("font-family: monospace; background: palette(base); padding: 4px;")
         self.result.setAccessibleName(f"Result of {call.name}")
+        self._full_result = ""
         self.result.hide()
 
         head = QHBoxLayout()
@@ -107,15 +110,17 @@ class ToolCallCard(QFrame):
         has_result = call.state in ("done", "error") and bool(call.result)
         self.result_toggle.setVisible(has_result)
         if has_result:
-            self.result.setPlainText(call.result)
+            self._full_result = call.result
+            shown = call.result if len(call.result) <= SHOWN_CHARS else call.result[:SHOWN_CHARS] + " …"
+            self.result.setText(shown)
             if call.state == "error":
                 self.result_toggle.setChecked(True)  # an error is shown at once
         self._fold(self.result_toggle.isChecked() and has_result)
 
     @property
     def result_text(self) -> str:
-        """The result shown (folded or not)."""
-        return self.result.toPlainText()
+        """The call's result (folded or not)."""
+        return self._full_result
 
     def _fold(self, shown: bool) -> None:
         self.result.setVisible(shown)
