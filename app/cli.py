@@ -15,6 +15,7 @@ from typing import Sequence
 from app import __version__, cli_bench, cli_conversations, cli_models, cli_serve
 from app.core import Ember
 from app.setting_flags import add_flags, apply_flags
+from inference.router import POLICIES
 from inference.sampling import SamplingOptions
 from storage.errors import EmberError
 
@@ -86,9 +87,8 @@ def add_chat_flags(p: argparse.ArgumentParser) -> None:
     spec.add_argument("--lookup", action="store_true", help="speculative decoding by prompt lookup (text reused "
                                                             "from the conversation)")
     add_flags(p, SamplingOptions, SAMPLING_FLAGS, dest_prefix="sampling_")
-    p.add_argument("--router", choices=["auto", "cascade", "off"], help="route between the small model and a "
-                                                                          "large tier (default: from settings); "
-                                                                          "'/large ' before a message forces it")
+    p.add_argument("--router", choices=POLICIES, help="route between the small model and a large tier (default: "
+                                                      "from settings); '/large ' before a message forces it")
     p.add_argument("--large", metavar="MODEL_OR_URL", help="large tier: a library model, a .gguf path or the base "
                                                            "URL of an OpenAI-compatible server (URL#model names "
                                                            "its model)")

@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal, Mapping, Sequence
+from typing import Literal, Mapping, Sequence, get_args
 
 import numpy as np
 
+# The router's policies and tiers, declared once: settings, CLI flags, API schemas and the desktop read these.
 Policy = Literal["off", "auto", "cascade"]
 Tier = Literal["small", "large"]
-POLICIES: tuple[str, ...] = ("off", "auto", "cascade")
+POLICIES: tuple[str, ...] = get_args(Policy)
+TIERS: tuple[str, ...] = get_args(Tier)
 
 
 @dataclass(frozen=True)

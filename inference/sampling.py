@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -33,3 +35,22 @@ class SamplingOptions(BaseModel):
     ignore_eos: bool = Field(False, description="Never end the reply on the model's end-of-text token, only at "
                                                 "max_tokens or a stop string (benchmarks and tests that need "
                                                 "an exact length; llama-server's ignore_eos).")
+
+
+def bounds(name: str) -> dict[str, Any]:
+    """The bounds :class:`SamplingOptions` declares for the option ``name`` (``ge``/``gt``/``le``/``lt``)."""
+    found: dict[str, Any] = {}
+    for constraint in SamplingOptions.model_fields[name].metadata:
+        for key in ("ge", "gt", "le", "lt"):
+            if getattr(constraint, key, None) is not None:
+                found[key] = getattr(constraint, key)
+    return found
+
+
+def optional_field(name: str, **override: Any) -> Any:
+    """An optional request field (``None``: the settings' value) for the option ``name``, with its declared
+    bounds; ``override`` narrows one where an API shape has its own (OpenAI's ``temperature`` stops at 2)."""
+    return Field(None, **{**bounds(name), **override})
+
+
+MAX_TOKENS_LIMIT: int = bounds("max_tokens")["le"]  # the longest reply any request may ask for

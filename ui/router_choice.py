@@ -6,8 +6,7 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QWidget
 
 from app.settings import RouterSettings
-
-POLICIES = (("off", "Off"), ("auto", "Auto"), ("cascade", "Cascade"))
+from inference.router import POLICIES
 
 
 class RouterChoice(QWidget):
@@ -19,11 +18,13 @@ class RouterChoice(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.policy = QComboBox()
-        for value, label in POLICIES:
-            self.policy.addItem(label, value)
+        self.policy.setAccessibleName("Router")
+        for value in POLICIES:
+            self.policy.addItem(value.capitalize(), value)
         self.policy.setToolTip("Router: off (this model answers), auto (decide before answering whether the large "
                                "tier should), cascade (this model answers first and escalates when unsure)")
         self.large = QComboBox()
+        self.large.setAccessibleName("Large tier")
         self.large.setEditable(True)
         self.large.setMinimumWidth(220)
         self.large.lineEdit().setPlaceholderText("library model or http(s)://…/v1 URL")

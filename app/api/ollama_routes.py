@@ -25,7 +25,7 @@ from app.api.streaming import ndjson
 from app.api.tool_calls import engine_tools, split_calls
 from inference.events import GenerationStats
 from inference.grammar import GrammarError, json_grammar
-from inference.sampling import SamplingOptions
+from inference.sampling import MAX_TOKENS_LIMIT, SamplingOptions
 
 router = APIRouter(prefix="/api", tags=["ollama"])
 
@@ -74,7 +74,7 @@ def _options(ctx: ApiContext, options: OllamaOptions | None) -> SamplingOptions:
     o = options or OllamaOptions()
     max_tokens = o.num_predict
     if max_tokens is not None and max_tokens <= 0:  # -1 / -2: until the context is full
-        max_tokens = 131072
+        max_tokens = MAX_TOKENS_LIMIT
     return ctx.sampling(temperature=o.temperature, top_p=o.top_p, top_k=o.top_k, min_p=o.min_p,
                         repeat_penalty=o.repeat_penalty, repeat_last_n=o.repeat_last_n,
                         dry_multiplier=o.dry_multiplier, seed=o.seed,

@@ -11,6 +11,9 @@ from typing import Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from inference.router import Policy, Tier
+from inference.sampling import MAX_TOKENS_LIMIT, optional_field
+
 
 class _Lenient(BaseModel):
     model_config = ConfigDict(extra="ignore")
@@ -86,13 +89,13 @@ class _Sampling(_Lenient):
     """Sampling fields shared by chat and text completions (OpenAI names, plus llama.cpp's extras)."""
 
     model: str = Field(..., min_length=1, max_length=1024)
-    temperature: float | None = Field(None, ge=0.0, le=2.0)
-    top_p: float | None = Field(None, gt=0.0, le=1.0)
-    top_k: int | None = Field(None, ge=0, le=1000)
-    min_p: float | None = Field(None, ge=0.0, le=1.0)
-    repeat_penalty: float | None = Field(None, ge=0.5, le=2.0)
-    dry_multiplier: float | None = Field(None, ge=0.0, le=5.0)  # llama-server's DRY extension (0: off)
-    max_tokens: int | None = Field(None, ge=1, le=131072)
+    temperature: float | None = optional_field("temperature", le=2.0)  # OpenAI's bound
+    top_p: float | None = optional_field("top_p")
+    top_k: int | None = optional_field("top_k")
+    min_p: float | None = optional_field("min_p")
+    repeat_penalty: float | None = optional_field("repeat_penalty")
+    dry_multiplier: float | None = optional_field("dry_multiplier")  # llama-server's DRY extension (0: off)
+    max_tokens: int | None = optional_field("max_tokens")
     stop: Union[str, list[str], None] = None
     seed: int | None = None
     n: int | None = Field(None, ge=1, le=128)
@@ -106,15 +109,15 @@ class _Sampling(_Lenient):
 class EmberRouting(_Lenient):
     """Ember's own request field ``ember``: route between the small and the large tier for this request."""
 
-    router: Literal["off", "auto", "cascade"] | None = None  # None: the router settings' policy
-    tier: Literal["small", "large"] | None = None  # force a tier
+    router: Policy | None = None  # None: the router settings' policy
+    tier: Tier | None = None  # force a tier
 
 
 class ChatCompletionRequest(_Sampling):
     """``POST /v1/chat/completions``."""
 
     messages: list[ChatMessage] = Field(..., min_length=1)
-    max_completion_tokens: int | None = Field(None, ge=1, le=131072)
+    max_completion_tokens: int | None = optional_field("max_tokens")
     response_format: ResponseFormat | None = None
     tools: list[ChatTool] | None = Field(None, max_length=128)
     tool_choice: Union[Literal["none", "auto", "required"], NamedToolChoice, None] = None
@@ -148,14 +151,14 @@ class EmbeddingRequest(_Lenient):
 class OllamaOptions(_Lenient):
     """Ollama's ``options`` object (runtime options such as ``num_ctx`` are accepted and ignored)."""
 
-    temperature: float | None = Field(None, ge=0.0, le=5.0)
-    top_p: float | None = Field(None, gt=0.0, le=1.0)
-    top_k: int | None = Field(None, ge=0, le=1000)
-    min_p: float | None = Field(None, ge=0.0, le=1.0)
-    repeat_penalty: float | None = Field(None, ge=0.5, le=2.0)
-    repeat_last_n: int | None = Field(None, ge=0, le=4096)
-    dry_multiplier: float | None = Field(None, ge=0.0, le=5.0)  # as llama.cpp's DRY (0: off)
-    num_predict: int | None = Field(None, ge=-2, le=131072)
+    temperature: float | None = optional_field("temperature")
+    top_p: float | None = optional_field("top_p")
+    top_k: int | None = optional_field("top_k")
+    min_p: float | None = optional_field("min_p")
+    repeat_penalty: float | None = optional_field("repeat_penalty")
+    repeat_last_n: int | None = optional_field("repeat_last_n")
+    dry_multiplier: float | None = optional_field("dry_multiplier")  # as llama.cpp's DRY (0: off)
+    num_predict: int | None = optional_field("max_tokens", ge=-2)  # -1, -2: until the context is full
     seed: int | None = None
     stop: Union[str, list[str], None] = None
 
@@ -256,13 +259,13 @@ class MessagesRequest(_Lenient):
     """``POST /v1/messages`` (Anthropic's shape)."""
 
     model: str = Field(..., min_length=1, max_length=1024)
-    max_tokens: int = Field(..., ge=1, le=131072)
+    max_tokens: int = Field(..., ge=1, le=MAX_TOKENS_LIMIT)
     messages: list[AnthropicMessage] = Field(..., min_length=1)
     system: Union[str, list[AnthropicBlock], None] = None
     stop_sequences: list[str] | None = Field(None, max_length=16)
-    temperature: float | None = Field(None, ge=0.0, le=1.0)
-    top_p: float | None = Field(None, gt=0.0, le=1.0)
-    top_k: int | None = Field(None, ge=0, le=1000)
+    temperature: float | None = optional_field("temperature", le=1.0)  # Anthropic's bound
+    top_p: float | None = optional_field("top_p")
+    top_k: int | None = optional_field("top_k")
     stream: bool = False
     tools: list[AnthropicTool] | None = Field(None, max_length=128)
     tool_choice: AnthropicToolChoice | None = None
@@ -322,9 +325,9 @@ class ResponsesRequest(_Lenient):
     tools: list[ResponseTool] | None = Field(None, max_length=128)
     tool_choice: Union[Literal["none", "auto", "required"], ResponseNamedChoice, None] = None
     parallel_tool_calls: bool | None = None
-    max_output_tokens: int | None = Field(None, ge=1, le=131072)
-    temperature: float | None = Field(None, ge=0.0, le=2.0)
-    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    max_output_tokens: int | None = optional_field("max_tokens")
+    temperature: float | None = optional_field("temperature", le=2.0)  # OpenAI's bound
+    top_p: float | None = optional_field("top_p")
     stream: bool = False
     store: bool | None = None
     previous_response_id: str | None = None
