@@ -15,6 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from inference.router import Policy
 from inference.sampling import SamplingOptions
 from storage.errors import EmberError
 
@@ -114,9 +115,8 @@ class RouterSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    policy: Literal["off", "auto", "cascade"] = Field("off", description="off (one model), auto (decide before "
-                                                                         "answering) or cascade (the small model "
-                                                                         "answers first, escalates when unsure).")
+    policy: Policy = Field("off", description="off (one model), auto (decide before answering) or cascade (the "
+                                              "small model answers first, escalates when unsure).")
     budget: float = Field(0.25, ge=0.0, le=1.0, description="Target share of queries escalated to the large "
                                                             "tier; the threshold is calibrated to hold it.")
     large_model: str | None = Field(None, description="Large tier: a library model (name, alias or .gguf path).")
