@@ -49,6 +49,7 @@ class Composer(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.input = _Input()
+        self.input.setAccessibleName("Message")
         self.input.setPlaceholderText("Message Ember… (Enter sends, Shift+Enter for a new line)")
         self.input.setFixedHeight(72)
         self.input.setTabChangesFocus(True)

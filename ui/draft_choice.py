@@ -52,6 +52,7 @@ class DraftChoice(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.combo = QComboBox()
+        self.combo.setAccessibleName("Speculative decoding")
         self.combo.setMinimumWidth(200)
         self.combo.setToolTip("Speculative decoding: a small model with the same tokenizer (or text from the "
                               "conversation) proposes tokens that the model checks in one batch. Only compatible "

@@ -24,6 +24,7 @@ class ModelPicker(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.combo = QComboBox()
+        self.combo.setAccessibleName("Model")
         self.combo.setMinimumWidth(260)
         self.combo.setToolTip("The model that answers in this window")
         self.open_button = QToolButton(text="…")

@@ -65,6 +65,7 @@ class SettingsForm(QWidget):
                 continue
             editor = self._editor(name, kind, optional, info)
             editor.setToolTip(info.description or "")
+            editor.setAccessibleName(label_for(name))
             self.editors[name] = editor
             self._kinds[name] = (kind, optional)
             self._set(name, getattr(values, name))
