@@ -110,7 +110,7 @@ class Turn:
         tools = extras.tools if extras is not None else None
         if (policy == "off" and forced is None) or tools is not None:  # the router's tiers take no tools
             self.handle: JobHandle = core.engine.chat(msgs, options, model=spec, on_event=self._record,
-                                                      tools=tools)
+                                                      tools=tools, interactive=True)
         else:
             self.handle = router_of(core).start(msgs, options, small=spec, policy=policy, forced=forced,
                                                 large=large, conversation_id=conversation_id,

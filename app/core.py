@@ -55,7 +55,8 @@ class Ember:
         states = StateCache(paths.cache / "kv", ram_budget=e.state_cache_ram_mb << 20,
                             disk_budget=e.state_cache_disk_mb << 20)
         return cls(paths=paths, settings=settings, db=db, conversations=ConversationStore(db), library=library,
-                   engine=EngineService(states=states))
+                   engine=EngineService(states=states, parallel=settings.api.parallel,
+                                        prefill_chunk=e.prefill_chunk))
 
     def model_spec(self, name_or_path: str | None = None, *, draft: str | None = None,
                    lookup: bool = False) -> ModelSpec:

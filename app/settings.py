@@ -38,6 +38,10 @@ class EngineSettings(BaseModel):
                                                                "(-1: as many as the model has).")
     flash_attn: bool | None = Field(None, description="Flash attention (empty: off on CPU-only builds, where it "
                                                       "slows long chats; llama.cpp decides on GPUs).")
+    prefill_chunk: int | None = Field(None, ge=16, le=8192, description="Most prompt tokens read per step "
+                                                                        "while other replies stream (empty: "
+                                                                        "128 on a CPU, 512 with a GPU); "
+                                                                        "smaller keeps streams smoother.")
     state_cache_ram_mb: int = Field(512, ge=0, le=65536, description="Memory for saved conversation states "
                                                                     "(instant switching back), in MiB.")
     state_cache_disk_mb: int = Field(2048, ge=0, le=1 << 20, description="Disk space for saved conversation "
@@ -73,6 +77,10 @@ class ApiSettings(BaseModel):
                                                                          "API from a browser (CORS).")
     max_queue: int = Field(16, ge=1, le=1024, description="API requests waiting or running at once; more are "
                                                           "refused with 503.")
+    parallel: int | None = Field(None, ge=1, le=32, description="API replies generated at once, batched "
+                                                                "(empty: 4 on a CPU, 8 with a GPU); the "
+                                                                "desktop's turn always gets a slot of its "
+                                                                "own. Applies at the next start.")
     max_body_bytes: int = Field(8 << 20, ge=1024, le=1 << 30, description="Largest request body, in bytes.")
     request_timeout: float = Field(600.0, gt=0.0, le=86400.0, description="Seconds a request may wait and run "
                                                                           "before it is cancelled.")

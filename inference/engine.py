@@ -1,7 +1,12 @@
-"""The engine service: one worker thread owns every llama.cpp context and runs jobs from a queue.
+"""The engine service: one worker thread owns every llama.cpp context and runs every job.
 
 Front ends (the chat window, the local API, the CLI) submit jobs and read events back from a :class:`JobHandle`,
 by iterating it or through a callback. Cancelling a job sets a flag that the worker checks before every token.
+
+Generation jobs run at the same time as sequences of one context: the worker's scheduler
+(:mod:`inference.scheduler`) puts the next token of every running reply, and a bounded chunk of waiting prompts,
+into one ``llama_decode`` per step. The desktop's turns (``interactive``) go before API jobs and always find a
+slot. Work that cannot share a batch (speculative decoding, embeddings, a model load) runs alone between steps.
 """
 
 from __future__ import annotations
@@ -19,14 +24,16 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 from inference.chat_prompt import fit_chat_prompt, model_template
 from inference.errors import EngineError
 from inference.events import EngineEvent, Failed, Finished, GenerationStats, LoadProgress, TokenText
-from inference.generate import generate
-from inference.hardware import physical_cores
+from inference.generate import generate_steps
+from inference.hardware import batching_defaults, physical_cores
 from inference.kv_state import StateCache
 from inference.offload import OffloadPlan, preflight
 from inference.llama_model import ContextParams, LlamaModel
 from inference.logprobs import token_logprob
 from inference.sampling import SamplingOptions
+from inference.scheduler import BatchScheduler, SeqJob
 from inference.spec_runtime import SpeculativeConfig, SpeculativeRuntime
+from inference.steps import Acquire, Drain, Exclusive, Steps
 from inference.tools import OPEN, ToolReply, ToolRequest, call_grammar, parse_reply, prompt_messages, \
     template_knows_tools
 from storage.errors import EmberError
@@ -126,27 +133,31 @@ class JobHandle:
             self._done.set()
 
 
-@dataclass
-class _Job:
-    handle: JobHandle
-    run: Callable[[JobHandle], Any]
-
-
 class EngineService:
-    """Owns the loaded model on one worker thread; every operation is a job in a FIFO queue.
+    """Owns the loaded model on one worker thread; every operation is a job, generation jobs run batched.
 
     Args:
         name: thread name (for logs and debuggers).
+        states: saved KV states of earlier conversations (None: no saving).
+        parallel: generation jobs of API clients that run at once (one more slot is kept for interactive jobs);
+            None: :func:`~inference.hardware.batching_defaults`.
+        prefill_chunk: most prompt tokens a step evaluates while other sequences are generating (None: as
+            ``parallel``).
     """
 
-    def __init__(self, *, name: str = "ember-engine", states: StateCache | None = None) -> None:
-        self._states = states  # saved KV states of earlier conversations (None: no saving)
+    def __init__(self, *, name: str = "ember-engine", states: StateCache | None = None, parallel: int | None = None,
+                 prefill_chunk: int | None = None) -> None:
+        default_parallel, default_chunk = batching_defaults()
+        self._states = states
         self.load_plan: OffloadPlan | None = None  # the plan of the last load (GPU layers, threads, memory)
-        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._queue: queue.Queue[SeqJob | None] = queue.Queue()
         self._thread = threading.Thread(target=self._worker, name=name, daemon=True)
         self._model: LlamaModel | None = None
         self._spec: ModelSpec | None = None
         self._speculative = SpeculativeRuntime()  # the drafter of the loaded model, if its spec asks for one
+        self._scheduler = BatchScheduler(parallel=parallel or default_parallel,
+                                         prefill_chunk=prefill_chunk or default_chunk, model=lambda: self._model,
+                                         states=states)
         self._lock = threading.Lock()
         self._started = False
         self._stopped = False
@@ -191,19 +202,25 @@ class EngineService:
 
         Emits :class:`LoadProgress` events; cancelling the handle stops the load.
         """
-        return self._submit("load", lambda h: self._ensure_loaded(spec, h), on_event)
+        def run(handle: JobHandle) -> Steps:
+            yield from self._loaded(spec, handle)
+            return None
+
+        return self._submit("load", run, on_event)
 
     def unload(self) -> JobHandle:
         """Free the loaded model."""
-        return self._submit("unload", lambda h: self._free(), None)
+        return self._submit("unload", lambda h: self._alone(self._free), None)
 
     def reset(self) -> JobHandle:
-        """Forget the KV cache of the loaded model (the next prompt is evaluated from scratch)."""
-        return self._submit("reset", lambda h: self._model.clear() if self._model else None, None)
+        """Forget the KV cache of the loaded model, every sequence (the next prompt is evaluated from scratch)."""
+        return self._submit("reset", lambda h: self._alone(lambda: self._model.clear_all() if self._model else None),
+                            None)
 
     def chat(self, messages: Sequence[Message], options: SamplingOptions, *, model: ModelSpec | None = None,
              on_event: Callable[[EngineEvent], None] | None = None, grammar: str | None = None,
-             tools: ToolRequest | None = None, logprobs: int | None = None) -> JobHandle:
+             tools: ToolRequest | None = None, logprobs: int | None = None,
+             interactive: bool = False) -> JobHandle:
         """Generate the assistant's reply to ``messages`` (dicts with ``role`` and ``content``).
 
         The prompt is built with the model's own chat template. When ``model`` is given it is loaded first if it
@@ -216,25 +233,28 @@ class EngineService:
 
         ``logprobs``: send a :class:`~inference.logprobs.TokenLogprob` event before each token's text, with that
         many (0-20) likeliest alternatives (None: none; such replies decode without speculation).
+
+        ``interactive``: the desktop's own turn; it goes before API jobs and always finds a sequence slot.
         """
         msgs = [{"role": m["role"], "content": m.get("content") or "",
                  **{k: m[k] for k in _TOOL_KEYS if m.get(k)}} for m in messages]
         with_tools = tools is not None or any(len(m) > 2 or m["role"] == "tool" for m in msgs)
 
-        def run(handle: JobHandle) -> ChatResult:
-            llm = self._ensure_loaded(model, handle)
+        def run(handle: JobHandle) -> Steps:
+            llm = yield from self._loaded(model, handle)
             started = time.perf_counter()
             rendered, tool_defs = msgs, None
             if with_tools:
                 rendered, tool_defs = prompt_messages(msgs, tools, native=template_knows_tools(
                     model_template(llm).source))
             prompt = fit_chat_prompt(llm, rendered, options.max_tokens, tools=tool_defs)
+            yield Acquire(prompt.tokens)
             if tools is not None and tools.choice != "none":
-                result = self._reply_with_tools(llm, prompt.tokens, options, handle, started, tools,
-                                                keep=prompt.keep, logprobs=logprobs)
+                result = yield from self._reply_with_tools(llm, prompt.tokens, options, handle, started, tools,
+                                                           keep=prompt.keep, logprobs=logprobs)
             else:
-                result = self._generate(llm, prompt.tokens, options, handle, started, grammar=grammar,
-                                        keep=prompt.keep, logprobs=logprobs)
+                result = yield from self._generate(llm, prompt.tokens, options, handle, started, grammar=grammar,
+                                                   keep=prompt.keep, logprobs=logprobs)
                 if tools is not None:
                     result = dataclasses.replace(result, tools=ToolReply(result.text))
             if prompt.dropped:
@@ -242,19 +262,21 @@ class EngineService:
                                                                               trimmed_messages=prompt.dropped))
             return result
 
-        return self._submit("chat", run, on_event)
+        return self._submit("chat", run, on_event, interactive=interactive)
 
     def complete(self, prompt: str, options: SamplingOptions, *, model: ModelSpec | None = None,
-                 on_event: Callable[[EngineEvent], None] | None = None, grammar: str | None = None) -> JobHandle:
+                 on_event: Callable[[EngineEvent], None] | None = None, grammar: str | None = None,
+                 interactive: bool = False) -> JobHandle:
         """Continue raw ``prompt`` text (no chat template). Same events as :meth:`chat`."""
 
-        def run(handle: JobHandle) -> ChatResult:
-            llm = self._ensure_loaded(model, handle)
+        def run(handle: JobHandle) -> Steps:
+            llm = yield from self._loaded(model, handle)
             started = time.perf_counter()
             tokens = llm.tokenize(prompt, add_special=True, parse_special=False)
-            return self._generate(llm, tokens, options, handle, started, grammar=grammar)
+            yield Acquire(tokens)
+            return (yield from self._generate(llm, tokens, options, handle, started, grammar=grammar))
 
-        return self._submit("complete", run, on_event)
+        return self._submit("complete", run, on_event, interactive=interactive)
 
     def embed(self, texts: Sequence[str], *, model: ModelSpec | None = None,
               on_event: Callable[[EngineEvent], None] | None = None) -> JobHandle:
@@ -264,10 +286,11 @@ class EngineService:
         """
         items = list(texts)
 
-        def run(handle: JobHandle) -> Any:
+        def run(handle: JobHandle) -> Steps:
             from inference.embeddings import embed_texts
 
-            llm = self._ensure_loaded(model, handle)
+            llm = yield from self._loaded(model, handle)
+            yield Exclusive()
             try:
                 return embed_texts(llm, items, should_stop=lambda: handle.cancelled)
             except InterruptedError:
@@ -277,41 +300,79 @@ class EngineService:
 
     @property
     def pending(self) -> int:
-        """How many submitted jobs wait for the worker (not counting the one it runs)."""
-        return self._queue.qsize()
+        """How many submitted jobs wait for the worker (not counting those it runs)."""
+        return self._queue.qsize() + len(self._scheduler.waiting)
+
+    @property
+    def parallel(self) -> int:
+        """API generation jobs that run at once."""
+        return self._scheduler.parallel
+
+    def snapshot(self) -> dict[str, Any]:
+        """Running and waiting jobs (each running one's sequence slot and state), for ``/health``."""
+        out = self._scheduler.snapshot()
+        out["queued"] = self._queue.qsize()
+        out["steps"] = self._scheduler.steps
+        out["largest_batch"] = self._scheduler.max_batch
+        return out
 
     def call(self, fn: Callable[[LlamaModel | None], Any]) -> JobHandle:
-        """Run ``fn(model)`` on the worker thread (for tools and tests that need the context itself)."""
-        return self._submit("call", lambda h: fn(self._model), None)
+        """Run ``fn(model)`` on the worker thread, alone, with a free sequence selected (the most recently used
+        one: a just-finished reply's cache) — for tools, benchmarks and tests that need the context itself."""
+
+        def run(handle: JobHandle) -> Steps:
+            yield Acquire(None)
+            yield Exclusive()
+            return fn(self._model)
+
+        return self._submit("call", run, None)
 
     # -- worker side ---------------------------------------------------------------------------------------------
 
+    @staticmethod
+    def _alone(fn: Callable[[], Any]) -> Steps:
+        yield Drain()
+        return fn()
+
     def _submit(self, kind: str, run: Callable[[JobHandle], Any],
-                on_event: Callable[[EngineEvent], None] | None) -> JobHandle:
+                on_event: Callable[[EngineEvent], None] | None, *, interactive: bool = False) -> JobHandle:
         if self._stopped:
             raise EngineError("The engine has been shut down.")
         self.start()
         handle = JobHandle(kind, on_event)
-        self._queue.put(_Job(handle, run))
+        self._queue.put(SeqJob(handle, run(handle), interactive=interactive, on_end=_finish))
         return handle
 
     def _worker(self) -> None:
+        sched = self._scheduler
+        stopping = False
         while True:
-            job = self._queue.get()
-            if job is None:
-                break
-            handle = job.handle
-            handle.started = time.perf_counter()
             try:
-                result = job.run(handle)
-                stats = result.stats if isinstance(result, ChatResult) else None
-                handle.emit(Finished(result=result, stats=stats))
-            except EmberError as exc:
-                handle.emit(Failed(exc))
-            except Exception as exc:  # a bug: keep the traceback in the log, report it, keep serving
-                log.exception("engine job %s (%s) failed", handle.id, handle.kind)
-                handle.emit(Failed(exc))
+                job = self._queue.get(block=not sched.busy)
+                while True:
+                    if job is None:
+                        stopping = True
+                    else:
+                        sched.add(job)
+                    job = self._queue.get_nowait()
+            except queue.Empty:
+                pass
+            if stopping and not sched.busy:
+                break
+            try:
+                sched.run_once()
+            except Exception:  # a bug in the scheduler itself: fail what runs, keep serving
+                log.exception("engine scheduler failed")
+                for j in list(sched.active):
+                    sched._end(j, None, EngineError("The engine hit an internal error; see Ember's log."))
         self._free()
+
+    def _loaded(self, spec: ModelSpec | None, handle: JobHandle) -> Steps:
+        """The model for ``spec``: loading it (alone: nothing else may use the old model) when it is not loaded."""
+        if spec is not None and (self._model is None or self._spec is None
+                                 or replace(spec, speculative=None) != replace(self._spec, speculative=None)):
+            yield Drain()
+        return self._ensure_loaded(spec, handle)
 
     def _ensure_loaded(self, spec: ModelSpec | None, handle: JobHandle) -> LlamaModel:
         if (spec is not None and self._model is not None and self._spec is not None and spec != self._spec
@@ -345,7 +406,7 @@ class EngineService:
                 handle.emit(LoadProgress(fraction))
             return not handle.cancelled
 
-        model = LlamaModel(spec.path, params, progress=progress)
+        model = LlamaModel(spec.path, replace(params, n_seq=self._scheduler.n_slots), progress=progress)
         try:
             model_template(model)  # a template that cannot be used fails the load, not the first reply
         except BaseException:
@@ -361,8 +422,9 @@ class EngineService:
     def _generate(self, llm: LlamaModel, prompt: Sequence[int], options: SamplingOptions,
                   handle: JobHandle, started: float, *, grammar: str | None = None, keep: int = 4,
                   emit: Callable[[str], None] | None = None,
-                  should_stop: Callable[[], bool] | None = None, logprobs: int | None = None) -> ChatResult:
-        """Run the decode loop; TTFT counts from ``started`` (after any model load, before templating).
+                  should_stop: Callable[[], bool] | None = None, logprobs: int | None = None) -> Steps:
+        """Run the decode loop in the job's sequence; TTFT counts from ``started`` (after any model load, before
+        templating). Returns a :class:`ChatResult`.
 
         ``emit`` receives the text instead of the handle's :class:`TokenText` events; ``should_stop`` replaces
         the handle's cancel flag; ``logprobs`` as in :meth:`chat`."""
@@ -376,35 +438,37 @@ class EngineService:
 
         # Grammar-constrained replies decode plainly, and so do replies with DRY: the speculative path samples with
         # its own copy of the chain (inference/spec_sampling.py), which has no DRY.
-        on_token = None
+        on_logits = None
         if logprobs is not None:
-            def on_token(token: int) -> None:
+            def on_logits(token: int, index: int) -> None:
                 if not llm.is_eog(token):
-                    handle.emit(token_logprob(llm, token, logprobs))
+                    handle.emit(token_logprob(llm, token, logprobs, index))
 
         if (self._speculative.active and grammar is None and options.dry_multiplier == 0.0 and not options.ignore_eos
-                and on_token is None):
+                and on_logits is None):
+            yield Exclusive()  # drafting and verifying run alone, between batched steps
             stats = self._speculative.generate(llm, prompt, options, should_stop=stop,
                                                on_text=on_text, started=started)
         else:
-            stats = generate(llm, prompt, options, should_stop=stop, on_text=on_text,
-                             started=started, grammar=grammar, keep=keep, states=self._states, on_token=on_token)
+            stats = yield from generate_steps(llm, prompt, options, should_stop=stop, on_text=on_text,
+                                              started=started, grammar=grammar, keep=keep, states=self._states,
+                                              on_logits=on_logits)
         return ChatResult("".join(parts), stats)
 
     def _reply_with_tools(self, llm: LlamaModel, prompt: Sequence[int], options: SamplingOptions,
                           handle: JobHandle, started: float, tools: ToolRequest, *, keep: int,
-                          logprobs: int | None = None) -> ChatResult:
-        """A reply that may call ``tools``. A forced call (``required``, a named function) is generated under the
+                          logprobs: int | None = None) -> Steps:
+        """A reply that may call ``tools`` (returns a :class:`ChatResult`). A forced call (``required``, a named function) is generated under the
         call grammar from the first token. With ``auto`` the reply is free text until the model writes the opener
         ``<tool_call>``; the same sequence then continues under the grammar, so the call's arguments match their
         schema. Both phases stream their text to the handle as one reply (the opener included)."""
         if tools.forced:
-            result = self._generate(llm, prompt, options.model_copy(update={"stop": []}), handle, started,
-                                    grammar=call_grammar(tools), keep=keep, logprobs=logprobs)
+            result = yield from self._generate(llm, prompt, options.model_copy(update={"stop": []}), handle, started,
+                                               grammar=call_grammar(tools), keep=keep, logprobs=logprobs)
             return dataclasses.replace(result, tools=parse_reply(result.text))
         watch = _OpenerWatch(lambda text: handle.emit(TokenText(text)))
-        first = self._generate(llm, prompt, options, handle, started, keep=keep, emit=watch.push,
-                               should_stop=lambda: handle.cancelled or watch.opened, logprobs=logprobs)
+        first = yield from self._generate(llm, prompt, options, handle, started, keep=keep, emit=watch.push,
+                                          should_stop=lambda: handle.cancelled or watch.opened, logprobs=logprobs)
         if not watch.opened or handle.cancelled:
             watch.flush()
             text = watch.content
@@ -416,9 +480,9 @@ class EngineService:
             stats = dataclasses.replace(first.stats, finish_reason="length")
             return ChatResult(head, stats, tools=parse_reply(head))
         follow = list(prompt) + llm.tokenize(head, add_special=False, parse_special=True)
-        second = self._generate(llm, follow, options.model_copy(update={"stop": [], "max_tokens": left}), handle,
-                                started, grammar=call_grammar(tools, after_opener=True), keep=keep,
-                                logprobs=logprobs)
+        second = yield from self._generate(llm, follow, options.model_copy(update={"stop": [], "max_tokens": left}),
+                                           handle, started, grammar=call_grammar(tools, after_opener=True),
+                                           keep=keep, logprobs=logprobs)
         s1, s2 = first.stats, second.stats
         stats = dataclasses.replace(s1, completion_tokens=s1.completion_tokens + s2.completion_tokens,
                                     prompt_ms=round(s1.prompt_ms + s2.prompt_ms, 2),
@@ -432,6 +496,22 @@ class EngineService:
         if self._model is not None:
             self._model.close()
         self._model = self._spec = None
+
+
+def _finish(job: SeqJob, result: Any, error: BaseException | None) -> None:
+    """Report a job's end through its handle (a bug's traceback goes to the log)."""
+    handle = job.handle
+    if error is None:
+        stats = result.stats if isinstance(result, ChatResult) else None
+        handle.emit(Finished(result=result, stats=stats))
+    elif isinstance(error, EmberError):
+        handle.emit(Failed(error))
+    elif isinstance(error, Exception):  # a bug: keep the traceback in the log, report it, keep serving
+        log.error("engine job %s (%s) failed", handle.id, handle.kind, exc_info=error)
+        handle.emit(Failed(error))
+    else:  # KeyboardInterrupt, SystemExit, GeneratorExit: report, then let it stop the worker
+        handle.emit(Failed(EngineError("The engine stopped while this job ran.")))
+        raise error
 
 
 class _OpenerWatch:

@@ -1,15 +1,20 @@
-"""The decode loop: evaluate the prompt (reusing the cached prefix), then sample token by token."""
+"""The decode loop: evaluate the prompt (reusing the cached prefix), then sample token by token.
+
+The loop is a generator of evaluation requests (:mod:`inference.steps`): the engine's scheduler batches the
+requests of every running sequence into one ``llama_decode``; :func:`generate` runs one loop alone.
+"""
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Generator, Sequence
 
 from inference.events import GenerationStats, reply_stats
 from inference.llama_model import LlamaModel, ShouldStop
 from inference.repetition import LoopDetector
 from inference.sampler import Sampler
 from inference.sampling import SamplingOptions
+from inference.steps import Eval, EvalResult, Request, drive, prefill
 from inference.text_stream import TextStream
 
 if TYPE_CHECKING:
@@ -20,9 +25,22 @@ def generate(model: LlamaModel, prompt: Sequence[int], options: SamplingOptions,
              should_stop: ShouldStop, on_text: Callable[[str], None],
              started: float | None = None, grammar: str | None = None, keep: int = 4,
              states: StateCache | None = None, on_token: Callable[[int], None] | None = None) -> GenerationStats:
-    """Generate a reply to ``prompt`` with ``model``, streaming its text to ``on_text``.
+    """Generate a reply to ``prompt`` with ``model`` alone (its selected sequence); see :func:`generate_steps`."""
+    return drive(model, generate_steps(model, prompt, options, should_stop=should_stop, on_text=on_text,
+                                       started=started, grammar=grammar, keep=keep, states=states,
+                                       on_token=on_token))
 
-    ``should_stop`` is checked before every token and between prompt batches; when it turns true the reply ends
+
+def generate_steps(model: LlamaModel, prompt: Sequence[int], options: SamplingOptions, *,
+                   should_stop: ShouldStop, on_text: Callable[[str], None],
+                   started: float | None = None, grammar: str | None = None, keep: int = 4,
+                   states: StateCache | None = None, on_token: Callable[[int], None] | None = None,
+                   on_logits: Callable[[int, int], None] | None = None
+                   ) -> Generator[Request, Any, GenerationStats]:
+    """Generate a reply to ``prompt`` in the model's selected sequence, streaming its text to ``on_text``;
+    evaluation goes through the requests this generator yields.
+
+    ``should_stop`` is checked before every token and between prompt parts; when it turns true the reply ends
     with finish reason ``cancelled``. With ``options.stop_loops`` a reply that turns into a verbatim loop ends with
     finish reason ``repetition`` (:mod:`inference.repetition`; the text already streamed is kept).
 
@@ -37,14 +55,18 @@ def generate(model: LlamaModel, prompt: Sequence[int], options: SamplingOptions,
         keep: leading tokens (system prompt, attention sinks) a context shift never drops.
         states: saved KV states to restore from and save to (conversation switching).
         on_token: receives each sampled token id (EOG included), for benchmarks and tests.
+        on_logits: receives each sampled token id and the batch index of the logits row it was sampled from
+            (log-probabilities; the row is valid until the generator yields again).
 
     Raises:
         EngineError: the prompt does not fit or llama.cpp failed.
     """
     t0 = started if started is not None else time.perf_counter()
     t_prompt = time.perf_counter()
+    seq = model.seq
     try:
-        cached = model.ingest_prompt(prompt, should_stop=should_stop, states=states)
+        cached, rest = model.prepare(prompt, states=states)
+        index = (yield from prefill(rest, should_stop)) if rest else -1
     except InterruptedError:
         now = time.perf_counter()
         return GenerationStats(len(prompt), 0, 0, 0.0, (now - t_prompt) * 1000, 0.0, (now - t0) * 1000,
@@ -63,12 +85,14 @@ def generate(model: LlamaModel, prompt: Sequence[int], options: SamplingOptions,
             if should_stop():
                 finish = "cancelled"
                 break
-            token = sampler.sample(model.ctx, -1)
+            token = sampler.sample(model.ctx, index)
             t_last = time.perf_counter()
             if t_first is None:
                 t_first = t_last
             if on_token is not None:
                 on_token(token)
+            if on_logits is not None:
+                on_logits(token, index)
             if model.is_eog(token):
                 finish = "stop"
                 break
@@ -85,6 +109,7 @@ def generate(model: LlamaModel, prompt: Sequence[int], options: SamplingOptions,
             if n_gen >= options.max_tokens:
                 finish = "length"
                 break
+            model.select(seq)
             if len(model.tokens) + 1 >= model.n_ctx:
                 # Context full mid-reply: drop the older half after the kept prefix, as llama.cpp does.
                 discard = (len(model.tokens) - keep) // 2
@@ -92,7 +117,8 @@ def generate(model: LlamaModel, prompt: Sequence[int], options: SamplingOptions,
                     finish = "length"
                     break
                 shifts += 1
-            model.decode([token])
+            result: EvalResult = yield Eval([token])
+            index = result.indices[-1]
             n_decoded += 1
     tail = stream.flush()
     if tail:

@@ -154,6 +154,14 @@ def backend_info() -> BackendInfo:
     )
 
 
+def batching_defaults() -> tuple[int, int]:
+    """Replies batched at once for API clients and prompt tokens per step beside them, for this build: (4, 128)
+    on a CPU, where a step's cost grows with its tokens; (8, 512) where layers can go to a GPU."""
+    import llama_cpp
+
+    return (8, 512) if llama_cpp.llama_supports_gpu_offload() else (4, 128)
+
+
 def parse_backends(system_info: str) -> list[str]:
     """Backend names from llama.cpp's system info line, e.g. ``CUDA : ARCHS = 890 | ... | CPU : AVX = 1 |``."""
     names = []

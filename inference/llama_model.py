@@ -1,8 +1,13 @@
 """One llama.cpp model with its context, on the low-level API.
 
 The object is owned by the engine's worker thread: nothing here is thread-safe and nothing here knows about jobs.
-It keeps the list of tokens whose KV entries are in the context (sequence 0), so a new prompt that shares a prefix
-with what is cached only evaluates the rest.
+The context holds several sequences (llama.cpp's multi-sequence KV cache, one unified pool of ``n_ctx`` cells). For
+each it keeps the list of tokens whose KV entries are cached, so a new prompt that shares a prefix with what is
+cached (in its own sequence or another one) only evaluates the rest.
+
+Single-sequence methods (:meth:`ingest_prompt`, :meth:`decode`, :meth:`truncate`, :attr:`tokens`, ...) work on the
+*selected* sequence (:meth:`select`, sequence 0 by default), so the decode loops need not know which sequence they
+run in; :meth:`decode_batch` evaluates tokens of several sequences in one ``llama_decode``.
 """
 
 from __future__ import annotations
@@ -39,6 +44,12 @@ class ContextParams:
     n_threads: int | None = None
     n_gpu_layers: int = -1
     flash_attn: bool | None = None  # None: llama.cpp decides
+    n_seq: int = 1  # sequences the context holds at once (the engine's slots); they share the n_ctx cells
+
+
+# A prompt copies another sequence's cached prefix (instead of evaluating it) when that is this many tokens longer
+# than what its own sequence already holds.
+DONOR_MIN = 16
 
 
 def flash_attn_type(setting: bool | None) -> int:
@@ -176,6 +187,8 @@ class LlamaModel:
         cparams.n_threads_batch = threads
         cparams.no_perf = True
         cparams.flash_attn_type = flash_attn_type(params.flash_attn)
+        cparams.n_seq_max = max(1, params.n_seq)
+        cparams.kv_unified = True  # every sequence may use the whole context, as llama-server --kv-unified
         self._ctx = llama_cpp.llama_init_from_model(self._model, cparams)
         if not self._ctx:
             self.close()
@@ -189,9 +202,13 @@ class LlamaModel:
         self._batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
         self._abort_cb = llama_cpp.ggml_abort_callback(self._should_abort)
         self._pieces: dict[int, bytes] = {}
-        self.tokens: list[int] = []  # tokens whose KV entries are in sequence 0, in order
-        # len(tokens) when llama.cpp's last logits row is the next-token distribution after all of them, else None
-        self._logits_at: int | None = None
+        self.n_seq = max(1, params.n_seq)
+        self._cache: list[list[int]] = [[] for _ in range(self.n_seq)]  # per sequence: tokens in the KV cache
+        self._seq = 0  # the selected sequence
+        self.pinned: set[int] = set()  # sequences being generated: never shifted under (see shift_out)
+        # (seq, len(tokens)) when llama.cpp's last logits row is the next-token distribution after all of that
+        # sequence's tokens, else None
+        self._logits_at: tuple[int, int] | None = None
         self.bos_id = llama_cpp.llama_vocab_bos(self._vocab)
         self.eos_id = llama_cpp.llama_vocab_eos(self._vocab)
         self.add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
@@ -291,20 +308,51 @@ class LlamaModel:
 
     # -- KV cache and evaluation ---------------------------------------------------------------------------------
 
+    @property
+    def tokens(self) -> list[int]:
+        """The tokens cached in the selected sequence, in order."""
+        return self._cache[self._seq]
+
+    @tokens.setter
+    def tokens(self, value: list[int]) -> None:
+        self._cache[self._seq] = value
+
+    @property
+    def seq(self) -> int:
+        """The selected sequence."""
+        return self._seq
+
+    def select(self, seq: int) -> None:
+        """Make ``seq`` the sequence the single-sequence methods work on."""
+        if not 0 <= seq < self.n_seq:
+            raise ValueError(f"sequence {seq} out of range 0..{self.n_seq - 1}")
+        self._seq = seq
+
+    def cached(self, seq: int) -> list[int]:
+        """The tokens cached in ``seq`` (do not modify)."""
+        return self._cache[seq]
+
     def truncate(self, n_keep: int) -> None:
         """Drop every cached token from position ``n_keep`` on, in the KV cache and in :attr:`tokens`."""
         if n_keep >= len(self.tokens):
             return
         self._logits_at = None
-        if not llama_cpp.llama_memory_seq_rm(self._mem, 0, n_keep, -1):
-            llama_cpp.llama_memory_clear(self._mem, True)
+        if not llama_cpp.llama_memory_seq_rm(self._mem, self._seq, n_keep, -1):
+            llama_cpp.llama_memory_seq_rm(self._mem, self._seq, -1, -1)
             n_keep = 0
         del self.tokens[n_keep:]
 
     def clear(self) -> None:
-        """Forget every cached token."""
-        llama_cpp.llama_memory_clear(self._mem, True)
+        """Forget every token cached in the selected sequence."""
+        llama_cpp.llama_memory_seq_rm(self._mem, self._seq, -1, -1)
         self.tokens.clear()
+        self._logits_at = None
+
+    def clear_all(self) -> None:
+        """Forget every cached token of every sequence."""
+        llama_cpp.llama_memory_clear(self._mem, True)
+        for cache in self._cache:
+            cache.clear()
         self._logits_at = None
 
     def common_prefix(self, tokens: Sequence[int]) -> int:
@@ -322,16 +370,16 @@ class LlamaModel:
 
     def save_state(self) -> bytes:
         """llama.cpp's serialised KV state of the cached sequence."""
-        size = llama_cpp.llama_state_seq_get_size(self._ctx, 0)
+        size = llama_cpp.llama_state_seq_get_size(self._ctx, self._seq)
         buf = (ctypes.c_uint8 * size)()
-        written = llama_cpp.llama_state_seq_get_data(self._ctx, buf, size, 0)
+        written = llama_cpp.llama_state_seq_get_data(self._ctx, buf, size, self._seq)
         return bytes(buf)[:written]
 
     def load_state(self, tokens: Sequence[int], data: bytes) -> bool:
         """Replace the cache with a saved state holding ``tokens``; False (cache emptied) if llama.cpp refuses."""
         self.clear()
         buf = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
-        if llama_cpp.llama_state_seq_set_data(self._ctx, buf, len(data), 0) == 0:
+        if llama_cpp.llama_state_seq_set_data(self._ctx, buf, len(data), self._seq) == 0:
             self.clear()
             return False
         self.tokens = list(tokens)
@@ -347,9 +395,16 @@ class LlamaModel:
             return True
         if not llama_cpp.llama_memory_can_shift(self._mem):
             return False
-        if not llama_cpp.llama_memory_seq_rm(self._mem, 0, start, end):
+        # Cells a prefix copy shares with another sequence move for both: that one gives them up first (when idle).
+        for other in range(self.n_seq):
+            if other != self._seq and common_prefix(self._cache[other], self.tokens) > start:
+                if other in self.pinned:
+                    return False
+                llama_cpp.llama_memory_seq_rm(self._mem, other, start, -1)
+                del self._cache[other][start:]
+        if not llama_cpp.llama_memory_seq_rm(self._mem, self._seq, start, end):
             return False
-        llama_cpp.llama_memory_seq_add(self._mem, 0, end, -1, -(end - start))
+        llama_cpp.llama_memory_seq_add(self._mem, self._seq, end, -1, -(end - start))
         del self.tokens[start:end]
         self._logits_at = None
         return True
@@ -369,20 +424,19 @@ class LlamaModel:
                 return reused
         return reused
 
-    def ingest_prompt(self, prompt: Sequence[int], *, should_stop: ShouldStop | None = None,
-                      states: StateCache | None = None) -> int:
-        """Make the cache hold ``prompt`` with logits ready for its last token, reusing what it can.
+    def prepare(self, prompt: Sequence[int], *, states: StateCache | None = None) -> tuple[int, list[int]]:
+        """Make the selected sequence's cache hold the longest reusable prefix of ``prompt``; return how many
+        prompt tokens are reused and the tokens still to evaluate (empty: the logits after the whole prompt are
+        still held by llama.cpp).
 
-        Reuse, cheapest first: the cached prefix; cached text further on when older turns were dropped (context
-        shift); a saved state from ``states`` that shares a longer prefix (a conversation switched back to). A long
-        cached sequence about to be dropped is saved to ``states`` first.
-
-        Returns:
-            How many prompt tokens were reused from the cache (not evaluated).
+        Reuse, cheapest first: the sequence's own cached prefix; its cached text further on when older turns were
+        dropped (context shift); another sequence's cached prefix when that is longer (a copy of its KV cells,
+        e.g. the same system prompt from another client); a saved state from ``states`` that shares a longer
+        prefix (a conversation switched back to). A long cached sequence about to be dropped is saved to
+        ``states`` first.
 
         Raises:
-            EngineError: the prompt does not fit the context, or llama.cpp failed.
-            InterruptedError: ``should_stop`` became true while the prompt was evaluated.
+            EngineError: the prompt is empty or does not fit the context.
         """
         if not prompt:
             raise EngineError("Nothing to evaluate: the prompt is empty.")
@@ -394,9 +448,16 @@ class LlamaModel:
         reused = self.common_prefix(prompt)
         if reused < len(self.tokens):
             reused = self._reuse_after_gap(prompt, reused)
+        donor, donated = self._best_donor(prompt)
+        if donated >= reused + DONOR_MIN or (donated > reused and donated == len(prompt)):
+            self._save_before_drop(states, reused)
+            llama_cpp.llama_memory_seq_rm(self._mem, self._seq, -1, -1)
+            llama_cpp.llama_memory_seq_cp(self._mem, donor, self._seq, 0, donated)
+            self.tokens = list(self._cache[donor][:donated])
+            self._logits_at = None
+            reused = donated
         if states is not None:
-            if len(self.tokens) - reused >= states.min_tokens:
-                states.put(self.model_key, self.tokens, self.save_state())  # about to be dropped: keep it
+            self._save_before_drop(states, reused)
             saved = states.best(self.model_key, prompt, longer_than=reused)
             if saved is not None:
                 if self.load_state(saved[0].tokens, saved[0].data):
@@ -407,11 +468,39 @@ class LlamaModel:
                     states.discard(self.model_key, saved[0].tokens)
                     reused = 0
         if reused == len(prompt):
-            if len(self.tokens) == reused and self._logits_at == reused:
-                return reused  # llama.cpp still holds the logits after the prompt's last token
+            if len(self.tokens) == reused and self._logits_at == (self._seq, reused):
+                return reused, []  # llama.cpp still holds the logits after the prompt's last token
             reused -= 1  # the last token is evaluated again so its logits are fresh
         self.truncate(reused)
-        rest = list(prompt[reused:])
+        return reused, list(prompt[reused:])
+
+    def _best_donor(self, prompt: Sequence[int]) -> tuple[int, int]:
+        """The other sequence whose cache shares the longest prefix with ``prompt``, and that length."""
+        best, best_n = -1, 0
+        for other in range(self.n_seq):
+            if other != self._seq:
+                n = common_prefix(self._cache[other], prompt)
+                if n > best_n:
+                    best, best_n = other, n
+        return best, best_n
+
+    def _save_before_drop(self, states: StateCache | None, keep: int) -> None:
+        if states is not None and len(self.tokens) - keep >= states.min_tokens:
+            states.put(self.model_key, self.tokens, self.save_state())  # about to be dropped: keep it
+
+    def ingest_prompt(self, prompt: Sequence[int], *, should_stop: ShouldStop | None = None,
+                      states: StateCache | None = None) -> int:
+        """Make the selected sequence hold ``prompt`` with logits ready for its last token, reusing what it can
+        (see :meth:`prepare`) and evaluating the rest in batches of ``n_batch``.
+
+        Returns:
+            How many prompt tokens were reused from the cache (not evaluated).
+
+        Raises:
+            EngineError: the prompt does not fit the context, or llama.cpp failed.
+            InterruptedError: ``should_stop`` became true while the prompt was evaluated.
+        """
+        reused, rest = self.prepare(prompt, states=states)
         self._stop = should_stop
         if should_stop is not None and len(rest) > 1:
             llama_cpp.llama_set_abort_callback(self._ctx, self._abort_cb, None)
@@ -431,7 +520,7 @@ class LlamaModel:
 
     def decode(self, tokens: Sequence[int], *, logits_last: bool = True,
                logits: Sequence[bool] | None = None) -> None:
-        """Evaluate ``tokens`` (at most ``n_batch``) after the cached ones and append them to the cache.
+        """Evaluate ``tokens`` (at most ``n_batch``) after the selected sequence's cached ones and append them.
 
         Args:
             tokens: the tokens to evaluate.
@@ -442,37 +531,56 @@ class LlamaModel:
             EngineError: the context is full or llama.cpp failed; the cache is left as before the call.
             InterruptedError: the abort callback stopped the evaluation.
         """
-        n = len(tokens)
+        flags = list(logits) if logits is not None else [logits_last and i == len(tokens) - 1
+                                                         for i in range(len(tokens))]
+        self.decode_batch([(self._seq, tokens, flags)])
+        self._logits_at = (self._seq, len(self.tokens)) if flags and flags[-1] else None
+
+    def decode_batch(self, items: Sequence[tuple[int, Sequence[int], Sequence[bool]]]) -> None:
+        """Evaluate tokens of several sequences in one ``llama_decode``: each item is ``(seq, tokens, flags)``,
+        the tokens going after that sequence's cached ones and ``flags`` saying which need logits. Batch index
+        ``i`` (for :func:`llama_cpp.llama_get_logits_ith` and samplers) is the i-th token in item order.
+
+        Raises:
+            EngineError: the context is full or llama.cpp failed; every cache is left as before the call.
+            InterruptedError: the abort callback stopped the evaluation.
+        """
+        n = sum(len(tokens) for _, tokens, _ in items)
         if n == 0 or n > self.n_batch:
             raise ValueError(f"decode takes 1..{self.n_batch} tokens, got {n}")
-        pos0 = len(self.tokens)
-        if pos0 + n > self.n_ctx:
-            raise EngineError(f"The context is full ({self.n_ctx} tokens).")
         batch = self._batch
         batch.n_tokens = n
-        for i, tok in enumerate(tokens):
-            batch.token[i] = tok
-            batch.pos[i] = pos0 + i
-            batch.n_seq_id[i] = 1
-            batch.seq_id[i][0] = 0
-            batch.logits[i] = logits[i] if logits is not None else (logits_last and i == n - 1)
+        i = 0
+        starts = []
+        for seq, tokens, flags in items:
+            pos0 = len(self._cache[seq])
+            if pos0 + len(tokens) > self.n_ctx:
+                raise EngineError(f"The context is full ({self.n_ctx} tokens).")
+            starts.append(pos0)
+            for j, tok in enumerate(tokens):
+                batch.token[i] = tok
+                batch.pos[i] = pos0 + j
+                batch.n_seq_id[i] = 1
+                batch.seq_id[i][0] = seq
+                batch.logits[i] = bool(flags[j])
+                i += 1
+        self._logits_at = None  # the logits buffer now belongs to this batch
         rc = llama_cpp.llama_decode(self._ctx, batch)
         if rc != 0:
-            self._logits_at = None  # the logits buffer may be partly overwritten
-            llama_cpp.llama_memory_seq_rm(self._mem, 0, pos0, -1)
+            for (seq, _, _), pos0 in zip(items, starts):
+                llama_cpp.llama_memory_seq_rm(self._mem, seq, pos0, -1)
             if rc == 2:
                 raise InterruptedError("evaluation aborted")
             if rc == 1:
                 raise EngineError(f"The context is full ({self.n_ctx} tokens): no room for {n} more tokens.")
             raise EngineError(f"llama.cpp failed to evaluate {n} tokens (code {rc}).")
-        self.tokens.extend(tokens)
-        last_has_logits = logits[-1] if logits is not None else logits_last
-        self._logits_at = len(self.tokens) if last_has_logits else None
+        for seq, tokens, _ in items:
+            self._cache[seq].extend(tokens)
 
     def next_logits(self) -> np.ndarray | None:
         """A copy of the next-token logits after every cached token, or None when llama.cpp no longer holds them
         (keep it to :meth:`restore_next_logits` after a look-ahead that is rolled back)."""
-        if self._logits_at is None or self._logits_at != len(self.tokens):
+        if self._logits_at != (self._seq, len(self.tokens)):
             return None
         ptr = llama_cpp.llama_get_logits_ith(self._ctx, -1)
         return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).copy() if ptr else None
@@ -486,7 +594,7 @@ class LlamaModel:
             return
         data = np.ascontiguousarray(logits, dtype=np.float32)
         ctypes.memmove(ptr, data.ctypes.data, data.nbytes)
-        self._logits_at = len(self.tokens)
+        self._logits_at = (self._seq, len(self.tokens))
 
     def _should_abort(self, _data: ctypes.c_void_p) -> bool:
         stop = self._stop

@@ -41,12 +41,13 @@ def _alternative(model: LlamaModel, token: int, logprob: float) -> TokenAlternat
     return TokenAlternative(raw.decode("utf-8", errors="replace"), tuple(raw), logprob)
 
 
-def token_logprob(model: LlamaModel, token: int, top: int) -> TokenLogprob:
-    """The log-probability of ``token`` at the last evaluated position and the ``top`` (0..20) likeliest tokens.
+def token_logprob(model: LlamaModel, token: int, top: int, index: int = -1) -> TokenLogprob:
+    """The log-probability of ``token`` at the logits row of batch ``index`` (-1: the last evaluated position) and
+    the ``top`` (0..20) likeliest tokens.
 
     Must run on the worker thread, before the next decode replaces the logits.
     """
-    ptr = llama_cpp.llama_get_logits_ith(model.ctx, -1)
+    ptr = llama_cpp.llama_get_logits_ith(model.ctx, index)
     row = np.ctypeslib.as_array(ptr, shape=(model.n_vocab,)).astype(np.float64)
     peak = row.max()
     log_z = peak + np.log(np.exp(row - peak).sum())

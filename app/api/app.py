@@ -39,7 +39,8 @@ def create_app(ctx: ApiContext, *, bound_host: str, token: Callable[[], str | No
     async def health(request: Request) -> dict[str, Any]:
         loaded = ctx.core.engine.loaded
         return {"status": "ok", "version": __version__, "model": loaded.name if loaded else None,
-                "auth": token() is not None, "queue": ctx.scheduler.snapshot()}
+                "auth": token() is not None, "queue": ctx.scheduler.snapshot(),
+                "engine": ctx.core.engine.snapshot()}
 
     @app.exception_handler(ApiError)
     async def on_api_error(request: Request, exc: ApiError) -> JSONResponse:

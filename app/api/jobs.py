@@ -1,8 +1,9 @@
 """Scheduling API requests on the shared engine: a bounded queue, deadlines, and cancel-on-disconnect.
 
-Every request becomes one engine job; the engine runs jobs in submission order (FIFO, one at a time), so clients
-are served fairly whether they come from the API or the chat window. Engine events cross from the worker thread
-into the server's event loop through ``call_soon_threadsafe``.
+Every request becomes one engine job. The engine starts jobs in submission order and generates up to
+``api.parallel`` replies at once, batched into one decode per step (:mod:`inference.scheduler`); the chat window's
+turns go first and always find a slot. Engine events cross from the worker thread into the server's event loop
+through ``call_soon_threadsafe``.
 """
 
 from __future__ import annotations

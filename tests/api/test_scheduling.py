@@ -39,9 +39,11 @@ def jobs(server: ApiServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Ap
 
 
 def _engine_free_after(server: ApiServer) -> float:
-    """Seconds until the engine runs a no-op job submitted now (it waits for whatever runs)."""
+    """Seconds until the engine runs no sequence any more (polled every millisecond, at most 10 s)."""
     t0 = time.perf_counter()
-    server.core.engine.call(lambda model: None).wait(10)
+    while server.core.engine.snapshot()["running"]:
+        assert time.perf_counter() - t0 < 10, "the engine still runs a sequence after 10 s"
+        time.sleep(0.001)
     return time.perf_counter() - t0
 
 
@@ -118,10 +120,19 @@ def test_queue_full_is_a_503_with_a_clear_message(server: ApiServer, settings) -
     assert health["queue"]["active"] == 1 and health["queue"]["requests"][0]["state"] == "running"
 
 
-def test_eight_concurrent_streaming_clients_complete_in_fair_order(server: ApiServer) -> None:
+def test_eight_concurrent_streaming_clients_are_batched_and_start_in_order(server: ApiServer,
+                                                                           jobs: list[ApiJob]) -> None:
     body = {"model": "default", "messages": [{"role": "user", "content": "Say something."}], "max_tokens": 6,
             "temperature": 0, "stream": True}
     start = threading.Barrier(8)
+    engine = server.core.engine
+    most_running = [0]
+    watching = threading.Event()
+
+    def watch() -> None:
+        while not watching.is_set():
+            most_running[0] = max(most_running[0], len(engine.snapshot()["running"]))
+            time.sleep(0.002)
 
     def one(i: int) -> tuple[float, int, str]:
         with httpx.Client(base_url=server.address, headers=AUTH, timeout=60) as client:
@@ -130,13 +141,22 @@ def test_eight_concurrent_streaming_clients_complete_in_fair_order(server: ApiSe
                 assert response.status_code == 200
                 job_id = int(response.headers["x-ember-request-id"])
                 data = [line for line in response.iter_lines() if line.startswith("data: ")]
-                done = time.perf_counter()
         assert data[-1] == "data: [DONE]"
         assert not any('"error"' in line for line in data)
-        return done, job_id, "".join(data)
+        return job_id, "".join(data)
 
-    with ThreadPoolExecutor(8) as pool:
-        results = list(pool.map(one, range(8)))
-    by_finish = [job_id for _, job_id, _ in sorted(results)]
-    assert by_finish == sorted(by_finish), "requests were not served in the order they were queued"
-    assert len({job_id for _, job_id, _ in results}) == 8
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(one, range(8)))
+    finally:
+        watching.set()
+        watcher.join()
+    assert len({job_id for job_id, _ in results}) == 8
+    # Up to api.parallel replies are generated at once; the rest wait and start in the order they came.
+    assert most_running[0] == engine.parallel, f"at most {most_running[0]} sequences ran at once"
+    by_start = [j.handle.id for j in sorted(jobs, key=lambda j: j.handle.started)]
+    assert by_start == sorted(by_start), "requests did not start in the order they were queued"
+    health = httpx.get(f"{server.address}/health").json()
+    assert health["engine"]["parallel"] == engine.parallel and health["engine"]["largest_batch"] >= 2
