@@ -99,6 +99,9 @@ class DesktopSettings(BaseModel):
                                                   "(where a tray exists).")
     start_on_login: bool = Field(False, description="Start Ember when you log in (XDG autostart on Linux, a "
                                                     "LaunchAgent on macOS, the Run key on Windows).")
+    theme: Literal["system", "light", "dark"] = Field("system", description="Colours of the window: system "
+                                                                           "(follows the system's light or dark "
+                                                                           "scheme), light or dark.")
 
 
 class SpeculativeSettings(BaseModel):

@@ -34,7 +34,7 @@ from ui.icon import app_icon
 from ui.model_loader import ModelLoader
 from ui.model_picker import ModelPicker
 from ui.settings_dialog import SettingsDialog
-from ui.theme import STYLE
+from ui.theme import ThemeManager
 from ui.window_state import WindowState
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,8 @@ class MainWindow(QMainWindow):
         core = self.core
         self.setWindowTitle("Ember")
         self.setWindowIcon(app_icon())
-        self.setStyleSheet(STYLE)
+        self.theme = ThemeManager(self)
+        self.theme.apply(core.settings.desktop.theme)
         self.resize(1120, 740)
         self.background = Background(self)
         self.session = ChatSession(core, self)
@@ -305,6 +306,7 @@ class MainWindow(QMainWindow):
         from app.autostart import apply_start_on_login
 
         self.core.settings = settings
+        self.theme.apply(settings.desktop.theme)
         try:
             apply_start_on_login(settings.desktop.start_on_login)
         except OSError as exc:

@@ -67,3 +67,59 @@ def test_every_control_has_an_accessible_name_or_visible_text(qtbot, window):
     dialog = window.edit_conversation_settings()
     assert _unnamed(dialog) == []
     assert _unnamed(dialog.open_presets()) == []
+
+
+def _save(window, name: str, tmp_path: Path) -> QImage:
+    out = Path(os.environ.get("EMBER_SCREENSHOTS", tmp_path))
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / name
+    assert window.grab().save(str(path))
+    return QImage(str(path))
+
+
+def test_theme_setting_and_system_scheme(qtbot, window, monkeypatch):
+    from app.settings import Settings
+    from ui import theme
+
+    try:
+        assert window.core.settings.desktop.theme == "system"
+        settings = Settings.model_validate({**window.core.settings.model_dump(), "desktop": {"theme": "dark"}})
+        window.apply_settings(settings)
+        assert theme.is_dark() and window.theme.scheme == "dark"
+        assert window.palette().color(window.backgroundRole()).lightness() < 80, "the window repainted dark"
+        settings = Settings.model_validate({**settings.model_dump(), "desktop": {"theme": "light"}})
+        window.apply_settings(settings)
+        assert not theme.is_dark()
+        # "system" follows the system's scheme when it changes
+        window.apply_settings(Settings.model_validate({**settings.model_dump(), "desktop": {"theme": "system"}}))
+        monkeypatch.setattr(theme, "system_scheme", lambda: "dark")
+        QApplication.styleHints().colorSchemeChanged.emit(Qt.ColorScheme.Dark)
+        assert theme.is_dark()
+        monkeypatch.setattr(theme, "system_scheme", lambda: "light")
+        QApplication.styleHints().colorSchemeChanged.emit(Qt.ColorScheme.Light)
+        assert not theme.is_dark()
+        window.apply_settings(Settings.model_validate({**settings.model_dump(), "desktop": {"theme": "light"}}))
+        monkeypatch.setattr(theme, "system_scheme", lambda: "dark")
+        QApplication.styleHints().colorSchemeChanged.emit(Qt.ColorScheme.Dark)
+        assert not theme.is_dark(), "a chosen theme does not follow the system"
+    finally:
+        window.theme.apply("light")
+
+
+def test_screenshot_of_the_dark_theme(qtbot, window, tmp_path):
+    try:
+        from inference.sampling import SamplingOptions
+
+        window.core.settings.sampling = SamplingOptions(temperature=0.0, seed=1, max_tokens=120)
+        window.theme.apply("dark")
+        window.resize(1120, 740)
+        reply = send(qtbot, window, "Write a Python function that adds two numbers.")
+        assert reply.content and reply.stats["completion_tokens"] > 0
+        shown = window.chat_view.message_widgets[-1]
+        assert shown.body.text == reply.content, "the screenshot shows the model's own reply"
+        image = _save(window, "dark.png", tmp_path)
+        assert image.width() >= 700 and image.height() >= 500
+        corner = image.pixelColor(image.width() - 20, image.height() // 2)
+        assert corner.lightness() < 80, "the chat area is dark"
+    finally:
+        window.theme.apply("light")
