@@ -5,14 +5,18 @@ from __future__ import annotations
 import argparse
 import sys
 
+from app.setting_flags import add_flags
+from app.settings import ApiSettings
+
+# The API settings ``ember serve`` takes as flags for this run (declared in app.settings.ApiSettings; --no-auth is
+# only allowed on a loopback address, as the setting is).
+SERVE_FLAGS = ["host", "port", "auth"]
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``serve`` command."""
     serve = sub.add_parser("serve", help="run the local OpenAI/Ollama-compatible API without a GUI")
-    serve.add_argument("--host", help="address to listen on (default: from settings, 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="TCP port (default: from settings, 8765; 0: any free port)")
-    serve.add_argument("--no-auth", action="store_true",
-                       help="do not require the API token (only allowed on a loopback address)")
+    add_flags(serve, ApiSettings, SERVE_FLAGS, dest_prefix="api_")  # --host, --port, --auth/--no-auth
     serve.add_argument("--model", "-m", help="load this library model before serving (default: on first request)")
     serve.add_argument("--regenerate-token", action="store_true", help="make a new API token before starting")
     serve.set_defaults(func=_cmd_serve)
@@ -30,7 +34,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             regenerate_token(core.paths.home)
         if args.model:
             core.engine.load(core.model_spec(args.model)).wait()
-        server = ApiServer(core, host=args.host, port=args.port, auth=False if args.no_auth else None).start()
+        server = ApiServer(core, host=args.api_host, port=args.api_port, auth=args.api_auth).start()
         print(f"Ember API on {server.address}  (OpenAI: {server.address}/v1, Ollama: {server.address})",
               file=sys.stderr, flush=True)
         if server.token is not None:

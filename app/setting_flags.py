@@ -22,12 +22,14 @@ def add_flags(parser: argparse.ArgumentParser, model: type[BaseModel], fields: l
         help_text = f"{info.description} (default: {default})"
         flag = "--" + name.replace("_", "-")
         if kind is list:
-            parser.add_argument(flag, dest=dest_prefix + name, action="append", default=None, help=help_text)
+            parser.add_argument(flag, dest=dest_prefix + name, action="append", default=None,
+                                metavar=name.upper(), help=help_text)
         elif kind is bool:  # --name / --no-name
             parser.add_argument(flag, dest=dest_prefix + name, action=argparse.BooleanOptionalAction, default=None,
                                 help=help_text)
         else:
-            parser.add_argument(flag, dest=dest_prefix + name, type=kind, default=None, help=help_text)
+            parser.add_argument(flag, dest=dest_prefix + name, type=kind, default=None, metavar=name.upper(),
+                                help=help_text)
 
 
 def apply_flags(base: BaseModel, args: argparse.Namespace, *, dest_prefix: str) -> Any:
