@@ -180,3 +180,28 @@ def test_error_is_shown_in_the_window_for_a_truncated_model(qtbot, window, start
     qtbot.keyClick(window.composer.input, Qt.Key.Key_Return)
     assert window.banner.isVisibleTo(window)
     assert window.core.conversations.list() == before
+
+
+def test_screenshot_of_a_regenerated_reply_with_its_versions(qtbot, window, tmp_path):
+    import os
+    from pathlib import Path
+
+    from PySide6.QtGui import QImage
+
+    from inference.sampling import SamplingOptions
+
+    window.core.settings.sampling = SamplingOptions(temperature=0.8, max_tokens=80)  # a new seed each reply
+    window.resize(1120, 740)
+    first = send(qtbot, window, "Suggest a name for a black cat, with one sentence on why.")
+    with qtbot.waitSignal(window.session.replyFinished, timeout=REPLY_TIMEOUT_MS) as blocker:
+        qtbot.mouseClick(window.chat_view.message_widgets[-1].regenerate_button, Qt.MouseButton.LeftButton)
+    second = blocker.args[0]
+    shown = window.chat_view.message_widgets[-1]
+    assert shown.message.id == second.id and shown.body.text == second.content
+    assert shown.versions.isVisibleTo(window) and shown.versions.label.text() == "2/2"
+    assert window.core.conversations.message(first.id).content == first.content
+    out = Path(os.environ.get("EMBER_SCREENSHOTS", tmp_path))
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "versions.png"
+    assert window.grab().save(str(path))
+    assert QImage(str(path)).width() >= 700
