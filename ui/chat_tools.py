@@ -53,6 +53,7 @@ class ChatTools(QObject):
         self._listing: set[str] = set()
         self._new_chat: set[str] = set()  # servers switched on before a new chat's first message
         self.cards: dict[int, ToolCallCard] = {}
+        self._closed = False
         self._listed.connect(self._on_listed, Qt.ConnectionType.QueuedConnection)
         self._ran.connect(self._on_ran, Qt.ConnectionType.QueuedConnection)
 
@@ -106,7 +107,8 @@ class ChatTools(QObject):
         self.toolsChanged.emit()
 
     def shutdown(self) -> None:
-        """Stop every server (on quit)."""
+        """Stop every server (on quit); answers that arrive later are ignored."""
+        self._closed = True
         self.hub.close()
 
     # -- turns ---------------------------------------------------------------------------------------------------
@@ -216,6 +218,8 @@ class ChatTools(QObject):
         return name
 
     def _on_ran(self, call_row_id: int, ok: bool, value: Any) -> None:
+        if self._closed:
+            return
         call = self.store.get(call_row_id)
         if ok:
             self._finish(call, not value.is_error, value.text or "(no output)")
@@ -242,6 +246,8 @@ class ChatTools(QObject):
                 log.info("the reply after the tool calls of message %s did not start", message_id)
 
     def _on_listed(self, name: str, ok: bool, value: Any) -> None:
+        if self._closed:
+            return
         self._listing.discard(name)
         if ok:
             self.tools[name] = list(value)
