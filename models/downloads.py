@@ -9,12 +9,14 @@ full, breaking other programs and Ember's own database writes); a download refus
 lacks room keeps them, so it resumes once space is freed. A file already in the library with the right sha256 (an
 installed model asked for again, or one moved there just before a crash) is verified where it is and never moved, so
 no failure or cancel can take an installed model away. State lives in SQLite, so a restart resumes.
+
+Three parts: the rows (``storage.downloads.DownloadStore``), the transfer and check of one file
+(``models.transfer.fetch_verified``), and here the queue: :class:`DownloadManager` with its worker thread, whose
+queue state and condition variable sit on a lock of its own (the database's lock is only held per statement).
 """
 
 from __future__ import annotations
 
-import errno
-import hashlib
 import logging
 import os
 import shutil
@@ -22,81 +24,30 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
-import httpx2
 import sqlite_utils
-from huggingface_hub.utils import hf_raise_for_status
 
 from models.errors import ChecksumError, DiskSpaceError, DownloadError
+from models.gguf import file_size
 from models.hub import HubClient
 from models.library import Library, LibraryModel, default_name
 from models.quant import ModelFiles
-from storage.conversations import now_iso
-from storage.database import database_lock
-from storage.errors import EmberError, NotFoundError, user_message
+from models.transfer import DiskFilledUp, FileToFetch, TransferOptions, fetch_verified
+from storage.downloads import FINISHED, Download, DownloadFile, DownloadState, DownloadStore
+from storage.errors import EmberError, user_message
 from storage.sizes import format_bytes
 
 log = logging.getLogger(__name__)
 
 PARTIAL_DIR = ".partial"
 DISK_MARGIN = 16 << 20  # keep this much free beyond the download itself
-PROGRESS_SAVE_INTERVAL = 1.0  # seconds between saves of the byte count
 RATE_WINDOW = 5.0  # seconds of history behind the rate and ETA
-
-
-class DownloadState(str, Enum):
-    """Where a download stands."""
-
-    QUEUED = "queued"
-    RUNNING = "running"
-    PAUSED = "paused"
-    FAILED = "failed"
-    DONE = "done"
-    CANCELLED = "cancelled"
-
-
-FINISHED = (DownloadState.DONE, DownloadState.CANCELLED)
 
 
 class DownloadStopped(EmberError, InterruptedError):
     """A running download was paused or cancelled on request."""
-
-
-@dataclass(frozen=True)
-class DownloadFile:
-    """One file of a download (a shard, or the model's only file)."""
-
-    id: int
-    idx: int
-    path: str
-    size: int
-    sha256: str | None
-    done: int
-
-
-@dataclass(frozen=True)
-class Download:
-    """One model being fetched from the Hub."""
-
-    id: int
-    repo_id: str
-    revision: str
-    model_file: str
-    name: str | None
-    state: DownloadState
-    error: str | None
-    files: tuple[DownloadFile, ...]
-
-    @property
-    def total(self) -> int:
-        return sum(f.size for f in self.files)
-
-    @property
-    def done(self) -> int:
-        return sum(f.done for f in self.files)
 
 
 @dataclass(frozen=True)
@@ -140,24 +91,19 @@ class DownloadManager:
                 settable later as :attr:`on_progress`).
             sleep: the pause between retries (tests pass a no-op).
         """
-        self._db = db
+        self._store = DownloadStore(db)
         self._library = library
         self._hub = hub
         self.library_dir = Path(library_dir)
-        self.retries = retries
-        self.backoff = backoff
-        self.chunk_size = chunk_size
+        self.transfer = TransferOptions(retries=retries, backoff=backoff, chunk_size=chunk_size, sleep=sleep)
         self.on_progress = on_progress
-        self._sleep = sleep
-        self._lock = database_lock(db)  # the database's lock also guards the queue state
+        self._lock = threading.RLock()  # the queue's own: running downloads, pause/cancel requests, the worker
         self._requests: dict[int, DownloadState] = {}  # pause/cancel asked of running downloads
         self._running: set[int] = set()
         self._wake = threading.Condition(self._lock)
         self._worker: threading.Thread | None = None
         self._stopping = False
-        with self._lock, self._db.conn:  # a download that was running when the process died resumes
-            self._db.execute("UPDATE downloads SET state = ? WHERE state = ?",
-                             [DownloadState.QUEUED.value, DownloadState.RUNNING.value])
+        self._store.requeue_running()  # a download that was running when the process died resumes
 
     # --- queue -----------------------------------------------------------------------------------------------
 
@@ -178,7 +124,7 @@ class DownloadManager:
             raise DownloadError(f"The Hub did not give the size of every file of {model.name}; Ember cannot "
                                 "check disk space or completeness. Try again later.")
         with self._lock:
-            existing = self._find(repo_id, model.name)
+            existing = self._store.find_unfinished(repo_id, model.name)
             if existing is not None and (existing.revision != revision
                                          or [f.sha256 for f in existing.files] != [f.sha256 for f in model.files]):
                 log.info("download %s: %s changed on the Hub, starting over", existing.id, model.name)
@@ -190,16 +136,8 @@ class DownloadManager:
                     self._set_state(existing.id, DownloadState.QUEUED, None)
                 self._wake.notify_all()
                 return self.get(existing.id)
-            stamp = now_iso()
-            with self._db.conn:
-                dl_id = self._db["downloads"].insert({
-                    "repo_id": repo_id, "revision": revision, "model_file": model.name, "name": name,
-                    "state": DownloadState.QUEUED.value, "error": None, "created": stamp, "updated": stamp,
-                }).last_pk
-                self._db["download_files"].insert_all(
-                    {"download_id": dl_id, "idx": i, "path": f.path, "size": f.size, "sha256": f.sha256, "done": 0}
-                    for i, f in enumerate(model.files, start=1)
-                )
+            dl_id = self._store.insert(repo_id=repo_id, revision=revision, model_file=model.name, name=name,
+                                       files=[(f.path, f.size, f.sha256) for f in model.files])
             dl = self.get(dl_id)
             try:
                 self.check_disk_space(dl)
@@ -215,20 +153,11 @@ class DownloadManager:
         Raises:
             NotFoundError: no such download.
         """
-        with self._lock:
-            rows = list(self._db["downloads"].rows_where("id = ?", [download_id]))
-            if not rows:
-                raise NotFoundError(f"There is no download {download_id}. `ember models pull` lists and "
-                                    "resumes downloads.")
-            files = self._db["download_files"].rows_where("download_id = ?", [download_id], order_by="idx")
-            return _download(rows[0], list(files))
+        return self._store.get(download_id)
 
     def list(self, *, unfinished: bool = False) -> list[Download]:
         """Downloads, oldest first (``unfinished``: only those not done or cancelled)."""
-        with self._lock:
-            ids = [r["id"] for r in self._db["downloads"].rows_where(order_by="id")]
-            found = [self.get(i) for i in ids]
-        return [d for d in found if not unfinished or d.state not in FINISHED]
+        return [d for d in self._store.list() if not unfinished or d.state not in FINISHED]
 
     def check_disk_space(self, dl: Download) -> None:
         """Refuse a download the library's disk has no room for (counting bytes already in partial files).
@@ -237,18 +166,18 @@ class DownloadManager:
             DiskSpaceError: too little free space; the message says how much is needed.
         """
         self.library_dir.mkdir(parents=True, exist_ok=True)
-        remaining = sum(max(0, f.size - _size(self._part(dl, f))) for f in dl.files)
+        remaining = sum(max(0, f.size - file_size(self._part(dl, f))) for f in dl.files)
         free = shutil.disk_usage(self.library_dir).free
         if remaining + DISK_MARGIN > free:
             raise DiskSpaceError(
                 f"Not enough disk space for {dl.model_file}: it needs {format_bytes(remaining)} more and only "
-                f"{format_bytes(free)} are free on the disk of {self.library_dir}. Free some space (`ember models rm` removes models) "
-                "and run the same command again."
+                f"{format_bytes(free)} are free on the disk of {self.library_dir}. Free some space (`ember models rm` "
+                "removes models) and run the same command again."
             )
 
     def bytes_on_disk(self, dl: Download) -> int:
         """Bytes already in the download's partial files (what a resume will not fetch again)."""
-        return sum(min(f.size, _size(self._part(dl, f))) for f in dl.files)
+        return sum(min(f.size, file_size(self._part(dl, f))) for f in dl.files)
 
     # --- control ---------------------------------------------------------------------------------------------
 
@@ -335,7 +264,7 @@ class DownloadManager:
         except KeyboardInterrupt:
             self._set_state(download_id, DownloadState.PAUSED, None)
             raise
-        except (ChecksumError, _DiskFull) as exc:
+        except (ChecksumError, DiskFilledUp) as exc:
             self._remove_partials(dl)  # first: on a full disk this frees the room to record the failure
             self._fail(download_id, str(exc), meter)
             raise
@@ -393,105 +322,17 @@ class DownloadManager:
                 continue
 
     def _next_queued(self) -> int | None:
-        rows = list(self._db["downloads"].rows_where("state = ?", [DownloadState.QUEUED.value], order_by="id",
-                                                     limit=1))
-        return rows[0]["id"] if rows else None
+        return self._store.next_queued()
 
     # --- one file --------------------------------------------------------------------------------------------
 
     def _fetch(self, hub: HubClient, dl: Download, f: DownloadFile, meter: _Meter) -> None:
-        """Download (or resume) one file into its partial file and check its sha256."""
-        part = self._part(dl, f)
-        part.parent.mkdir(parents=True, exist_ok=True)
-        dest = self._dest(dl, f)
-        meta = hub.file_metadata(dl.repo_id, f.path, revision=dl.revision)  # access check, before writing
-        expected = f.sha256 or meta.sha256
-        if not part.exists() and expected and _size(dest) == f.size and _sha256(dest) == expected:
-            # Already in the library: moved there before a crash, or an installed model asked for again. It is
-            # verified where it is and never moved, so a later failure or cancel of this download cannot touch it.
-            meter.start_file(f, f.size)
-            self._save_done(f.id, f.size)
-            return
-        st = _PartState(hashlib.sha256(), _size(part))
-        if st.have > f.size:
-            part.unlink()
-            st.have = 0
-        if st.have:
-            with part.open("rb") as existing:
-                while block := existing.read(1 << 20):
-                    st.hasher.update(block)
-        meter.start_file(f, st.have)
-        url = hub.file_url(dl.repo_id, f.path, revision=dl.revision)
-        failures = 0
-        while st.have < f.size:
-            self._check_requests(dl.id)
-            before = st.have
-            try:
-                self._stream(hub, dl, f, url, part, st, meter)
-                if st.have < f.size:
-                    raise _ShortRead(f"the connection closed after {st.have} of {f.size} bytes")
-            except (httpx2.TransportError, _ShortRead) as exc:
-                have = st.have
-                failures = 0 if have > before else failures + 1
-                if failures > self.retries:
-                    raise DownloadError(
-                        f"Downloading {f.path} from {dl.repo_id} failed {failures} times in a row ({exc}). "
-                        f"{format_bytes(have)} of {format_bytes(f.size)} are kept; run the same command again to "
-                        "resume."
-                    ) from exc
-                delay = self.backoff * 2 ** max(0, failures - 1)
-                log.info("download %s: %s: %s; retrying in %.1fs from byte %d", dl.id, f.path, exc, delay, have)
-                self._sleep(delay)
-        actual = st.hasher.hexdigest()
-        if expected and actual != expected:
-            part.unlink(missing_ok=True)
-            raise ChecksumError(
-                f"{f.path} from {dl.repo_id} is damaged: its sha256 is {actual[:12]}... but the Hub records "
-                f"{expected[:12]}.... The bad file was removed; run the same command again to download it anew."
-            )
-        self._save_done(f.id, st.have)
-
-    def _stream(self, hub: HubClient, dl: Download, f: DownloadFile, url: str, part: Path, st: _PartState,
-                meter: _Meter) -> None:
-        """One GET from ``st.have`` on, appending to ``part``; ``st`` always matches the bytes on disk."""
-        headers = {**hub.headers(), "Accept-Encoding": "identity"}
-        if st.have:
-            headers["Range"] = f"bytes={st.have}-"
-        with hub.stream(url, headers=headers) as resp:
-            if resp.status_code >= 400 and resp.status_code != 416:
-                resp.read()
-                with hub.errors(dl.repo_id, f.path):
-                    hf_raise_for_status(resp)
-            start = _range_start(resp) if resp.status_code == 206 else 0
-            if resp.status_code == 416 or start != st.have:  # the server will not continue where we are
-                log.info("download %s: %s: the server restarts the file from byte %d", dl.id, f.path, start)
-                part.unlink(missing_ok=True)
-                st.hasher, st.have = hashlib.sha256(), 0
-                if resp.status_code == 416 or start != 0:
-                    raise _ShortRead("the server refused to resume")
-            last_save = time.monotonic()
-            with part.open("ab") as out:
-                for chunk in resp.iter_bytes(self.chunk_size):
-                    self._check_requests(dl.id)
-                    try:
-                        out.write(chunk)
-                        out.flush()
-                    except OSError as exc:
-                        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                            raise _DiskFull(
-                                f"The disk of {self.library_dir} filled up while downloading {f.path}. The partial "
-                                "file was removed; free some space and run the same command again."
-                            ) from exc
-                        raise
-                    st.hasher.update(chunk)
-                    st.have += len(chunk)
-                    meter.advance(st.have)
-                    if time.monotonic() - last_save >= PROGRESS_SAVE_INTERVAL:
-                        self._save_done(f.id, st.have)
-                        last_save = time.monotonic()
-                    if st.have > f.size:
-                        break  # more bytes than the Hub says the file has: the checksum will tell
-        self._save_done(f.id, st.have)
+        """Download (or resume) one file into its partial file and check its sha256 (:func:`fetch_verified`)."""
+        target = FileToFetch(repo_id=dl.repo_id, revision=dl.revision, path=f.path, size=f.size, sha256=f.sha256,
+                             part=self._part(dl, f), dest=self._dest(dl, f), label=str(dl.id))
+        fetch_verified(hub, target, self.transfer, check_stop=lambda: self._check_requests(dl.id),
+                       on_start=lambda have: meter.start_file(f, have), on_bytes=meter.advance,
+                       save_done=lambda done: self._store.save_done(f.id, done))
 
     def _install(self, dl: Download) -> LibraryModel:
         """Move verified files into the library and catalogue the model."""
@@ -518,7 +359,7 @@ class DownloadManager:
     def _remove_partials(self, dl: Download) -> None:
         for f in dl.files:
             self._part(dl, f).unlink(missing_ok=True)
-            self._save_done(f.id, 0)
+            self._store.save_done(f.id, 0)
 
     def _check_requests(self, download_id: int) -> None:
         with self._lock:
@@ -526,41 +367,12 @@ class DownloadManager:
         if wanted is not None:
             raise DownloadStopped(f"Download {download_id} {wanted.value}.")
 
-    def _find(self, repo_id: str, model_file: str) -> Download | None:
-        rows = list(self._db["downloads"].rows_where(
-            "repo_id = ? AND model_file = ? AND state NOT IN (?, ?)",
-            [repo_id, model_file, DownloadState.DONE.value, DownloadState.CANCELLED.value], order_by="id desc"))
-        return self.get(rows[0]["id"]) if rows else None
-
     def _set_state(self, download_id: int, state: DownloadState, error: str | None) -> None:
-        with self._lock, self._db.conn:
-            self._db.execute("UPDATE downloads SET state = ?, error = ?, updated = ? WHERE id = ?",
-                             [state.value, error, now_iso(), download_id])
+        self._store.set_state(download_id, state, error)
 
     def _fail(self, download_id: int, message: str, meter: _Meter) -> None:
         self._set_state(download_id, DownloadState.FAILED, message)
         meter.report(DownloadState.FAILED)
-
-    def _save_done(self, file_id: int, done: int) -> None:
-        with self._lock, self._db.conn:
-            self._db.execute("UPDATE download_files SET done = ? WHERE id = ?", [done, file_id])
-
-
-@dataclass
-class _PartState:
-    """The partial file's length and the running sha256 of its bytes."""
-
-    hasher: Any
-    have: int
-
-
-class _DiskFull(DiskSpaceError):
-    """The disk filled up while writing a partial file (unlike a refusal before writing, the partials go)."""
-
-
-class _ShortRead(Exception):
-    """The body ended before the file's last byte (retried like a dropped connection)."""
-
 
 class _Meter:
     """Bytes, rate and ETA of one download across its files."""
@@ -600,37 +412,3 @@ class _Meter:
                             eta=eta, file=self._file.path if self._file else "")
         for cb in self._callbacks:
             cb(progress)
-
-
-def _download(row: dict[str, Any], files: list[dict[str, Any]]) -> Download:
-    return Download(
-        id=row["id"], repo_id=row["repo_id"], revision=row["revision"], model_file=row["model_file"],
-        name=row["name"], state=DownloadState(row["state"]), error=row["error"],
-        files=tuple(DownloadFile(id=f["id"], idx=f["idx"], path=f["path"], size=f["size"], sha256=f["sha256"],
-                                 done=f["done"]) for f in files),
-    )
-
-
-def _range_start(resp: httpx2.Response) -> int:
-    """The first byte of a 206 answer (``Content-Range: bytes START-END/TOTAL``)."""
-    value = resp.headers.get("Content-Range", "")
-    try:
-        return int(value.split()[1].split("-")[0])
-    except (IndexError, ValueError):
-        return -1
-
-
-def _sha256(path: Path) -> str:
-    """The sha256 of a file's bytes (hex)."""
-    hasher = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(1 << 20):
-            hasher.update(block)
-    return hasher.hexdigest()
-
-
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return 0

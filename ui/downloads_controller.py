@@ -8,7 +8,8 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Qt, Signal
 
-from models.downloads import Download, DownloadManager, DownloadState, Progress
+from models.downloads import DownloadManager, Progress
+from storage.downloads import Download, DownloadState
 from models.library import default_name
 from ui.background import Background
 from ui.downloads_panel import DownloadsPanel
@@ -17,7 +18,7 @@ log = logging.getLogger(__name__)
 
 
 class DownloadsController(QObject):
-    """Signals: ``queued(download)`` (a :class:`models.downloads.Download` was queued or found unfinished),
+    """Signals: ``queued(download)`` (a :class:`storage.downloads.Download` was queued or found unfinished),
     ``finished(model_name)`` (a model was added to the library), ``failed(message)``.
     """
 

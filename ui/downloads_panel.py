@@ -110,7 +110,7 @@ class DownloadsPanel(QWidget):
         self.rows: dict[int, DownloadRow] = {}
 
     def set_downloads(self, downloads: list[Any]) -> None:
-        """Show these downloads (:class:`models.downloads.Download`), keeping existing rows."""
+        """Show these downloads (:class:`storage.downloads.Download`), keeping existing rows."""
         for dl in downloads:
             row = self.rows.get(dl.id)
             if row is None:

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from model_repos import GATED, GATED_FILE, SPLIT, TINY, TINY_FILE, model_bytes
 
-from models.downloads import PARTIAL_DIR, DownloadManager, DownloadState, DownloadStopped
+from models.downloads import PARTIAL_DIR, DownloadManager, DownloadStopped
+from storage.downloads import DownloadState
 from models.errors import ChecksumError, DiskSpaceError, DownloadError, HubAccessError
 from models.hub import TOKEN_SECRET, HubClient
 from models.library import Library
