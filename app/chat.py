@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Callable
 
+from app.conversation_settings import ConversationSettings
 from app.surface import Core, router_of
 from app.chat_extras import TurnExtras, model_messages
 from inference.engine import ChatResult, JobHandle, ModelSpec
@@ -24,15 +25,16 @@ TITLE_LENGTH = 60
 def new_conversation(core: Core, *, model: str, system_prompt: str | None = None,
                      sampling: SamplingOptions | None = None) -> Conversation:
     """Create a conversation that remembers its model, system prompt and sampling settings."""
-    settings = {"system_prompt": core.settings.chat.system_prompt if system_prompt is None else system_prompt,
-                "sampling": (sampling or core.settings.sampling).model_dump()}
-    return core.conversations.create(title="New chat", model=model, settings=settings)
+    settings = ConversationSettings(
+        system_prompt=core.settings.chat.system_prompt if system_prompt is None else system_prompt,
+        sampling=sampling or core.settings.sampling)
+    return core.conversations.create(title="New chat", model=model, settings=settings.stored())
 
 
 def history(core: Core, conversation: Conversation) -> list[dict[str, str]]:
     """The messages to send to the model: the conversation's system prompt, then its turns."""
     msgs: list[dict[str, str]] = []
-    system = conversation.settings.get("system_prompt")
+    system = ConversationSettings.of(conversation.settings, conversation_id=conversation.id).system_prompt
     if system:
         msgs.append({"role": "system", "content": system})
     msgs.extend(model_messages(core, core.conversations.messages(conversation.id)))  # files, tool calls
@@ -42,12 +44,13 @@ def history(core: Core, conversation: Conversation) -> list[dict[str, str]]:
 def remember_route(core: Core, conversation: Conversation, route: "RouteRequest") -> Conversation:
     """Store ``route``'s policy and large tier as the conversation's own (``router``, ``router_large`` in its
     settings), so its later turns, in any window or the CLI, route the same way; returns the updated row."""
-    settings = dict(conversation.settings)
-    settings["router"] = route.policy
+    own = ConversationSettings.of(conversation.settings, conversation_id=conversation.id)
+    own.router = route.policy  # type: ignore[assignment] - RouteRequest's policy is checked by the router
     if route.large:
-        settings["router_large"] = route.large
+        own.router_large = route.large
     elif route.large == "":  # back to the settings' large tier; None keeps the conversation's
-        settings.pop("router_large", None)
+        own.router_large = None
+    settings = own.stored()
     if settings == conversation.settings:
         return conversation
     core.conversations.update(conversation.id, settings=settings)
@@ -84,7 +87,8 @@ class Turn:
         conversation = core.conversations.get(conversation_id)
         user_text, forced = split_force_prefix(user_text)
         policy = router_of(core).policy_for(conversation.settings, route)
-        large = (route.large if route else None) or conversation.settings.get("router_large") or None
+        own = ConversationSettings.of(conversation.settings, conversation_id=conversation_id)
+        large = (route.large if route else None) or own.router_large or None
         if forced == "large" or (policy != "off" and forced != "small"):
             router_of(core).large_tier(large)  # no large tier: fail before storing
         if before_store is not None:  # the turn can start: e.g. delete what an edited message replaces

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Sequence
 
 from app import __version__, cli_bench, cli_conversations, cli_models, cli_serve
+from app.conversation_settings import turn_sampling
 from app.core import Ember
 from app.setting_flags import add_flags, apply_flags
 from inference.router import POLICIES
@@ -118,7 +119,11 @@ def _cmd_chat(args: argparse.Namespace) -> int:
 
     core = Ember.open()
     try:
-        options = apply_flags(core.settings.sampling, args, dest_prefix="sampling_")
+        base = core.settings.sampling  # a continued conversation: its own sampling, the flags on top (this turn)
+        if args.conversation is not None:
+            conv = core.conversations.get(args.conversation)
+            base = turn_sampling(base, conv.settings, conversation_id=conv.id)
+        options = apply_flags(base, args, dest_prefix="sampling_")
         system = args.system
         if getattr(args, "preset", None):
             from storage.presets import PresetStore

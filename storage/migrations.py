@@ -8,6 +8,7 @@ is a new function appended to the list.
 from __future__ import annotations
 
 import datetime as _dt
+import json
 from typing import Callable
 
 import sqlite_utils
@@ -274,3 +275,32 @@ def m008_chat_attachments(db: sqlite_utils.Database) -> None:
         " message_id INTEGER PRIMARY KEY REFERENCES messages(id) ON DELETE CASCADE,"
         " text TEXT NOT NULL,"  # file text sent to the model before the user's words
         " sources TEXT NOT NULL DEFAULT '[]')")  # JSON list of {"file", "part", "page"}
+
+
+# The sampling options a conversation could store when m009 was written (app.conversation_settings reads them
+# into SamplingOptions); a migration keeps its own copy, as the declaration may change later.
+_M009_SAMPLING_KEYS = frozenset({"temperature", "top_p", "top_k", "min_p", "repeat_penalty", "repeat_last_n",
+                                 "dry_multiplier", "seed", "max_tokens", "stop", "stop_loops", "ignore_eos"})
+
+
+@migration
+def m009_conversation_settings_shape(db: sqlite_utils.Database) -> None:
+    """Stored conversation settings in the shape ``ConversationSettings`` reads: an object; ``sampling`` an
+    object of known options only (an unknown key no longer makes the whole stored sampling invalid); empty
+    ``router``/``router_large`` and null values left out."""
+    for row in list(db.execute("SELECT id, settings FROM conversations").fetchall()):
+        try:
+            original = json.loads(row[1] or "{}")
+        except ValueError:
+            original = None
+        settings = original if isinstance(original, dict) else {}
+        shaped = {k: v for k, v in settings.items() if v is not None and not (k in ("router", "router_large")
+                                                                               and v == "")}
+        sampling = shaped.get("sampling")
+        if sampling is not None:
+            if isinstance(sampling, dict):
+                shaped["sampling"] = {k: v for k, v in sampling.items() if k in _M009_SAMPLING_KEYS}
+            if not isinstance(sampling, dict) or not shaped["sampling"]:  # nothing known: the settings' sampling
+                del shaped["sampling"]
+        if shaped != original:
+            db.execute("UPDATE conversations SET settings = ? WHERE id = ?", [json.dumps(shaped), row[0]])

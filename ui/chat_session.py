@@ -11,10 +11,10 @@ import itertools
 import logging
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
 from PySide6.QtCore import QObject, Signal
 
 from app.chat import Turn, new_conversation, remember_route
+from app.conversation_settings import ConversationSettings, turn_sampling
 from app.surface import Core
 from inference.engine import ModelSpec
 from inference.events import Failed, Finished, LoadProgress, Retracted, TokenText
@@ -107,13 +107,9 @@ class ChatSession(QObject):
     def options(self) -> SamplingOptions:
         """Sampling options of the open conversation (the defaults for a new chat)."""
         conv = self.conversation()
-        stored = conv.settings.get("sampling") if conv else None
-        if stored:
-            try:
-                return SamplingOptions.model_validate(stored)
-            except ValidationError:
-                log.info("conversation %s has invalid sampling settings; using the defaults", conv.id)
-        return self._core.settings.sampling
+        if conv is None:
+            return self._core.settings.sampling
+        return turn_sampling(self._core.settings.sampling, conv.settings, conversation_id=conv.id)
 
     # -- actions -------------------------------------------------------------------------------------------------
 
@@ -132,10 +128,10 @@ class ChatSession(QObject):
         from app.routing import RouteRequest
 
         conv = self.conversation()
-        policy = conv.settings.get("router") if conv else None
-        if not policy:
+        own = ConversationSettings.of(conv.settings, conversation_id=conv.id) if conv else None
+        if own is None or not own.router:
             return None
-        return RouteRequest(policy=str(policy), large=conv.settings.get("router_large") or None)
+        return RouteRequest(policy=own.router, large=own.router_large or None)
 
     def new(self) -> None:
         """Start a new chat; the conversation row is created with its first message."""
@@ -174,8 +170,9 @@ class ChatSession(QObject):
     def update_settings(self, *, system_prompt: str, sampling: SamplingOptions) -> None:
         """Save the open conversation's system prompt and sampling (creating the conversation if needed)."""
         conv = self._ensure_conversation()
-        self._core.conversations.update(conv.id, settings={**conv.settings, "system_prompt": system_prompt,
-                                                           "sampling": sampling.model_dump()})
+        own = ConversationSettings.of(conv.settings, conversation_id=conv.id)
+        own.system_prompt, own.sampling = system_prompt, sampling
+        self._core.conversations.update(conv.id, settings=own.stored())
 
     def send(self, text: str, *, edit_of: int | None = None, reply_to: int | None = None) -> bool:
         """Send a user message and start the reply; False (with ``error`` emitted) when it cannot start.

@@ -10,6 +10,7 @@ from PySide6.QtGui import QCloseEvent, QKeyEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (QMainWindow, QPushButton, QSplitter, QStackedWidget, QVBoxLayout, QWidget)
 
 from app.chat import context_notice
+from app.conversation_settings import ConversationSettings
 from app.model_services import ModelServices
 from app.surface import Core
 from app.settings import Settings
@@ -325,7 +326,7 @@ class MainWindow(QMainWindow):
     def edit_conversation_settings(self) -> ConversationSettingsDialog:
         """Open the system prompt and sampling dialog of the open conversation (non-blocking)."""
         conv = self.session.conversation()
-        prompt = (conv.settings.get("system_prompt") if conv else None)
+        prompt = ConversationSettings.of(conv.settings, conversation_id=conv.id).system_prompt if conv else None
         if prompt is None:
             prompt = self.core.settings.chat.system_prompt
         dialog = ConversationSettingsDialog(prompt, self.session.options(), self,

@@ -20,6 +20,7 @@ UI_SERVICE_SURFACE = frozenset({
     "app.chat",  # chat turns
     "app.routing",  # the routing front (RouteRequest)
     "app.settings",  # the settings declaration
+    "app.conversation_settings",  # a conversation's own settings and the rule for its sampling
     "app.speculative_choice",  # which drafts fit a model
     "app.model_services",  # the Hub client, fit machine and download manager
     "app.autostart",  # start on login

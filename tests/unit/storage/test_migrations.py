@@ -84,3 +84,26 @@ def test_message_versions_migration_turns_old_conversations_into_one_branch(tmp_
         assert all(v.count == 1 for v in store.versions(by_title[title].id).values())
     assert store.messages(by_title["empty"].id) == [] and by_title["empty"].leaf_id is None
     assert store.search("one")  # full-text search still finds the updated rows
+
+
+def test_m009_shapes_stored_conversation_settings():
+    """Settings stored before m009: a non-object, an unknown sampling key, empty routing values, nulls."""
+    import json
+
+    db = sqlite_utils.Database(memory=True)
+    db["_migrations"].create({"id": int, "name": str, "applied": str}, pk="id")
+    before = registered()[:registered().index("m009_conversation_settings_shape")]
+    for name, fn in migrations._REGISTRY:
+        if name in before:
+            fn(db)
+            db["_migrations"].insert({"name": name, "applied": "2026-01-01T00:00:00+00:00"})
+    stored = [json.dumps({"system_prompt": "Be brief.", "sampling": {"temperature": 0.2, "mirostat": 2},
+                          "router": "", "router_large": "", "mcp_servers": ["files"]}),
+              json.dumps(["not", "an", "object"]), json.dumps({"sampling": "hot", "system_prompt": None}),
+              json.dumps({"sampling": {"mirostat": 2}})]
+    for i, settings in enumerate(stored):
+        db["conversations"].insert({"title": f"c{i}", "created": "c", "updated": "u", "settings": settings})
+    apply_migrations(db)
+    rows = [json.loads(r["settings"]) for r in db["conversations"].rows_where(order_by="id")]
+    assert rows == [{"system_prompt": "Be brief.", "sampling": {"temperature": 0.2}, "mcp_servers": ["files"]},
+                    {}, {}, {}]
