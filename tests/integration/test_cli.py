@@ -65,6 +65,19 @@ def test_continuing_a_conversation_keeps_history(ember_home):
     assert db_rows(ember_home, "SELECT count(*) FROM messages WHERE conversation_id = 1") == [(4,)]
 
 
+def test_a_continued_conversation_uses_its_own_sampling_with_flags_on_top_for_the_turn(ember_home):
+    """One rule with the desktop: the conversation's stored sampling, explicit flags override for that turn only."""
+    assert run_ember("chat", "--temperature", "0", "--max-tokens", "4", "Count from one to twenty.").returncode == 0
+    assert run_ember("chat", "--conversation", "1", "Go on.").returncode == 0  # stored: max_tokens 4
+    assert run_ember("chat", "--conversation", "1", "--max-tokens", "1", "And again.").returncode == 0
+    stats = [json.loads(s) for (s,) in db_rows(ember_home, "SELECT stats FROM messages WHERE role = 'assistant' "
+                                                              "ORDER BY id")]
+    # upper bounds only (a reply may end sooner): the settings' 512 tokens would have let "Go on." run long
+    assert stats[1]["completion_tokens"] <= 4 and stats[2]["completion_tokens"] <= 1
+    settings = json.loads(db_rows(ember_home, "SELECT settings FROM conversations")[0][0])
+    assert settings["sampling"]["max_tokens"] == 4  # the flag did not change what the conversation stores
+
+
 @pytest.mark.parametrize("kind", ["truncated", "not-gguf", "missing"])
 def test_bad_model_file_is_one_line_error(tmp_path, kind):
     path = tmp_path / "model.gguf"
