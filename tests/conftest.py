@@ -16,6 +16,18 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 INTEGRATION_FOLDERS = ("integration", "api", "gui")
 
 
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """With ``-m "not integration"`` the integration folders are not even imported (every test there would be
+    deselected): the fast suite does not pay for importing Qt widgets and the API clients."""
+    if " ".join(config.getoption("markexpr", "").split()) != "not integration":
+        return None
+    try:
+        folder = collection_path.relative_to(Path(__file__).parent).parts[0]
+    except (ValueError, IndexError):
+        return None
+    return True if folder in INTEGRATION_FOLDERS else None
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark every test under tests/integration, tests/api and tests/gui ``integration``."""
     tests_dir = Path(__file__).parent

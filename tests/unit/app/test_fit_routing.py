@@ -40,10 +40,13 @@ def test_item_features_glimpse_is_the_first_answer_tokens():
     assert f["glimpse_entropy_mean"] == pytest.approx(0.5) and f["answer_entropy_mean"] == pytest.approx(1.25)
 
 
-def test_cross_validation_finds_a_separable_signal(tmp_path):
+def test_cross_validation_finds_a_separable_signal(tmp_path, monkeypatch):
+    import app.fit_routing
+
     _dump(tmp_path / "a.jsonl")
     rows = load_train([tmp_path / "a.jsonl"])
     assert cross_validate(rows, ["glimpse_prob_first"], 1.0, repeats=1) > 0.95
+    monkeypatch.setattr(app.fit_routing, "cross_validate", functools.partial(cross_validate, repeats=2))
     model, l2, cv = choose_and_fit(rows, ["glimpse_prob_first", "log_words"], grid=(1.0, 10.0))
     assert isinstance(model, ScoreModel) and l2 in cv and model.weights["glimpse_prob_first"] < 0
 
@@ -53,6 +56,7 @@ def test_main_prints_python_for_route_weights(tmp_path, capsys, monkeypatch):
 
     # one random split per cross-validation instead of four: the output's form is under test, not its numbers
     monkeypatch.setattr(app.fit_routing, "cross_validate", functools.partial(cross_validate, repeats=1))
+    monkeypatch.setattr(app.fit_routing, "choose_and_fit", functools.partial(choose_and_fit, grid=(1.0, 10.0)))
     _dump(tmp_path / "a.jsonl")
     assert main([str(tmp_path / "a.jsonl")]) == 0
     ns: dict = {"ScoreModel": ScoreModel}
