@@ -153,6 +153,20 @@ def test_ember_failing_itself_is_a_500_with_its_message(http: httpx.Client, serv
     assert ollama.status_code == 500 and ollama.json() == {"error": str(error)}
 
 
+@pytest.mark.allow_log_warnings
+def test_a_bug_is_a_500_with_the_apology_every_front_end_shows(http: httpx.Client, server: ApiServer,
+                                                              monkeypatch: pytest.MonkeyPatch, caplog) -> None:
+    def broken() -> list:
+        raise KeyError("models")
+
+    monkeypatch.setattr(server.core.library, "list", broken)
+    err = openai_error(http.get("/v1/models"), 500)
+    assert err["code"] == "internal_error" and err["message"] == (
+        "Something went wrong inside Ember (KeyError). This is a bug; the details are in "
+        f"{server.core.paths.logs / 'ember.log'}.")
+    assert any(r.exc_info and r.getMessage() == "bug while serving GET /v1/models" for r in caplog.records)
+
+
 def test_web_pages_may_read_every_x_ember_header(http: httpx.Client, settings) -> None:
     settings.allowed_origins = ["https://app.example"]
     response = http.post("/v1/completions", headers={"Origin": "https://app.example"},
