@@ -323,3 +323,18 @@ def test_download_uses_the_hub_token_saved_after_the_manager_was_made(db, client
     set_secret(TOKEN_SECRET, "hf_good_token")  # saved later in Settings
     mgr.resume(dl.id)
     assert mgr.run(dl.id).path.name == GATED_FILE
+
+
+@pytest.mark.allow_log_warnings
+def test_a_bug_while_downloading_is_recorded_as_the_apology_and_propagates(db, client, library_dir, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug in the transfer")
+
+    monkeypatch.setattr("models.downloads.fetch_verified", broken)
+    mgr = manager(db, client, library_dir)
+    dl = queue(mgr, client)
+    with pytest.raises(RuntimeError, match="a bug in the transfer"):
+        mgr.run(dl.id)
+    failed = mgr.get(dl.id)
+    assert failed.state is DownloadState.FAILED
+    assert failed.error.startswith("Something went wrong inside Ember (RuntimeError). This is a bug")
