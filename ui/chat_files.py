@@ -172,8 +172,22 @@ class ChatFiles(QObject):
         return ctx.sources if ctx is not None else []
 
     def show_sources(self, *_: Any) -> None:
-        """A ``Sources:`` line under each shown reply whose question sent file text."""
+        """A ``Sources:`` line under each shown reply whose question sent file text, and the files a message
+        was sent with under it."""
         widgets = self._view.message_widgets
+        sent: dict[int, list[str]] = {}
+        conv = self._session.conversation()
+        for att in self.store.for_conversation(conv.id) if conv is not None else []:
+            if att.message_id is not None:
+                pages = f", {att.pages} pages" if att.kind == "pdf" else ""
+                sent.setdefault(att.message_id, []).append(f"{att.name}{pages}")
+        for widget in widgets:
+            files = sent.get(widget.message.id)
+            if files and widget.findChild(QLabel, "attachedLine") is None:
+                label = QLabel("Attached: " + "; ".join(files))
+                label.setObjectName("attachedLine")
+                label.setStyleSheet("color: palette(placeholder-text);")
+                widget.add_extra(label)
         users = [w.message.id for w in widgets if w.message.role == "user"]
         contexts = self.store.contexts(users)
         previous = None

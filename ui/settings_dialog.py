@@ -15,7 +15,8 @@ from ui.secrets_panel import SecretsPanel
 from ui.settings_form import SettingsForm
 
 SECTION_TITLES = {"engine": "Engine", "chat": "Chat", "sampling": "Sampling", "api": "Local API",
-                  "desktop": "Desktop", "speculative": "Speculative decoding", "router": "Router"}
+                  "desktop": "Desktop", "speculative": "Speculative decoding", "router": "Router",
+                  "mcp": "Tools", "attachments": "Attachments"}
 
 
 class SettingsDialog(QDialog):
