@@ -49,6 +49,7 @@ class ChatFiles(QObject):
         self._background = background
         self.store = AttachmentStore(core.conversations.database)
         self._reading: list[str] = []
+        self._queued: list[str] = []  # messages sent while files were being read
         self._vectors: dict[tuple[int, str], list[float]] = {}  # question embeddings by (conversation, text)
 
     # -- attaching -----------------------------------------------------------------------------------------------
@@ -96,6 +97,8 @@ class ChatFiles(QObject):
         if name in self._reading:
             self._reading.remove(name)
         self.busyChanged.emit(self._reading[0] if self._reading else "")
+        if not self._reading and self._queued:
+            self.send(self._queued.pop(0))
 
     @property
     def reading(self) -> bool:
@@ -121,7 +124,12 @@ class ChatFiles(QObject):
 
     def send(self, text: str) -> None:
         """Send ``text``: when the conversation has split files the question is embedded first (off the GUI
-        thread), so its parts can be found by meaning as well as by keywords."""
+        thread), so its parts can be found by meaning as well as by keywords. While files are still being read
+        the message waits for them."""
+        if self._reading:
+            self._queued.append(text)
+            self.notice.emit(f"Your message is sent once {self._reading[0]} is read.")
+            return
         conv = self._session.conversation()
         if conv is None or not self.store.chunks(conv.id) or (conv.id, text.strip()) in self._vectors:
             self._session.send(text)
