@@ -80,7 +80,17 @@ class ChatTools(QObject):
             self._core.conversations.update(conv.id, settings={**conv.settings, "mcp_servers": sorted(names)})
         if on:
             self.list_tools(name)
+        else:
+            self._stop_unused()
         self.toolsChanged.emit()
+
+    def _stop_unused(self) -> None:
+        """Servers run while the open conversation uses them: stop the others (a stdio server's process ends)."""
+        used = set(self.enabled())
+        for name in self.hub.running():
+            if name not in used:
+                self.hub.stop(name)
+                self.tools.pop(name, None)
 
     def list_tools(self, name: str) -> None:
         """Start server ``name`` if needed and fetch its tools (``toolsChanged`` follows)."""
@@ -157,6 +167,7 @@ class ChatTools(QObject):
             if widget.message.role == "assistant":
                 for call in self.store.for_message(widget.message.id):
                     self._card(call)
+        self._stop_unused()
         for name in self.enabled():
             if name not in self.tools:
                 self.list_tools(name)

@@ -152,6 +152,13 @@ def test_denied_call_is_not_run_and_calls_survive_a_restart(qtbot, window, calls
     assert call.state == "denied" and card.state_label.text() == "not allowed"
     sent = history(window.core, window.core.conversations.get(conv_id))
     assert [m["content"] for m in sent if m["role"] == "tool"] == ["The user did not allow this call; it was not run."]
+    assert window.tools.hub.running() == ["notes"]
+    action = next(a for a in window.extras_bar.tools_menu.actions() if a.text().startswith("notes"))
+    action.trigger()  # switched off: the server's process is stopped
+    assert window.tools.enabled() == []
+    qtbot.waitUntil(lambda: window.tools.hub.running() == [], timeout=START_TIMEOUT_MS)
+    action = next(a for a in window.extras_bar.tools_menu.actions() if a.text().startswith("notes"))
+    action.trigger()
 
     # another process on the same data: the call and its answer are shown again
     from app.model_services import model_services
