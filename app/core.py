@@ -71,7 +71,7 @@ class Ember:
 
     def spec_for(self, model: LibraryModel, *, draft: str | None = None, lookup: bool = False) -> ModelSpec:
         """The load spec of a library model under the current engine and speculative settings."""
-        from app.speculative_choice import speculative_config
+        from app.services.speculative_choice import speculative_config
 
         e = self.settings.engine
         params = ContextParams(n_ctx=e.n_ctx, n_batch=e.n_batch, n_threads=e.n_threads,
@@ -90,9 +90,9 @@ class Ember:
 
     @property
     def router(self) -> Any:
-        """The router (:func:`app.surface.router_of`). Only for :func:`app.routing.api_route`, which asks the core
+        """The router (:func:`app.services.surface.router_of`). Only for :func:`app.routing.api_route`, which asks the core
         for it: the one import of app.routing here (tests/unit/test_import_rules.py lists it as the one known lazy
-        cycle); it goes when app.routing types its ``core`` as :class:`app.surface.Core` and calls ``router_of``."""
+        cycle); it goes when app.routing types its ``core`` as :class:`app.services.surface.Core` and calls ``router_of``."""
         from app.routing import Router
 
         return self.shared("router", Router)

@@ -16,7 +16,7 @@ from PySide6.QtWidgets import QApplication
 
 from app import APP_ID
 from app.core import Ember
-from app.model_services import model_services
+from app.services.models import model_services
 from app.paths import Paths
 from storage.errors import EmberError
 from ui.api_control import ApiControl, ApiServerLike

@@ -171,7 +171,7 @@ class McpSettings(BaseModel):
     @field_validator("servers")
     @classmethod
     def _check_servers(cls, servers: dict[str, str]) -> dict[str, str]:
-        from app.mcp_servers import parse_server
+        from app.services.mcp_servers import parse_server
 
         for name, spec in servers.items():
             parse_server(name, spec)  # raises ValueError with what is wrong

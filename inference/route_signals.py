@@ -236,7 +236,7 @@ def glimpse(model: LlamaModel, prompt: Sequence[int], *, n_tokens: int = 2,
 # Products of a glimpse statistic and a prompt-type flag. The same first-token confidence means different things for
 # a question the small model answers by echoing it ("The capital of ...") and for a sum whose first tokens are
 # digits; these let the logistic score weigh the glimpse per kind of question (better in cross-validation on the
-# training split: see app/fit_routing.py).
+# training split: see app/bench/fit_routing.py).
 INTERACTIONS: tuple[tuple[str, str], ...] = tuple(
     (g, kind) for g in ("glimpse_prob_first", "glimpse_entropy_mean")
     for kind in ("math", "wordplay", "fact", "units", "multi_step", "how_many"))

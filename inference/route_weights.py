@@ -1,4 +1,4 @@
-"""The shipped escalation-score models, fitted by ``python -m app.fit_routing`` (see its docstring for the two
+"""The shipped escalation-score models, fitted by ``python -m app.bench.fit_routing`` (see its docstring for the two
 ``ember bench routing --dump`` runs it reads) on the *train* split of ``app/resources/routing_questions.jsonl``
 with the starter model as the small tier (greedy answers). ``ember bench routing --fit`` runs the same fit on one
 run's train items and reports with it, without changing this file.
@@ -21,11 +21,11 @@ ANSWER_FEATURES = ["answer_entropy_mean", "answer_entropy_max", "answer_logprob_
 
 # The glimpse-by-question-type products (inference.route_signals.INTERACTIONS) raise the cross-validated train AUROC
 # from 0.733 to 0.739 (auto); cascade is no better with them (0.778 to 0.777) and keeps them for one feature set.
-# `python -m app.fit_routing` prints both figures.
+# `python -m app.bench.fit_routing` prints both figures.
 AUTO_FEATURES = PROMPT_FEATURES + GLIMPSE_FEATURES + INTERACTION_FEATURES
 CASCADE_FEATURES = PROMPT_FEATURES + GLIMPSE_FEATURES + ANSWER_FEATURES + INTERACTION_FEATURES
 
-# Fitted by `python -m app.fit_routing train_t1.jsonl train_t2.jsonl` on the train split (575 items, each answered
+# Fitted by `python -m app.bench.fit_routing train_t1.jsonl train_t2.jsonl` on the train split (575 items, each answered
 # with --threads 1 and --threads 2: 1150 rows); L2 strength chosen by 5-fold cross-validation inside train
 # (cross-validated AUROC: auto 0.739, cascade 0.777).
 # l2=3.0

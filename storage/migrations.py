@@ -277,7 +277,7 @@ def m008_chat_attachments(db: sqlite_utils.Database) -> None:
         " sources TEXT NOT NULL DEFAULT '[]')")  # JSON list of {"file", "part", "page"}
 
 
-# The sampling options a conversation could store when m009 was written (app.conversation_settings reads them
+# The sampling options a conversation could store when m009 was written (app.services.conversation_settings reads them
 # into SamplingOptions); a migration keeps its own copy, as the declaration may change later.
 _M009_SAMPLING_KEYS = frozenset({"temperature", "top_p", "top_k", "min_p", "repeat_penalty", "repeat_last_n",
                                  "dry_multiplier", "seed", "max_tokens", "stop", "stop_loops", "ignore_eos"})

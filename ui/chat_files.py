@@ -10,10 +10,10 @@ from typing import Any, Sequence
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QLabel
 
-from app.attachments import Prepared, attach, build_context, sources_line, whole_budget
-from app.chat import new_conversation
-from app.chat_extras import TurnExtras
-from app.surface import Core
+from app.services.attachments import Prepared, attach, build_context, sources_line, whole_budget
+from app.services.chat import new_conversation
+from app.services.chat_extras import TurnExtras
+from app.services.surface import Core
 from storage.attachments import Attachment, AttachmentStore
 from storage.conversations import Conversation, Message
 from storage.errors import EmberError

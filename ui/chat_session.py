@@ -1,7 +1,7 @@
 """The chat window's controller: one open conversation, its running reply, stop/regenerate/edit-and-resend, and
 switching between the versions an edit or a regenerate leaves (nothing is deleted).
 
-Replies run through :class:`app.chat.Turn` (the same path as the terminal chat); its engine-thread callbacks reach
+Replies run through :class:`app.services.chat.Turn` (the same path as the terminal chat); its engine-thread callbacks reach
 this object as queued signals, so every slot here runs on the GUI thread.
 """
 
@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, Signal
 
-from app.chat import Turn, new_conversation, remember_route
-from app.conversation_settings import ConversationSettings, turn_sampling
-from app.surface import Core
+from app.services.chat import Turn, new_conversation, remember_route
+from app.services.conversation_settings import ConversationSettings, turn_sampling
+from app.services.surface import Core
 from inference.engine import ModelSpec
 from inference.events import Failed, Finished, LoadProgress, Retracted, TokenText
 from inference.sampling import SamplingOptions
@@ -26,7 +26,7 @@ from ui.engine_adapter import EventRelay
 if TYPE_CHECKING:
     from typing import Callable
 
-    from app.chat_extras import TurnExtras
+    from app.services.chat_extras import TurnExtras
     from app.routing import RouteRequest
 
 log = logging.getLogger(__name__)

@@ -10,11 +10,11 @@ from typing import Any, Callable
 
 from PySide6.QtCore import QObject, Qt, Signal
 
-from app.chat_extras import TurnExtras, tool_request
-from app.mcp_client import McpHub, McpTool
-from app.mcp_servers import parse_servers
+from app.services.chat_extras import TurnExtras, tool_request
+from app.services.mcp_client import McpHub, McpTool
+from app.services.mcp_servers import parse_servers
 from app.settings import Settings
-from app.surface import Core
+from app.services.surface import Core
 from storage.conversations import Conversation, Message
 from storage.errors import EmberError
 from storage.tool_calls import StoredCall, ToolCallStore

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QWidget
 
-from app.surface import Core
-from app.speculative_choice import compatible_library_drafts
+from app.services.surface import Core
+from app.services.speculative_choice import compatible_library_drafts
 from storage.errors import EmberError
 
 OFF, LOOKUP = "off", "lookup"

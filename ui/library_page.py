@@ -10,7 +10,7 @@ from PySide6.QtCore import Signal
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QFileDialog, QLabel, QTabWidget, QVBoxLayout, QWidget
 
-from app.surface import Core
+from app.services.surface import Core
 from models.fit import estimate_fit, library_fit, model_shape
 from ui import dialogs
 from ui.background import Background
@@ -28,8 +28,8 @@ class LibraryPage(QWidget):
     Args:
         core: the composition root (library, paths, settings).
         background: where disk and network work runs.
-        hub: makes a Hub client (``app.model_services.hub_client``); None hides Hub search.
-        machine: this machine's free memory for fit estimates (``app.model_services.machine``).
+        hub: makes a Hub client (``app.services.models.hub_client``); None hides Hub search.
+        machine: this machine's free memory for fit estimates (``app.services.models.machine``).
     """
 
     modelsChanged = Signal()

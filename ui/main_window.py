@@ -9,16 +9,16 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QCloseEvent, QKeyEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (QMainWindow, QPushButton, QSplitter, QStackedWidget, QVBoxLayout, QWidget)
 
-from app.chat import context_notice
-from app.conversation_settings import ConversationSettings
-from app.model_services import ModelServices
-from app.surface import Core
+from app.services.chat import context_notice
+from app.services.conversation_settings import ConversationSettings
+from app.services.models import ModelServices
+from app.services.surface import Core
 from app.settings import Settings
 from storage.presets import PresetStore
 from ui.background import Background
 from ui.banner import Banner
 from ui.chat_session import ChatSession
-from app.chat_extras import merge as merge_extras
+from app.services.chat_extras import merge as merge_extras
 from ui.chat_extras_bar import ChatExtrasBar, FileDrops
 from ui.chat_files import ChatFiles
 from ui.chat_tools import ChatTools
@@ -304,7 +304,7 @@ class MainWindow(QMainWindow):
 
     def apply_settings(self, settings: Settings) -> None:
         """Use saved settings from now on (new loads and new chats pick them up); start on login is set up."""
-        from app.autostart import apply_start_on_login
+        from app.services.autostart import apply_start_on_login
 
         self.core.settings = settings
         self.theme.apply(settings.desktop.theme)

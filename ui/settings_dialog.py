@@ -8,7 +8,7 @@ from pydantic import BaseModel, ValidationError
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QLabel, QScrollArea, QTabWidget, QVBoxLayout, QWidget)
 
-from app.autostart import UNSUPPORTED_NOTICE, autostart_supported
+from app.services.autostart import UNSUPPORTED_NOTICE, autostart_supported
 from app.settings import Settings, describe_validation, save_settings
 from storage.errors import EmberError
 from ui.secrets_panel import SecretsPanel

@@ -49,8 +49,8 @@ def core(ember_home: Path) -> Iterator[Ember]:
 def test_bench_api_prints_the_command_that_reproduces_it(core: Ember, monkeypatch: pytest.MonkeyPatch) -> None:
     import contextlib
 
-    from app import bench_api
-    from app.cli import build_parser
+    from app.bench import api as bench_api
+    from app.cli.main import build_parser
 
     figures = {"ttft_median_ms": 10.0, "ttft_max_ms": 12.0, "client_tokens_per_s": 50.0,
                "total_tokens_per_s": 80.0}

@@ -64,7 +64,7 @@ def shut_down_windows(core: Ember) -> None:
 @pytest.fixture
 def window(qtbot, core: Ember):
     """A shown main window with the starter model loaded."""
-    from app.model_services import model_services
+    from app.services.models import model_services
     from ui.main_window import MainWindow
 
     win = MainWindow(core, model_services(core))

@@ -11,7 +11,7 @@ from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent, QGuiApplication, QImage
 from PySide6.QtWidgets import QLabel
 
-from app.attachments import estimate_tokens, whole_budget
+from app.services.attachments import estimate_tokens, whole_budget
 from storage.attachments import AttachmentStore
 from tests.gui.gui_helpers import REPLY_TIMEOUT_MS, send
 from tests.pdf_synth import write_pdf

@@ -113,7 +113,7 @@ def test_a_cascade_streams_and_an_escalation_replaces_the_shown_text(qtbot, wind
 
 
 def test_context_notice_is_shown_once_per_conversation(qtbot, window, caplog):
-    from app.chat import CONTEXT_NOTICE
+    from app.services.chat import CONTEXT_NOTICE
 
     store = window.core.conversations
     conv = store.create(title="A long chat")

@@ -16,7 +16,7 @@ import pytest
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QImage
 
-from app.chat import history, new_conversation
+from app.services.chat import history, new_conversation
 from app.core import Ember
 from storage.tool_calls import ToolCallStore
 from tests.gui.conftest import gui_settings, shut_down_windows
@@ -161,7 +161,7 @@ def test_denied_call_is_not_run_and_calls_survive_a_restart(qtbot, window, calls
     action.trigger()
 
     # another process on the same data: the call and its answer are shown again
-    from app.model_services import model_services
+    from app.services.models import model_services
     from ui.main_window import MainWindow
 
     again = Ember.open(settings=window.core.settings)

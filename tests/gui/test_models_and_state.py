@@ -108,7 +108,7 @@ def test_settings_dialog_round_trip_with_bounds(qtbot, window):
 
 
 def test_window_state_is_remembered(qtbot, core):
-    from app.model_services import model_services
+    from app.services.models import model_services
     from ui.main_window import MainWindow
 
     first = MainWindow(core, model_services(core))

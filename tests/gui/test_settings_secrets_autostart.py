@@ -67,7 +67,7 @@ def test_start_on_login_writes_and_removes_the_autostart_entry(qtbot, window, xd
 
 
 def test_start_on_login_elsewhere_is_said_to_be_unsupported(qtbot, core, monkeypatch, xdg_config_home: Path):
-    import app.autostart as autostart
+    import app.services.autostart as autostart
     from ui.settings_dialog import SettingsDialog
 
     monkeypatch.setattr(autostart.sys, "platform", "sunos5")

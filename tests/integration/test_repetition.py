@@ -56,7 +56,7 @@ def test_dry_keeps_the_reply_from_repeating_the_prompt_verbatim(engine):
 
 
 def test_the_loop_benchmark_finds_non_looping_replies_unchanged():
-    from app.bench_loops import bench_loops, format_loops
+    from app.bench.loops import bench_loops, format_loops
     from app.core import Ember
 
     core = Ember.open()

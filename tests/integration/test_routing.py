@@ -1,4 +1,4 @@
-"""The router on the real starter model: the glimpse, and every policy end to end through ``app.chat.Turn``
+"""The router on the real starter model: the glimpse, and every policy end to end through ``app.services.chat.Turn``
 with a second local GGUF (a Q8_0 requantisation of the starter) and with Ember's own API server as the remote tier.
 """
 
@@ -12,7 +12,7 @@ from typing import Iterator
 import pytest
 
 from app.api import ApiServer
-from app.chat import Turn, new_conversation, remember_route
+from app.services.chat import Turn, new_conversation, remember_route
 from app.core import Ember
 from app.paths import Paths
 from app.routing import RouteRequest
@@ -274,7 +274,7 @@ class _Terminal(io.StringIO):
 
 
 def test_the_terminal_streams_a_cascade_and_says_when_the_answer_is_withdrawn(core):
-    from app.terminal_chat import one_shot
+    from app.cli.terminal_chat import one_shot
 
     route = RouteRequest(policy="cascade", large="starter-q8")
     spec = core.model_spec("default")

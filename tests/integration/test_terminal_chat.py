@@ -5,7 +5,7 @@ import io
 import pytest
 
 from app.core import Ember
-from app.terminal_chat import interactive
+from app.cli.terminal_chat import interactive
 from inference.sampling import SamplingOptions
 from tests.greedy import CAPITAL_QUESTION, robust_capital
 

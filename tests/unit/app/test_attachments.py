@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from app.attachments import (AttachmentError, attach, build_context, estimate_tokens, extract, sources_line, split,
+from app.services.attachments import (AttachmentError, attach, build_context, estimate_tokens, extract, sources_line, split,
                              whole_budget)
 from app.settings import AttachmentSettings
 from storage.attachments import AttachmentStore

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.cli import main
+from app.cli.main import main
 from tests.gguf_synth import llama_metadata, write_gguf
 
 

@@ -1,4 +1,4 @@
-"""``ember models ...`` end to end through ``app.cli.main`` against the fake Hub."""
+"""``ember models ...`` end to end through ``app.cli.main.main`` against the fake Hub."""
 
 import io
 import json
@@ -17,7 +17,7 @@ from fakehub import FakeHub, FakeRepo, fake_hub  # noqa: E402,F401  (fixture)
 from gguf_synth import gguf_bytes, llama_metadata, write_gguf  # noqa: E402
 from model_repos import GATED, GATED_FILE, TINY, TINY_FILE, model_bytes  # noqa: E402
 
-from app.cli import main  # noqa: E402
+from app.cli.main import main  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[3]
 

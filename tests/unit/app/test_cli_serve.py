@@ -4,7 +4,7 @@ import argparse
 
 import pytest
 
-from app import cli_serve
+from app.cli import serve as cli_serve
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 import logging
 
-from app.conversation_settings import ConversationSettings, turn_sampling
+from app.services.conversation_settings import ConversationSettings, turn_sampling
 from inference.sampling import SamplingOptions
 
 

@@ -19,7 +19,7 @@ def test_install_writes_entry_and_icon(tmp_path):
 
 
 def test_cli_install_desktop(tmp_path, capsys):
-    from app.cli import main
+    from app.cli.main import main
 
     assert main(["install-desktop", "--prefix", str(tmp_path)]) == 0
     assert f"{APP_ID}.desktop" in capsys.readouterr().out
@@ -28,7 +28,7 @@ def test_cli_install_desktop(tmp_path, capsys):
 def test_macos_launch_agent_starts_ember_at_login(tmp_path, monkeypatch):
     import plistlib
 
-    import app.autostart as autostart
+    import app.services.autostart as autostart
 
     monkeypatch.setattr(autostart.sys, "platform", "darwin")
     monkeypatch.setattr(autostart.Path, "home", classmethod(lambda cls: tmp_path))

@@ -1,4 +1,4 @@
-"""The offline refit of the router's score models (``python -m app.fit_routing``): train items only, L2 chosen by
+"""The offline refit of the router's score models (``python -m app.bench.fit_routing``): train items only, L2 chosen by
 cross-validation, output that is valid Python for ``inference/route_weights.py``."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import math
 
 import pytest
 
-from app.fit_routing import choose_and_fit, cross_validate, item_features, load_train, main
+from app.bench.fit_routing import choose_and_fit, cross_validate, item_features, load_train, main
 from inference.router import ScoreModel
 
 
@@ -41,22 +41,22 @@ def test_item_features_glimpse_is_the_first_answer_tokens():
 
 
 def test_cross_validation_finds_a_separable_signal(tmp_path, monkeypatch):
-    import app.fit_routing
+    import app.bench.fit_routing
 
     _dump(tmp_path / "a.jsonl")
     rows = load_train([tmp_path / "a.jsonl"])
     assert cross_validate(rows, ["glimpse_prob_first"], 1.0, repeats=1) > 0.95
-    monkeypatch.setattr(app.fit_routing, "cross_validate", functools.partial(cross_validate, repeats=2))
+    monkeypatch.setattr(app.bench.fit_routing, "cross_validate", functools.partial(cross_validate, repeats=2))
     model, l2, cv = choose_and_fit(rows, ["glimpse_prob_first", "log_words"], grid=(1.0, 10.0))
     assert isinstance(model, ScoreModel) and l2 in cv and model.weights["glimpse_prob_first"] < 0
 
 
 def test_main_prints_python_for_route_weights(tmp_path, capsys, monkeypatch):
-    import app.fit_routing
+    import app.bench.fit_routing
 
     # one random split per cross-validation instead of four: the output's form is under test, not its numbers
-    monkeypatch.setattr(app.fit_routing, "cross_validate", functools.partial(cross_validate, repeats=1))
-    monkeypatch.setattr(app.fit_routing, "choose_and_fit", functools.partial(choose_and_fit, grid=(1.0, 10.0)))
+    monkeypatch.setattr(app.bench.fit_routing, "cross_validate", functools.partial(cross_validate, repeats=1))
+    monkeypatch.setattr(app.bench.fit_routing, "choose_and_fit", functools.partial(choose_and_fit, grid=(1.0, 10.0)))
     _dump(tmp_path / "a.jsonl")
     assert main([str(tmp_path / "a.jsonl")]) == 0
     ns: dict = {"ScoreModel": ScoreModel}
@@ -67,7 +67,7 @@ def test_main_prints_python_for_route_weights(tmp_path, capsys, monkeypatch):
 
 
 def test_bench_dump_round_trips_into_the_fit(tmp_path):
-    from app.bench_routing import Item, dump_items
+    from app.bench.routing import Item, dump_items
 
     items = [Item("What is 2 + 2?", ["4"], "train", "arithmetic", reply="4", correct=True, signals={},
                   steps=[(0.1, -0.01, 0.9)]),

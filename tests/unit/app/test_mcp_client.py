@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from app.mcp_client import McpError, McpHub
-from app.mcp_servers import McpServer, parse_server
+from app.services.mcp_client import McpError, McpHub
+from app.services.mcp_servers import McpServer, parse_server
 
 SERVER = Path(__file__).resolve().parents[2] / "mcp_server.py"
 

@@ -4,7 +4,7 @@ import json
 import pytest
 
 from app.paths import Paths
-from app.setting_flags import add_flags, apply_flags
+from app.cli.setting_flags import add_flags, apply_flags
 from app.settings import Settings, SettingsError, load_settings, save_settings
 from inference.sampling import SamplingOptions
 

@@ -312,7 +312,7 @@ def test_download_uses_the_hub_token_saved_after_the_manager_was_made(db, client
                                                                       memory_keyring):
     from types import SimpleNamespace
 
-    from app.model_services import download_manager
+    from app.services.models import download_manager
     from storage.secrets import set_secret
 
     core = SimpleNamespace(db=db, library=Library(db), paths=SimpleNamespace(models=library_dir))

@@ -10,7 +10,7 @@ import subprocess
 from dataclasses import dataclass
 from typing import Callable
 
-from app.surface import Core
+from app.services.surface import Core
 from storage.errors import EmberError
 from models.downloads import DownloadManager
 from models.fit import Machine, ModelShape, requirement

@@ -5,7 +5,7 @@ small model at temperature 0; an answer is correct when any listed answer appear
 case-insensitive. The router scores the prompt as in ``auto`` (prompt features and the glimpse) and as in
 ``cascade`` (plus the confidence over the whole answer). Figures are reported on the ``test`` split; thresholds are
 calibrated on the scores of the ``train`` split, which is also the only data ``--fit`` fits on. ``--dump FILE``
-writes every item's label and per-token statistics, from which ``python -m app.fit_routing`` refits the shipped
+writes every item's label and per-token statistics, from which ``python -m app.bench.fit_routing`` refits the shipped
 weights of :mod:`inference.route_weights`.
 """
 
@@ -141,7 +141,7 @@ def bench_routing(core: Ember, *, dataset: Path | str | None = None, model: str 
                   progress: Callable[[str], None] | None = None, command: str = "") -> dict[str, Any]:
     """Score every item, report on ``split`` (``test``, ``train`` or ``all``); ``fit`` refits the score models on
     the ``train`` split first and reports with them. ``dump`` writes every item's label and signals to a JSONL
-    file (:func:`dump_items`), the input of ``python -m app.fit_routing``.
+    file (:func:`dump_items`), the input of ``python -m app.bench.fit_routing``.
 
     Raises:
         DatasetError: unreadable dataset, or the split has no items.
@@ -168,7 +168,7 @@ def bench_routing(core: Ember, *, dataset: Path | str | None = None, model: str 
     if fit:
         if not train:
             raise DatasetError("--fit needs items marked \"split\": \"train\" in the dataset.")
-        from app.fit_routing import choose_and_fit  # the same procedure as python -m app.fit_routing
+        from app.bench.fit_routing import choose_and_fit  # the same procedure as python -m app.bench.fit_routing
 
         rows = [(it.prompt, it.signals or {}, not it.correct) for it in train]
         auto_model, auto_l2, _ = choose_and_fit(rows, route_weights.AUTO_FEATURES)

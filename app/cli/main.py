@@ -12,10 +12,14 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from app import __version__, cli_bench, cli_conversations, cli_models, cli_serve
-from app.conversation_settings import turn_sampling
+from app import __version__
+from app.cli import bench as cli_bench
+from app.cli import conversations as cli_conversations
+from app.cli import models as cli_models
+from app.cli import serve as cli_serve
+from app.services.conversation_settings import turn_sampling
 from app.core import Ember
-from app.setting_flags import add_flags, apply_flags
+from app.cli.setting_flags import add_flags, apply_flags
 from inference.router import POLICIES
 from inference.sampling import SamplingOptions
 from storage.errors import EmberError
@@ -115,7 +119,7 @@ def _cmd_desktop(args: argparse.Namespace) -> int:
 
 
 def _cmd_chat(args: argparse.Namespace) -> int:
-    from app.terminal_chat import interactive, one_shot
+    from app.cli.terminal_chat import interactive, one_shot
 
     core = Ember.open()
     try:
@@ -156,7 +160,7 @@ def _cmd_install_desktop(args: argparse.Namespace) -> int:
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
-    from app.doctor import doctor_report, format_report
+    from app.cli.doctor import doctor_report, format_report
 
     report = doctor_report()
     print(json.dumps(report, indent=2) if args.json else format_report(report))

@@ -5,7 +5,7 @@ Usage (the numbers in :mod:`inference.route_weights` come from exactly this)::
 
     EMBER_HOME=$(mktemp -d) ember bench routing --threads 1 --dump train_t1.jsonl
     EMBER_HOME=$(mktemp -d) ember bench routing --threads 2 --dump train_t2.jsonl
-    python -m app.fit_routing train_t1.jsonl train_t2.jsonl > inference/route_weights_new.py
+    python -m app.bench.fit_routing train_t1.jsonl train_t2.jsonl > inference/route_weights_new.py
 
 Runs with different thread counts differ slightly in llama.cpp's numerics, and so in some answers and their
 right/wrong labels; fitting on several runs at once keeps the score from leaning on one run's labels. Features are
@@ -83,7 +83,7 @@ def choose_and_fit(rows: Sequence[tuple[str, Mapping[str, float], bool]], names:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m app.fit_routing", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m app.bench.fit_routing", description=__doc__.split("\n\n")[0])
     ap.add_argument("dumps", nargs="+", help="files written by ember bench routing --dump")
     ap.add_argument("--glimpse-tokens", type=int, default=2)
     args = ap.parse_args(argv)

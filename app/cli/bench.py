@@ -79,7 +79,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     routing.add_argument("--threads", type=int, default=None, help="CPU threads (default: physical cores)")
     routing.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     routing.add_argument("--dump", metavar="FILE.jsonl", help="write every item's label and signals (the input "
-                         "of python -m app.fit_routing)")
+                         "of python -m app.bench.fit_routing)")
     routing.set_defaults(func=_routing)
 
     loops = names.add_parser("loops", help="replies that loop to max_tokens with the loop check off and on, over "
@@ -107,8 +107,8 @@ def _run(args: argparse.Namespace, bench: Callable[[Ember], dict[str, Any]],
 
 
 def _decode(args: argparse.Namespace) -> int:
-    from app.bench_decode import bench_decode, format_decode
-    from app.bench_multiturn import bench_multiturn, format_multiturn
+    from app.bench.decode import bench_decode, format_decode
+    from app.bench.multiturn import bench_multiturn, format_multiturn
 
     say = None if args.json else _progress
     fa = {"auto": None, "on": True, "off": False}[args.flash_attn]
@@ -122,7 +122,7 @@ def _decode(args: argparse.Namespace) -> int:
 
 
 def _speculative(args: argparse.Namespace) -> int:
-    from app.bench_speculative import bench_speculative, format_speculative
+    from app.bench.speculative import bench_speculative, format_speculative
 
     return _run(args, lambda core: bench_speculative(
         core, model=args.model, draft=args.draft, lookup=args.lookup, prompts_file=args.prompts, tokens=args.tokens,
@@ -131,7 +131,7 @@ def _speculative(args: argparse.Namespace) -> int:
 
 
 def _api(args: argparse.Namespace) -> int:
-    from app.bench_api import bench_api, format_api
+    from app.bench.api import bench_api, format_api
 
     return _run(args, lambda core: bench_api(core, model=args.model, tokens=args.tokens, runs=args.runs,
                                              clients=args.clients, threads=args.threads, n_ctx=args.n_ctx,
@@ -139,7 +139,7 @@ def _api(args: argparse.Namespace) -> int:
 
 
 def _routing(args: argparse.Namespace) -> int:
-    from app.bench_routing import bench_routing, format_routing
+    from app.bench.routing import bench_routing, format_routing
 
     command = ("ember bench routing " + " ".join(sys.argv[sys.argv.index("routing") + 1:])
                if "routing" in sys.argv else "ember bench routing")
@@ -150,8 +150,8 @@ def _routing(args: argparse.Namespace) -> int:
 
 
 def _loops(args: argparse.Namespace) -> int:
-    from app.bench_loops import bench_loops, format_loops
-    from app.bench_speculative import load_prompts
+    from app.bench.loops import bench_loops, format_loops
+    from app.bench.speculative import load_prompts
 
     prompts = next(iter(load_prompts(args.prompts).values())) if args.prompts else None
     flags = [("--json", args.json), (f"--tokens {args.tokens}", args.tokens != 256),

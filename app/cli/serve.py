@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from app.setting_flags import add_flags
+from app.cli.setting_flags import add_flags
 from app.settings import ApiSettings
 
 # The API settings ``ember serve`` takes as flags for this run (declared in app.settings.ApiSettings; --no-auth is

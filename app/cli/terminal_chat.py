@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING, TextIO
 
-from app.chat import Turn, context_notice, new_conversation
+from app.services.chat import Turn, context_notice, new_conversation
 from app.core import Ember
 from inference.engine import ModelSpec
 from inference.events import Failed, Retracted, TokenText

@@ -16,7 +16,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Coroutine, Mapping
 
-from app.mcp_servers import McpServer
+from app.services.mcp_servers import McpServer
 from storage.errors import EmberError
 
 log = logging.getLogger(__name__)

@@ -116,7 +116,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _search(args: argparse.Namespace) -> int:
-    from app.model_services import hub_client
+    from app.services.models import hub_client
 
     if args.limit < 1 or args.page < 1:
         raise UsageError("--limit and --page must be 1 or more.")
@@ -133,7 +133,7 @@ def _search(args: argparse.Namespace) -> int:
 
 
 def _files(args: argparse.Namespace) -> int:
-    from app.model_services import hub_client
+    from app.services.models import hub_client
 
     repo = hub_client().files(args.repo_id, revision=args.revision)
     if args.json:
@@ -150,7 +150,7 @@ def _files(args: argparse.Namespace) -> int:
 
 
 def _pull(args: argparse.Namespace) -> int:
-    from app.model_services import download_manager, hub_client
+    from app.services.models import download_manager, hub_client
 
     hub = hub_client()
     repo = hub.files(args.repo_id, revision=args.revision)
@@ -247,7 +247,7 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _fit(args: argparse.Namespace) -> int:
-    from app.model_services import hub_client, machine
+    from app.services.models import hub_client, machine
 
     core = Ember.open()
     try:

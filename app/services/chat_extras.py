@@ -1,5 +1,5 @@
 """What a chat turn sends beyond the plain messages: the MCP tools the model may call, earlier calls with their
-results, and the text of attached files. Shared by :class:`app.chat.Turn` and the desktop's controllers."""
+results, and the text of attached files. Shared by :class:`app.services.chat.Turn` and the desktop's controllers."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from storage.tool_calls import StoredCall, ToolCallStore
 
 if TYPE_CHECKING:
     from app.core import Ember
-    from app.mcp_client import McpTool
+    from app.services.mcp_client import McpTool
     from storage.conversations import Message
 
 DENIED = "The user did not allow this call; it was not run."
@@ -21,7 +21,7 @@ DENIED = "The user did not allow this call; it was not run."
 
 @dataclass
 class TurnExtras:
-    """Tools for a turn and hooks :class:`app.chat.Turn` runs: ``on_user_stored(message)`` once the user's
+    """Tools for a turn and hooks :class:`app.services.chat.Turn` runs: ``on_user_stored(message)`` once the user's
     message is stored (before the prompt is built), and the reply's tool calls are stored by :meth:`calls_made`.
     ``tool_servers`` maps each tool name the model sees to the MCP server that has it."""
 

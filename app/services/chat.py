@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Callable
 
-from app.conversation_settings import ConversationSettings
-from app.surface import Core, router_of
-from app.chat_extras import TurnExtras, model_messages
+from app.services.conversation_settings import ConversationSettings
+from app.services.surface import Core, router_of
+from app.services.chat_extras import TurnExtras, model_messages
 from inference.engine import ChatResult, JobHandle, ModelSpec
 from inference.events import EngineEvent, Failed, LoadProgress, Retracted, TokenText
 from inference.sampling import SamplingOptions

@@ -1,0 +1,1 @@
+"""Benchmarks (``ember bench ...``) and the router's offline refit."""

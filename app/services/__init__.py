@@ -1,0 +1,1 @@
+"""The services every front end (desktop, CLI, API) uses, typed against :class:`app.services.surface.Core`."""
