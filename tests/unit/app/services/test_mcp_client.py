@@ -11,7 +11,7 @@ import pytest
 from app.services.mcp_client import McpError, McpHub
 from app.services.mcp_servers import McpServer, parse_server
 
-SERVER = Path(__file__).resolve().parents[2] / "mcp_server.py"
+SERVER = Path(__file__).resolve().parents[3] / "mcp_server.py"
 
 
 @pytest.fixture

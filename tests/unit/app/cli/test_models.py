@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/: the fake Hub and GGUF writer
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # tests/: the fake Hub and GGUF writer
 
 from fakehub import FakeHub, FakeRepo, fake_hub  # noqa: E402,F401  (fixture)
 from gguf_synth import gguf_bytes, llama_metadata, write_gguf  # noqa: E402
@@ -19,7 +19,7 @@ from model_repos import GATED, GATED_FILE, TINY, TINY_FILE, model_bytes  # noqa:
 
 from app.cli.main import main  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[4]
 
 
 @pytest.fixture
