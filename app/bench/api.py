@@ -220,12 +220,13 @@ def _ember_serve(path: Path, *, threads: int, n_ctx: int, parallel: int) -> Iter
     """``ember serve`` in a fresh data folder with the benchmark's threads, context and parallel slots."""
     port = _free_port()
     with tempfile.TemporaryDirectory(prefix="ember-bench-") as home:
-        settings = {"engine": {"n_threads": threads, "n_ctx": n_ctx}, "api": {"parallel": parallel}}
+        settings = {"engine": {"n_threads": threads, "n_ctx": n_ctx}, "api": {"parallel": parallel},
+                    "chat": {"model": str(path)}}
         Path(home, "settings.json").write_text(json.dumps(settings), encoding="utf-8")
         env = {**os.environ, "EMBER_HOME": home}
         cmd = [sys.executable, "-m", "app", "serve", "--no-auth", "--port", str(port), "--model", str(path)]
         with _process(cmd, f"http://127.0.0.1:{port}/health", env=env, what="ember serve"):
-            yield f"http://127.0.0.1:{port}", str(path)
+            yield f"http://127.0.0.1:{port}", "default"
 
 
 @contextlib.contextmanager
