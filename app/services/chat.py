@@ -14,6 +14,9 @@ from inference.sampling import SamplingOptions
 from storage.conversations import Conversation, Message, StreamingMessage
 from storage.errors import EmberError, user_message
 
+# At import, not in the first turn: app.routing brings httpx (and rich), whose import held the GUI thread ~300 ms.
+from app.routing import split_force_prefix
+
 if TYPE_CHECKING:
     from app.routing import RouteRequest
 
@@ -81,8 +84,6 @@ class Turn:
                  route: "RouteRequest | None" = None, stream_cascade: bool = False,
                  before_store: Callable[[], None] | None = None, reply_to: int | None = None,
                  extras: TurnExtras | None = None) -> None:
-        from app.routing import split_force_prefix
-
         self._core = core
         conversation = core.conversations.get(conversation_id)
         user_text, forced = split_force_prefix(user_text)

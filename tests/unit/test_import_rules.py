@@ -155,7 +155,7 @@ def _describe(comps: list[list[str]], edges: list[Edge]) -> str:
 def test_the_walk_sees_the_tree(edges):
     assert len({e.source for e in edges}) > 80
     assert any(e.source == "app.core" and e.target == "app.settings" for e in edges)
-    assert any(e.source == "app.services.chat" and e.target == "app.routing" and e.lazy for e in edges)
+    assert any(e.source == "app.services.surface" and e.target == "app.routing" and e.lazy for e in edges)
 
 
 def test_the_cycle_finder_finds_a_lazy_cycle():
