@@ -9,7 +9,7 @@ from typing import Any, AsyncIterator, Callable
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.api.errors import ApiError, error_body, from_known
+from app.api.errors import ApiError, error_body, from_known, internal_error
 from app.api.jobs import ApiJob, ClientGone, Scheduler, cancel_on_disconnect
 from app.api.streaming import CancellableStreamingResponse
 from inference.events import EngineEvent, Failed, Finished, GenerationStats, TokenText
@@ -26,7 +26,7 @@ def failure(event: Failed) -> ApiError:
     """The API error for a failed job (a bug was already logged with its traceback by the engine)."""
     if isinstance(event.error, EmberError):
         return from_known(event.error)
-    return ApiError(500, "Internal error in Ember (details are in Ember's log).", code="internal_error")
+    return internal_error(event.error, already_logged=True)
 
 
 @dataclass
