@@ -88,15 +88,6 @@ class Ember:
                 self._shared[key] = make(self)
             return self._shared[key]
 
-    @property
-    def router(self) -> Any:
-        """The router (:func:`app.services.surface.router_of`). Only for :func:`app.routing.api_route`, which asks the core
-        for it: the one import of app.routing here (tests/unit/test_import_rules.py lists it as the one known lazy
-        cycle); it goes when app.routing types its ``core`` as :class:`app.services.surface.Core` and calls ``router_of``."""
-        from app.routing import Router
-
-        return self.shared("router", Router)
-
     def close(self) -> None:
         """Stop the engine and close the database."""
         for service in reversed(list(self._shared.values())):

@@ -4,7 +4,7 @@ A routed turn is a :class:`~inference.engine.JobHandle` driven by a small thread
 features plus the small model's glimpse for ``auto``; the whole small answer for ``cascade``), picks the tier,
 streams the chosen tier's reply into the handle, records the decision in SQLite and ends with a ``Finished`` event
 whose stats carry a ``router`` entry. The CLI, the desktop window and the API all get here through
-:class:`app.chat.Turn`, so they share one path.
+:class:`app.services.chat.Turn`, so they share one path.
 
 Large tiers: a library model (run by a second engine service, so the small model and its KV cache stay loaded) or
 a remote OpenAI-compatible server. When the large tier fails, the user gets a clear message and the small model's
@@ -18,9 +18,8 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence, TypeVar
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence, TypeVar
 
-from app.core import Ember
 from inference.chat_prompt import ChatPrompt, fit_chat_prompt
 from inference.engine import ChatResult, EngineService, JobHandle, ModelSpec
 from inference.errors import EngineError
@@ -36,6 +35,9 @@ from storage.routing import RoutingStore
 from storage.secrets import get_secret
 
 T = TypeVar("T")
+if TYPE_CHECKING:
+    from app.services.surface import Core as Ember  # the running core, as every front end sees it
+
 log = logging.getLogger(__name__)
 
 Message = Mapping[str, str]
@@ -82,7 +84,7 @@ class LargeTier:
 
 
 class Router:
-    """Routes chat turns between the small and the large tier (one per :class:`~app.core.Ember`)."""
+    """Routes chat turns between the small and the large tier (one per running core: :func:`app.services.surface.router_of`)."""
 
     def __init__(self, core: Ember) -> None:
         self.core = core
@@ -378,7 +380,7 @@ def api_route(core: Ember, policy: str | None, tier: str | None) -> tuple[str, s
     """
     if tier not in (None, "small", "large"):
         raise RouterError(f"Unknown tier {tier!r}: use small or large.")
-    chosen = core.router.policy_for(None, RouteRequest(policy=policy))
+    chosen = core.shared("router", Router).policy_for(None, RouteRequest(policy=policy))
     if chosen == "off" and tier is None:
         return None
     return chosen, tier

@@ -12,6 +12,7 @@ from app.api.errors import ApiError
 from app.api.jobs import ApiJob, Scheduler
 from app.core import Ember
 from app.routing import api_route
+from app.services.surface import router_of
 from app.settings import ApiSettings, describe_validation
 from inference.engine import ModelSpec
 from inference.sampling import SamplingOptions
@@ -99,7 +100,7 @@ class ApiContext:
                                                  tools=tools, logprobs=logprobs),
                 model=model.name, kind="chat")
         return self.scheduler.submit(  # see app/routing.py
-            lambda cb: self.core.router.start(messages, options, small=spec, policy=route[0], forced=route[1],
+            lambda cb: router_of(self.core).start(messages, options, small=spec, policy=route[0], forced=route[1],
                                               on_event=cb), model=model.name, kind="chat")
 
 

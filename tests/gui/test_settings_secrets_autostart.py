@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from app.services.surface import router_of
+
 
 def test_without_a_keyring_the_panel_says_so_and_names_the_environment_variables(qtbot, core, monkeypatch,
                                                                                  no_keyring):
@@ -21,7 +23,7 @@ def test_without_a_keyring_the_panel_says_so_and_names_the_environment_variables
     panel.save()  # nothing changed: nothing to store, no error
 
     monkeypatch.setenv("EMBER_SECRET_ROUTER_REMOTE", "sk-from-env")  # the fallback reaches the router
-    assert core.router.large_tier("http://127.0.0.1:9/v1").remote.api_key == "sk-from-env"
+    assert router_of(core).large_tier("http://127.0.0.1:9/v1").remote.api_key == "sk-from-env"
 
 
 def test_the_remote_key_is_stored_in_the_keyring_and_used_by_the_router(qtbot, window, memory_keyring,
@@ -34,7 +36,7 @@ def test_the_remote_key_is_stored_in_the_keyring_and_used_by_the_router(qtbot, w
     with qtbot.waitSignal(window.settingsChanged):
         assert dialog.save()
     assert memory_keyring.store[("ember", "router-remote")] == "sk-remote-123"
-    assert window.core.router.large_tier("http://127.0.0.1:9/v1").remote.api_key == "sk-remote-123"
+    assert router_of(window.core).large_tier("http://127.0.0.1:9/v1").remote.api_key == "sk-remote-123"
     reopened = window.open_settings()
     assert reopened.secrets.remote_key.text() == "sk-remote-123"
     reopened.secrets.remote_key.setText("")

@@ -11,6 +11,8 @@ from typing import Iterator
 
 import pytest
 
+from app.services.surface import router_of
+
 from app.api import ApiServer
 from app.services.chat import Turn, new_conversation, remember_route
 from app.core import Ember
@@ -113,7 +115,7 @@ def test_auto_keeps_an_easy_query_on_the_small_tier_and_reuses_its_prefill(core)
     r = result.stats.router
     assert r["tier"] == "small" and r["policy"] == "auto" and not r["escalated"] and 0 <= r["score"] <= 1
     assert result.stats.cached_tokens == result.stats.prompt_tokens  # the glimpse's prefill served the answer
-    stored = core.router.store.list(conversation_id=conv.id)
+    stored = router_of(core).store.list(conversation_id=conv.id)
     assert len(stored) == 1 and stored[0].message_id == turn.message.id and stored[0].tier == "small"
     assert "glimpse_entropy_first" in stored[0].signals and "math" in stored[0].signals
     assert turn.message.stats["router"]["tier"] == "small"
@@ -126,7 +128,7 @@ def test_auto_escalates_to_a_second_local_gguf(core):
     assert r["tier"] == "large" and r["escalated"] and r["model"] == "starter-q8"
     assert result.text and turn.message.content == result.text
     assert core.engine.loaded.name != "starter-q8"  # the small model stayed loaded; the large tier has its own
-    assert core.router.store.list(conversation_id=conv.id)[0].large_target == "starter-q8"
+    assert router_of(core).store.list(conversation_id=conv.id)[0].large_target == "starter-q8"
 
 
 def test_cascade_keeps_or_escalates_on_the_whole_answer(core):
@@ -136,7 +138,7 @@ def test_cascade_keeps_or_escalates_on_the_whole_answer(core):
     core.settings.router.budget = 1.0
     conv, _, escalated = _turn(core, QUESTION, RouteRequest(policy="cascade", large="starter-q8"))
     assert escalated.stats.router["tier"] == "large" and escalated.stats.router["policy"] == "cascade"
-    rec = core.router.store.list(conversation_id=conv.id)[0]
+    rec = router_of(core).store.list(conversation_id=conv.id)[0]
     assert "answer_entropy_mean" in rec.signals and rec.escalated
 
 
@@ -174,7 +176,7 @@ def test_a_conversation_remembers_its_routing(core):
     assert stored["router"] == "auto" and stored["router_large"] == "starter-q8"
     later = Turn(core, conv.id, "And of Italy?", spec=core.model_spec("default"), options=GREEDY)  # no route
     assert later.wait(120).stats.router["policy"] == "auto"
-    assert [r.large_target for r in core.router.store.list(conversation_id=conv.id)] == ["starter-q8"] * 2
+    assert [r.large_target for r in router_of(core).store.list(conversation_id=conv.id)] == ["starter-q8"] * 2
     off = Turn(core, conv.id, "And of Spain?", spec=core.model_spec("default"), options=GREEDY,
                route=RouteRequest(policy="off"))
     assert off.wait(120).stats.router is None
@@ -182,7 +184,7 @@ def test_a_conversation_remembers_its_routing(core):
     again = Turn(core, conv.id, "And of Peru?", spec=core.model_spec("default"), options=GREEDY,
                  route=RouteRequest(policy="auto"))  # a policy without a large tier keeps the stored one
     assert again.wait(120).stats.router["policy"] == "auto"
-    assert core.router.store.list(conversation_id=conv.id)[0].large_target == "starter-q8"
+    assert router_of(core).store.list(conversation_id=conv.id)[0].large_target == "starter-q8"
     assert core.conversations.get(conv.id).settings["router_large"] == "starter-q8"
     remember_route(core, core.conversations.get(conv.id), RouteRequest(policy="auto", large=""))
     assert "router_large" not in core.conversations.get(conv.id).settings  # "": the settings' large tier
@@ -192,7 +194,7 @@ def test_large_prefix_forces_the_large_tier_and_is_not_stored(core):
     conv, turn, result = _turn(core, "/large " + QUESTION, RouteRequest(large="starter-q8"))
     assert result.stats.router["tier"] == "large" and result.stats.router["policy"] == "forced"
     assert turn.user_message.content == QUESTION
-    rec = core.router.store.list(conversation_id=conv.id)[0]
+    rec = router_of(core).store.list(conversation_id=conv.id)[0]
     assert rec.forced and rec.score is None
 
 
@@ -222,7 +224,7 @@ def test_an_unreachable_remote_keeps_the_small_answer_with_a_clear_error(core):
     r = result.stats.router
     assert r["tier"] == "small" and "cannot connect" in r["error"] and "127.0.0.1:9" in r["error"]
     assert "The large tier failed" in result.text and "Paris" in result.text
-    assert core.router.store.list(conversation_id=conv.id)[0].error == r["error"]
+    assert router_of(core).store.list(conversation_id=conv.id)[0].error == r["error"]
 
 
 def test_api_routes_per_request_and_reports_the_tier_openai_and_ollama(core):

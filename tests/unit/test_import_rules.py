@@ -168,10 +168,7 @@ def test_no_cycle_between_module_level_imports(edges):
     assert not found, "import cycles:\n" + _describe(found, edges)
 
 
-# app.routing imports app.core (for a type) and asks it for ``core.router``, made by a lazy import in app.core;
-# app/routing.py is the engine owner's: once it types ``core`` as app.services.surface.Core and calls router_of(core),
-# Ember.router and this entry go.
-KNOWN_LAZY_CYCLES = [["app.core", "app.routing"]]
+KNOWN_LAZY_CYCLES: list[list[str]] = []  # none: a cycle through a lazy import fails too
 
 
 def test_no_cycle_when_imports_inside_functions_count_too(edges):

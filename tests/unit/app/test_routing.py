@@ -4,6 +4,7 @@ import pytest
 
 from app.core import Ember
 from app.routing import RouteRequest, RouterError, api_route, split_force_prefix
+from app.services.surface import router_of
 
 
 @pytest.fixture
@@ -21,7 +22,7 @@ def test_force_prefix():
 
 
 def test_policy_request_over_conversation_over_settings(core):
-    r = core.router
+    r = router_of(core)
     assert r.policy_for(None, None) == "off"
     core.settings.router.policy = "cascade"
     assert r.policy_for({}, None) == "cascade"
@@ -33,15 +34,15 @@ def test_policy_request_over_conversation_over_settings(core):
 
 def test_large_tier_resolution(core, monkeypatch):
     with pytest.raises(RouterError, match="No large tier is configured"):
-        core.router.large_tier()
+        router_of(core).large_tier()
     monkeypatch.setenv("EMBER_SECRET_ROUTER_REMOTE", "sekrit")
     core.settings.router.retries = 5
-    t = core.router.large_tier("http://gpu-box:8000/v1#qwen-14b")
+    t = router_of(core).large_tier("http://gpu-box:8000/v1#qwen-14b")
     assert t.remote.api_base == "http://gpu-box:8000/v1" and t.remote.model == "qwen-14b"
     assert t.remote.api_key == "sekrit" and t.remote.retries == 5 and t.model_name == "qwen-14b"
     core.settings.router.remote_url = "http://other:1234"
     core.settings.router.remote_model = "big"
-    t = core.router.large_tier()
+    t = router_of(core).large_tier()
     assert t.remote.api_base == "http://other:1234/v1" and t.remote.model == "big"
 
 
