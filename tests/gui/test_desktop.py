@@ -7,7 +7,6 @@ from pathlib import Path
 
 from PySide6.QtGui import QImage
 
-from inference.events import GenerationStats
 from tests.gui.gui_helpers import LOAD_TIMEOUT_MS, send
 
 
@@ -63,22 +62,13 @@ def test_tray_menu_reflects_the_api_state(qtbot, core):
 
 
 def test_screenshot_of_the_chat_window(qtbot, window, tmp_path):
-    store = window.core.conversations
-    conv = store.create(title="Reverse a list in Python")
-    store.add_message(conv.id, "user", "How do I reverse a list in Python?")
-    store.add_message(conv.id, "assistant",
-                      "Use **slicing** or the built-in `reversed()`:\n\n```python\nitems = [1, 2, 3]\n"
-                      "print(items[::-1])        # [3, 2, 1]\nprint(list(reversed(items)))\n```\n\n"
-                      "Slicing makes a copy; `items.reverse()` reverses in place.",
-                      model="smollm2-135m-instruct",
-                      stats=GenerationStats(prompt_tokens=20, cached_tokens=0, completion_tokens=58, ttft_ms=38.0,
-                                            prompt_ms=20.0, tokens_per_s=121.4, total_ms=520.0, finish_reason="stop",
-                                            speculative="draft", drafted=50, accepted=36, acceptance_rate=0.72,
-                                            router={"tier": "small", "policy": "auto", "score": 0.18}).as_dict())
+    """Two real turns of the starter model (nothing staged): a code answer, then a follow-up."""
     window.resize(1120, 740)
-    window.conversations.refresh()
-    window.session.open(conv.id)
+    send(qtbot, window, "Write a Python function that reverses a list.")
     send(qtbot, window, "Thanks! Now say it in one sentence.")
+    replies = [m for m in window.core.conversations.messages(window.session.conversation_id)
+               if m.role == "assistant"]
+    assert len(replies) == 2 and all(m.content and m.stats for m in replies)
     out = Path(os.environ.get("EMBER_SCREENSHOTS", tmp_path))
     out.mkdir(parents=True, exist_ok=True)
     path = out / "chat.png"
