@@ -11,7 +11,7 @@ import pytest
 from inference.engine import EngineService, JobHandle, ModelSpec
 from inference.errors import EngineError
 from inference.events import Finished, TokenText
-from inference.llama_model import ContextParams
+from inference.llama_model import ContextParams, forced_eval_path
 from inference.sampling import SamplingOptions
 from tests.greedy import SYSTEM, assert_greedy_agree, chat_tokens
 from tests.helpers import starter_path
@@ -84,6 +84,10 @@ def test_four_api_streams_and_a_desktop_turn_all_complete_correctly(engine: Engi
     idle_ttft = statistics.median(idle)
     print(f"desktop TTFT idle {idle_ttft * 1000:.0f} ms, beside {PARALLEL} API streams "
           f"{desk_line.ttft * 1000:.0f} ms")
+    if forced_eval_path().ubatch is not None:
+        # EMBER_UBATCH evaluates every token as its own micro-batch, each attending over all five sequences' cells:
+        # a numerics check (make test-other-path), not a configuration whose latency means anything.
+        return
     assert desk_line.ttft <= 2 * idle_ttft, (f"the desktop turn took {desk_line.ttft * 1000:.0f} ms to its first "
                                              f"token beside {PARALLEL} API streams, idle {idle_ttft * 1000:.0f} ms")
 
