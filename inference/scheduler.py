@@ -219,9 +219,7 @@ class BatchScheduler:
             req = job.pending
             assert isinstance(req, Eval)
             if not req.chunkable and len(req.tokens) <= budget:
-                flags = list(req.logits) if req.logits is not None else [i == len(req.tokens) - 1
-                                                                         for i in range(len(req.tokens))]
-                plan.append((job, list(req.tokens), flags))
+                plan.append((job, list(req.tokens), req.flags()))
                 budget -= len(req.tokens)
         chunk = min(budget, self.prefill_chunk if plan else model.n_batch)
         skipped: list[SeqJob] = []

@@ -34,7 +34,12 @@ class Eval:
     tokens: Sequence[int]
     logits: Sequence[bool] | None = None
     chunkable: bool = False
-    seq: int = -1  # filled in by the driver
+
+    def flags(self) -> list[bool]:
+        """Which tokens need logits, one flag per token."""
+        if self.logits is not None:
+            return list(self.logits)
+        return [i == len(self.tokens) - 1 for i in range(len(self.tokens))]
 
 
 @dataclass(frozen=True)
@@ -105,8 +110,7 @@ def drive(model: LlamaModel, steps: Steps) -> Any:
 def evaluate(model: LlamaModel, request: Eval) -> EvalResult:
     """Evaluate a whole request on the selected sequence, in ``n_batch`` parts."""
     tokens = list(request.tokens)
-    flags = list(request.logits) if request.logits is not None else [i == len(tokens) - 1
-                                                                     for i in range(len(tokens))]
+    flags = request.flags()
     indices: list[int] = []
     for start in range(0, len(tokens), model.n_batch):
         part = tokens[start:start + model.n_batch]

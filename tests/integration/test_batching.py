@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from inference.engine import EngineService, JobHandle, ModelSpec
+from inference.engine import EngineService, ModelSpec
 from inference.errors import EngineError
-from inference.events import Finished, TokenText
+from inference.events import TokenText
 from inference.llama_model import ContextParams, forced_eval_path
 from inference.sampling import SamplingOptions
 from tests.greedy import SYSTEM, assert_greedy_agree, chat_tokens
@@ -158,21 +158,18 @@ def test_a_shared_system_prompt_is_copied_from_a_running_sequence(engine: Engine
 def test_the_engine_reports_running_and_waiting_sequences(engine: EngineService) -> None:
     opts = SamplingOptions(temperature=0.0, max_tokens=200, ignore_eos=True, stop_loops=False)
     gate = threading.Event()
-    first: list[JobHandle] = []
 
     def on_event(event) -> None:
         if isinstance(event, TokenText):
             gate.set()
 
     handles = [engine.chat(chat(QUESTIONS[i % 4]), opts, on_event=on_event) for i in range(PARALLEL + 2)]
-    first.extend(handles)
     assert gate.wait(60)
     snap = engine.snapshot()
     assert len(snap["running"]) == PARALLEL and len(snap["waiting"]) == 2, snap
     assert engine.pending == 2
     for h in handles:
         h.cancel()
-    for h in handles:
-        assert isinstance(h.wait(60).stats.finish_reason, str)
+    # running ones stop at their next step, waiting ones before reading their prompt
+    assert [h.wait(60).stats.finish_reason for h in handles] == ["cancelled"] * len(handles)
     assert not engine.snapshot()["running"]
-    assert all(isinstance(e, Finished) for e in [h._final for h in first])
