@@ -15,6 +15,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -209,6 +210,10 @@ class LlamaModel:
         # (seq, len(tokens)) when llama.cpp's last logits row is the next-token distribution after all of that
         # sequence's tokens, else None
         self._logits_at: tuple[int, int] | None = None
+        # (seq, the tokens it held, the model's last hidden state after them): see ingest_prompt(hidden=True)
+        self._hidden: tuple[int, list[int], np.ndarray] | None = None
+        self.n_embd = llama_cpp.llama_model_n_embd(self._model)
+        self.hidden_ms = 0.0  # how long the last hidden-state read took (the token evaluated on its own)
         self.bos_id = llama_cpp.llama_vocab_bos(self._vocab)
         self.eos_id = llama_cpp.llama_vocab_eos(self._vocab)
         self.add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
@@ -347,6 +352,7 @@ class LlamaModel:
         llama_cpp.llama_memory_seq_rm(self._mem, self._seq, -1, -1)
         self.tokens.clear()
         self._logits_at = None
+        self._hidden = None
 
     def clear_all(self) -> None:
         """Forget every cached token of every sequence."""
@@ -354,6 +360,7 @@ class LlamaModel:
         for cache in self._cache:
             cache.clear()
         self._logits_at = None
+        self._hidden = None
 
     def common_prefix(self, tokens: Sequence[int]) -> int:
         """How many leading tokens of ``tokens`` are already cached."""
@@ -489,9 +496,13 @@ class LlamaModel:
             states.put(self.model_key, self.tokens, self.save_state())  # about to be dropped: keep it
 
     def ingest_prompt(self, prompt: Sequence[int], *, should_stop: ShouldStop | None = None,
-                      states: StateCache | None = None) -> int:
+                      states: StateCache | None = None, hidden: bool = False) -> int:
         """Make the selected sequence hold ``prompt`` with logits ready for its last token, reusing what it can
         (see :meth:`prepare`) and evaluating the rest in batches of ``n_batch``.
+
+        With ``hidden`` the model's last hidden state for the prompt's last token is read too (:meth:`last_hidden`):
+        that token is evaluated on its own with llama.cpp's embeddings output switched on (an embeddings context
+        outputs every token of a batch, so the rest of the prompt goes in without it).
 
         Returns:
             How many prompt tokens were reused from the cache (not evaluated).
@@ -501,6 +512,43 @@ class LlamaModel:
             InterruptedError: ``should_stop`` became true while the prompt was evaluated.
         """
         reused, rest = self.prepare(prompt, states=states)
+        if hidden and not rest and self.last_hidden() is None:
+            reused = len(prompt) - 1  # the last token once more, now with its hidden state
+            self.truncate(reused)
+            rest = [prompt[-1]]
+        if not hidden:
+            self._ingest(rest, should_stop)
+        elif rest:  # (nothing left: the state for exactly these tokens is still held)
+            self._ingest(rest[:-1], should_stop, logits_last=False)
+            self._decode_hidden(rest[-1])
+        return reused
+
+    def last_hidden(self) -> np.ndarray | None:
+        """The model's last hidden state (after the output norm, ``n_embd`` floats) at the selected sequence's
+        last cached token, when :meth:`ingest_prompt` read it for exactly these cached tokens; else None."""
+        if self._hidden is None or self._hidden[0] != self._seq or self._hidden[1] != self.tokens:
+            return None
+        return self._hidden[2]
+
+    def _decode_hidden(self, token: int) -> None:
+        """Evaluate one token with the embeddings output on and keep its hidden state."""
+        if llama_cpp.llama_pooling_type(self._ctx) != llama_cpp.LLAMA_POOLING_TYPE_NONE:
+            self.decode([token])  # a pooled (embedding) model has no per-token state to read
+            return
+        t0 = time.perf_counter()
+        llama_cpp.llama_set_embeddings(self._ctx, True)
+        try:
+            self.decode([token])
+            ptr = llama_cpp.llama_get_embeddings_ith(self._ctx, -1)
+        finally:
+            llama_cpp.llama_set_embeddings(self._ctx, False)
+        if ptr:
+            vec = np.ctypeslib.as_array(ptr, shape=(self.n_embd,)).copy()
+            self._hidden = (self._seq, list(self.tokens), vec)
+        self.hidden_ms = (time.perf_counter() - t0) * 1000
+
+    def _ingest(self, rest: Sequence[int], should_stop: ShouldStop | None, *, logits_last: bool = True) -> None:
+        """Evaluate ``rest`` in batches of ``n_batch`` (logits for the very last token), stoppable."""
         self._stop = should_stop
         if should_stop is not None and len(rest) > 1:
             llama_cpp.llama_set_abort_callback(self._ctx, self._abort_cb, None)
@@ -510,13 +558,12 @@ class LlamaModel:
                     raise InterruptedError("stopped while reading the prompt")
                 chunk = rest[start:start + self.n_batch]
                 last_chunk = start + self.n_batch >= len(rest)
-                self.decode(chunk, logits_last=last_chunk)
+                self.decode(chunk, logits_last=logits_last and last_chunk)
         finally:
             if should_stop is not None and len(rest) > 1:
                 llama_cpp.llama_set_abort_callback(self._ctx, ctypes.cast(None, llama_cpp.ggml_abort_callback),
                                                    None)
             self._stop = None
-        return reused
 
     def decode(self, tokens: Sequence[int], *, logits_last: bool = True,
                logits: Sequence[bool] | None = None) -> None:

@@ -143,11 +143,13 @@ class Probe:
     finish: str  # "stop" | "length" | "cancelled" | "repetition"
     timings: dict[str, float] = field(default_factory=dict)
     prompt_tokens: int = 0
+    hidden: np.ndarray | None = None  # the last hidden state at the prompt's last token (``hidden=True``)
+    hidden_ms: float = 0.0  # what reading it cost (its token evaluated on its own), part of prompt_ms
 
 
 def probe(model: LlamaModel, prompt: Sequence[int], options: SamplingOptions, *, max_tokens: int,
           should_stop: Callable[[], bool] = lambda: False, rollback: bool = False,
-          on_text: Callable[[str], None] | None = None) -> Probe:
+          on_text: Callable[[str], None] | None = None, hidden: bool = False) -> Probe:
     """Decode up to ``max_tokens`` answer tokens with the sampler chain of ``options``, measuring how sure the
     model was at every position.
 
@@ -161,16 +163,21 @@ def probe(model: LlamaModel, prompt: Sequence[int], options: SamplingOptions, *,
         rollback: afterwards drop the generated tokens from the KV cache, so it holds exactly ``prompt`` (the
             glimpse: the small model can then answer with its prefill reused).
         on_text: called with the answer's text as it is generated (a streamed ``cascade``).
+        hidden: read the model's last hidden state at the prompt's last token too (for the hidden-state probe,
+            :mod:`inference.hidden_probe`).
 
     Raises:
         EngineError: the prompt does not fit or llama.cpp failed.
     """
     t0 = time.perf_counter()
     try:
-        reused = model.ingest_prompt(prompt, should_stop=should_stop)
+        model.hidden_ms = 0.0
+        reused = model.ingest_prompt(prompt, should_stop=should_stop, hidden=hidden)
     except InterruptedError:
         return Probe([], "", [], 0, (time.perf_counter() - t0) * 1000, 0.0, "cancelled", prompt_tokens=len(prompt))
     t1 = time.perf_counter()
+    state = model.last_hidden() if hidden else None
+    hidden_ms = model.hidden_ms if hidden else 0.0
     first_logits = model.next_logits() if rollback else None
     stream = TextStream(options.stop)
     tokens: list[int] = []
@@ -218,17 +225,20 @@ def probe(model: LlamaModel, prompt: Sequence[int], options: SamplingOptions, *,
             model.restore_next_logits(first_logits)
     t2 = time.perf_counter()
     return Probe(tokens, "".join(parts), steps, reused, (t1 - t0) * 1000, (t2 - t1) * 1000, finish,
-                 {"decode_calls": n_decode, "decode_calls_ms": decode_s * 1000}, prompt_tokens=len(prompt))
+                 {"decode_calls": n_decode, "decode_calls_ms": decode_s * 1000}, prompt_tokens=len(prompt),
+                 hidden=state, hidden_ms=hidden_ms)
 
 
 def glimpse(model: LlamaModel, prompt: Sequence[int], *, n_tokens: int = 2,
-            should_stop: Callable[[], bool] = lambda: False) -> Probe:
+            should_stop: Callable[[], bool] = lambda: False, hidden: bool = False) -> Probe:
     """The first ``n_tokens`` greedy answer tokens and their uncertainty; the KV cache is rolled back to hold
     exactly ``prompt`` afterwards, and the prompt's next-token logits are put back, so if the small model keeps
     the query its answer starts from the glimpse's prefill without evaluating anything.
 
-    The first position's logits come with the prefill, so the glimpse costs ``n_tokens - 1`` decode calls."""
-    return probe(model, prompt, GREEDY, max_tokens=n_tokens, should_stop=should_stop, rollback=True)
+    The first position's logits come with the prefill, so the glimpse costs ``n_tokens - 1`` decode calls (with
+    ``hidden``, the prompt's last token is evaluated on its own as well: see :meth:`LlamaModel.ingest_prompt`)."""
+    return probe(model, prompt, GREEDY, max_tokens=n_tokens, should_stop=should_stop, rollback=True,
+                 hidden=hidden)
 
 
 
@@ -243,11 +253,38 @@ INTERACTIONS: tuple[tuple[str, str], ...] = tuple(
 INTERACTION_FEATURES: list[str] = [f"{g}*{kind}" for g, kind in INTERACTIONS]
 
 
+_WORD = re.compile(r"[^\W_]+")
+_STOPWORDS = frozenset("a an the is are was were of in on at to for and or it its this that be by as with".split())
+
+
+def _content_words(text: str) -> set[str]:
+    return {w for w in _WORD.findall(text.lower()) if w not in _STOPWORDS}
+
+
+def agreement_features(opening: str, samples: Sequence[str]) -> Features:
+    """How far short sampled continuations agree with the greedy answer's ``opening`` (the same number of
+    tokens): ``agreement_words``, the mean Jaccard overlap of their content words, and ``agreement_exact``, the
+    share that are the very same text. A model that is sure of its answer says the same thing when sampled."""
+    if not samples:
+        return {}
+    ref = _content_words(opening)
+    overlaps = []
+    for s in samples:
+        words = _content_words(s)
+        union = ref | words
+        overlaps.append(len(ref & words) / len(union) if union else 1.0)
+    return {"agreement_words": float(np.mean(overlaps)),
+            "agreement_exact": float(np.mean([s.strip() == opening.strip() for s in samples]))}
+
+
 def route_signals(prompt: str, glimpse_steps: Sequence[TokenUncertainty] | None,
-                  answer_steps: Sequence[TokenUncertainty] | None = None) -> Features:
+                  answer_steps: Sequence[TokenUncertainty] | None = None, *, hidden_probe: float | None = None,
+                  agreement: Features | None = None) -> Features:
     """Every signal the router scores for the user's ``prompt``: its prompt features; with ``glimpse_steps``
     the glimpse statistics and their :data:`INTERACTIONS` with the prompt features (left out when there was no
-    glimpse, so they count as "no evidence"); with ``answer_steps`` (``cascade``) the whole answer's."""
+    glimpse, so they count as "no evidence"); with ``answer_steps`` (``cascade``) the whole answer's; with
+    ``hidden_probe`` the hidden-state probe's logit (:mod:`inference.hidden_probe`); with ``agreement`` the
+    sampled continuations' :func:`agreement_features` (``cascade``)."""
     out = prompt_features(prompt)
     if glimpse_steps is not None:
         out.update(uncertainty_features(glimpse_steps, "glimpse"))
@@ -255,4 +292,8 @@ def route_signals(prompt: str, glimpse_steps: Sequence[TokenUncertainty] | None,
             out[f"{g}*{kind}"] = out[g] * out[kind]
     if answer_steps is not None:
         out.update(uncertainty_features(answer_steps, "answer"))
+    if hidden_probe is not None:
+        out["hidden_probe"] = float(hidden_probe)
+    if agreement:
+        out.update(agreement)
     return out

@@ -1,15 +1,25 @@
-"""The shipped escalation-score models, fitted by ``python -m app.bench.fit_routing`` (see its docstring for the two
-``ember bench routing --dump`` runs it reads) on the *train* split of ``app/resources/routing_questions.jsonl``
-with the starter model as the small tier (greedy answers). ``ember bench routing --fit`` runs the same fit on one
-run's train items and reports with it, without changing this file.
+"""The shipped escalation-score models and the feature set of each, fitted by ``python -m app.bench.fit_routing``
+(see its docstring for the ``ember bench routing --dump`` runs it reads) on the *train* split of
+``app/resources/routing_questions.jsonl`` with the starter model as the small tier (greedy answers). The fitted
+numbers live in ``route_models.json`` beside this file, with the shipped models' own *validation* split (train
+items held out of the fit) that guards online learning (:mod:`inference.route_learning`).
+
+Four models: ``auto`` and ``cascade`` on the signals every model has, and ``auto_probe`` and ``cascade_probe``
+that weigh the hidden-state probe too (:mod:`inference.hidden_probe`), for a small model with a fitted probe.
 
 Refit after changing the signals; report figures only on the ``test`` split, which these numbers never saw.
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Mapping
+
 from inference.route_signals import INTERACTION_FEATURES
-from inference.router import ScoreModel
+from inference.router import ScoreModel, score_model_from_dict
+
+MODELS_FILE = Path(__file__).with_name("route_models.json")
 
 PROMPT_FEATURES = ["log_words", "code", "math", "numbers", "multi_step", "units", "wordplay", "fact", "how_many",
                    "yes_no", "non_ascii", "lines"]
@@ -18,201 +28,46 @@ PROMPT_FEATURES = ["log_words", "code", "math", "numbers", "multi_step", "units"
 GLIMPSE_FEATURES = ["glimpse_prob_first", "glimpse_prob_min", "glimpse_entropy_mean"]
 ANSWER_FEATURES = ["answer_entropy_mean", "answer_entropy_max", "answer_logprob_mean", "answer_logprob_min",
                    "answer_margin_min", "answer_tokens"]
+HIDDEN_FEATURES = ["hidden_probe"]
+AGREEMENT_FEATURES = ["agreement_words", "agreement_exact"]
 
-# The glimpse-by-question-type products (inference.route_signals.INTERACTIONS) raise the cross-validated train AUROC
-# from 0.733 to 0.739 (auto); cascade is no better with them (0.778 to 0.777) and keeps them for one feature set.
-# `python -m app.bench.fit_routing` prints both figures.
 AUTO_FEATURES = PROMPT_FEATURES + GLIMPSE_FEATURES + INTERACTION_FEATURES
-CASCADE_FEATURES = PROMPT_FEATURES + GLIMPSE_FEATURES + ANSWER_FEATURES + INTERACTION_FEATURES
+CASCADE_FEATURES = PROMPT_FEATURES + GLIMPSE_FEATURES + ANSWER_FEATURES + INTERACTION_FEATURES + AGREEMENT_FEATURES
+FEATURES: dict[str, list[str]] = {
+    "auto": AUTO_FEATURES,
+    "cascade": CASCADE_FEATURES,
+    "auto_probe": AUTO_FEATURES + HIDDEN_FEATURES,
+    "cascade_probe": CASCADE_FEATURES + HIDDEN_FEATURES,
+}
 
-# Fitted by `python -m app.bench.fit_routing train_t1.jsonl train_t2.jsonl` on the train split (575 items, each answered
-# with --threads 1 and --threads 2: 1150 rows); L2 strength chosen by 5-fold cross-validation inside train
-# (cross-validated AUROC: auto 0.739, cascade 0.777).
-# l2=3.0
-AUTO_MODEL = ScoreModel(
-    bias=0.7949,
-    weights={'log_words': 0.2199,
-             'code': 0.1123,
-             'math': 0.145,
-             'numbers': 0.5864,
-             'multi_step': -0.0171,
-             'units': 0.7736,
-             'wordplay': 0.0264,
-             'fact': 0.2936,
-             'how_many': 0.2872,
-             'yes_no': -0.3319,
-             'non_ascii': 0.0,
-             'lines': 0.0,
-             'glimpse_prob_first': -0.1519,
-             'glimpse_prob_min': 0.4217,
-             'glimpse_entropy_mean': 0.5076,
-             'glimpse_prob_first*math': 0.429,
-             'glimpse_prob_first*wordplay': -0.1962,
-             'glimpse_prob_first*fact': -0.2411,
-             'glimpse_prob_first*units': -0.2684,
-             'glimpse_prob_first*multi_step': 0.5517,
-             'glimpse_prob_first*how_many': -0.004,
-             'glimpse_entropy_mean*math': -0.3182,
-             'glimpse_entropy_mean*wordplay': 0.483,
-             'glimpse_entropy_mean*fact': 0.1096,
-             'glimpse_entropy_mean*units': -0.5829,
-             'glimpse_entropy_mean*multi_step': 0.3538,
-             'glimpse_entropy_mean*how_many': 0.047},
-    centre={'log_words': 2.127,
-            'code': 0.0017,
-            'math': 0.1513,
-            'numbers': 0.1487,
-            'multi_step': 0.0574,
-            'units': 0.1774,
-            'wordplay': 0.1217,
-            'fact': 0.5061,
-            'how_many': 0.2157,
-            'yes_no': 0.0052,
-            'non_ascii': 0.0,
-            'lines': 0.05,
-            'glimpse_prob_first': 0.5379,
-            'glimpse_prob_min': 0.4702,
-            'glimpse_entropy_mean': 1.8351,
-            'glimpse_prob_first*math': 0.0694,
-            'glimpse_prob_first*wordplay': 0.0702,
-            'glimpse_prob_first*fact': 0.3085,
-            'glimpse_prob_first*units': 0.0828,
-            'glimpse_prob_first*multi_step': 0.0201,
-            'glimpse_prob_first*how_many': 0.0963,
-            'glimpse_entropy_mean*math': 0.2867,
-            'glimpse_entropy_mean*wordplay': 0.2249,
-            'glimpse_entropy_mean*fact': 0.7936,
-            'glimpse_entropy_mean*units': 0.3609,
-            'glimpse_entropy_mean*multi_step': 0.1422,
-            'glimpse_entropy_mean*how_many': 0.3958},
-    scale={'log_words': 0.3097,
-           'code': 0.0417,
-           'math': 0.3583,
-           'numbers': 0.2446,
-           'multi_step': 0.2326,
-           'units': 0.382,
-           'wordplay': 0.327,
-           'fact': 0.5,
-           'how_many': 0.4113,
-           'yes_no': 0.072,
-           'non_ascii': 1.0,
-           'lines': 1.0,
-           'glimpse_prob_first': 0.2187,
-           'glimpse_prob_min': 0.2182,
-           'glimpse_entropy_mean': 0.9151,
-           'glimpse_prob_first*math': 0.172,
-           'glimpse_prob_first*wordplay': 0.2054,
-           'glimpse_prob_first*fact': 0.3398,
-           'glimpse_prob_first*units': 0.1944,
-           'glimpse_prob_first*multi_step': 0.0931,
-           'glimpse_prob_first*how_many': 0.196,
-           'glimpse_entropy_mean*math': 0.7045,
-           'glimpse_entropy_mean*wordplay': 0.6819,
-           'glimpse_entropy_mean*fact': 0.9912,
-           'glimpse_entropy_mean*units': 0.8636,
-           'glimpse_entropy_mean*multi_step': 0.6299,
-           'glimpse_entropy_mean*how_many': 0.7978},
-)
-# l2=30.0
-CASCADE_MODEL = ScoreModel(
-    bias=0.717,
-    weights={'log_words': 0.2676,
-             'code': 0.0637,
-             'math': 0.1254,
-             'numbers': 0.5659,
-             'multi_step': 0.1412,
-             'units': 0.2055,
-             'wordplay': 0.0469,
-             'fact': 0.1506,
-             'how_many': 0.1595,
-             'yes_no': -0.2013,
-             'non_ascii': 0.0,
-             'lines': 0.0,
-             'glimpse_prob_first': -0.171,
-             'glimpse_prob_min': 0.1816,
-             'glimpse_entropy_mean': 0.044,
-             'answer_entropy_mean': 0.1935,
-             'answer_entropy_max': 0.0599,
-             'answer_logprob_mean': -0.2546,
-             'answer_logprob_min': -0.1373,
-             'answer_margin_min': -0.3942,
-             'answer_tokens': -0.2601,
-             'glimpse_prob_first*math': 0.2546,
-             'glimpse_prob_first*wordplay': -0.0675,
-             'glimpse_prob_first*fact': 0.0027,
-             'glimpse_prob_first*units': -0.0181,
-             'glimpse_prob_first*multi_step': 0.2362,
-             'glimpse_prob_first*how_many': 0.0477,
-             'glimpse_entropy_mean*math': -0.0154,
-             'glimpse_entropy_mean*wordplay': 0.2803,
-             'glimpse_entropy_mean*fact': 0.0729,
-             'glimpse_entropy_mean*units': -0.1173,
-             'glimpse_entropy_mean*multi_step': 0.1662,
-             'glimpse_entropy_mean*how_many': 0.103},
-    centre={'log_words': 2.127,
-            'code': 0.0017,
-            'math': 0.1513,
-            'numbers': 0.1487,
-            'multi_step': 0.0574,
-            'units': 0.1774,
-            'wordplay': 0.1217,
-            'fact': 0.5061,
-            'how_many': 0.2157,
-            'yes_no': 0.0052,
-            'non_ascii': 0.0,
-            'lines': 0.05,
-            'glimpse_prob_first': 0.5379,
-            'glimpse_prob_min': 0.4702,
-            'glimpse_entropy_mean': 1.8351,
-            'answer_entropy_mean': 1.4073,
-            'answer_entropy_max': 3.689,
-            'answer_logprob_mean': -0.5509,
-            'answer_logprob_min': -1.7636,
-            'answer_margin_min': 0.0445,
-            'answer_tokens': 3.3897,
-            'glimpse_prob_first*math': 0.0694,
-            'glimpse_prob_first*wordplay': 0.0702,
-            'glimpse_prob_first*fact': 0.3085,
-            'glimpse_prob_first*units': 0.0828,
-            'glimpse_prob_first*multi_step': 0.0201,
-            'glimpse_prob_first*how_many': 0.0963,
-            'glimpse_entropy_mean*math': 0.2867,
-            'glimpse_entropy_mean*wordplay': 0.2249,
-            'glimpse_entropy_mean*fact': 0.7936,
-            'glimpse_entropy_mean*units': 0.3609,
-            'glimpse_entropy_mean*multi_step': 0.1422,
-            'glimpse_entropy_mean*how_many': 0.3958},
-    scale={'log_words': 0.3097,
-           'code': 0.0417,
-           'math': 0.3583,
-           'numbers': 0.2446,
-           'multi_step': 0.2326,
-           'units': 0.382,
-           'wordplay': 0.327,
-           'fact': 0.5,
-           'how_many': 0.4113,
-           'yes_no': 0.072,
-           'non_ascii': 1.0,
-           'lines': 1.0,
-           'glimpse_prob_first': 0.2187,
-           'glimpse_prob_min': 0.2182,
-           'glimpse_entropy_mean': 0.9151,
-           'answer_entropy_mean': 0.5398,
-           'answer_entropy_max': 1.1155,
-           'answer_logprob_mean': 0.2178,
-           'answer_logprob_min': 0.5802,
-           'answer_margin_min': 0.1091,
-           'answer_tokens': 0.6589,
-           'glimpse_prob_first*math': 0.172,
-           'glimpse_prob_first*wordplay': 0.2054,
-           'glimpse_prob_first*fact': 0.3398,
-           'glimpse_prob_first*units': 0.1944,
-           'glimpse_prob_first*multi_step': 0.0931,
-           'glimpse_prob_first*how_many': 0.196,
-           'glimpse_entropy_mean*math': 0.7045,
-           'glimpse_entropy_mean*wordplay': 0.6819,
-           'glimpse_entropy_mean*fact': 0.9912,
-           'glimpse_entropy_mean*units': 0.8636,
-           'glimpse_entropy_mean*multi_step': 0.6299,
-           'glimpse_entropy_mean*how_many': 0.7978},
-)
+
+def _load() -> tuple[dict[str, ScoreModel], list[tuple[dict[str, float], bool]], dict]:
+    data = json.loads(MODELS_FILE.read_text(encoding="utf-8"))
+    models = {name: score_model_from_dict(d) for name, d in data["models"].items()}
+    validation = [(dict(s), bool(w)) for s, w in data.get("validation", [])]
+    return models, validation, data
+
+
+MODELS, VALIDATION, _DATA = _load()
+FITTED_ON: str = str(_DATA.get("note", ""))
+AUTO_MODEL = MODELS["auto"]
+CASCADE_MODEL = MODELS["cascade"]
+
+
+def model_name(policy: str, *, probe: bool) -> str:
+    """The key of the shipped model for ``policy`` (``auto`` or ``cascade``), with or without the probe."""
+    name = f"{policy}_probe" if probe else policy
+    return name if name in MODELS else policy
+
+
+def shipped_model(policy: str, *, probe: bool) -> ScoreModel:
+    """The shipped score model of ``policy`` for a small model with (``probe``) or without a hidden-state probe."""
+    return MODELS[model_name(policy, probe=probe)]
+
+
+def validation_split(policy: str, *, probe: bool) -> list[tuple[Mapping[str, float], bool]]:
+    """The shipped model's validation split: ``(signals, wrong)`` of train items it was not fitted on. Rows
+    without the probe's signal are left out for a probe model."""
+    if probe:
+        return [(s, w) for s, w in VALIDATION if "hidden_probe" in s]
+    return list(VALIDATION)

@@ -23,12 +23,15 @@ from app.core import Ember
 from inference.engine import ModelSpec
 from inference.llama_model import ContextParams
 from inference.chat_prompt import fit_chat_prompt
+from app.route_agreement import TOKENS, sample_agreement
+from app.bench.routing_online import format_online, simulate_online
+from inference.hidden_probe import SHIPPED_DIR, HiddenProbe, file_sha256, find_probe
 from inference.route_signals import GREEDY, glimpse, probe, route_signals
 from inference.router import ScoreModel, auroc, auroc_interval, calibrate_threshold, caught_at_rate
 from inference import route_weights
 from storage.errors import EmberError
 
-DEFAULT_DATASET = Path(__file__).parent / "resources" / "routing_questions.jsonl"
+DEFAULT_DATASET = Path(__file__).parent.parent / "resources" / "routing_questions.jsonl"
 RATES = (0.1, 0.2, 0.3, 0.5)
 
 
@@ -50,6 +53,11 @@ class Item:
     decision_ms: float = 0.0
     token_ms: float = 0.0
     steps: list[tuple[float, float, float]] | None = None  # (entropy, logprob, margin) of each answer token
+    hidden: list[float] | None = None  # the last hidden state at the prompt's last token
+    opening: str = ""  # the greedy answer's first agreement.TOKENS tokens
+    samples: list[str] | None = None  # the sampled continuations (cascade's agreement signal)
+    hidden_ms: float = 0.0
+    agreement_ms: float = 0.0
 
 
 def load_dataset(path: Path | str) -> list[Item]:
@@ -87,9 +95,11 @@ def is_correct(reply: str, answers: Sequence[str]) -> bool:
 
 
 def _score_items(core: Ember, spec: ModelSpec, items: list[Item], *, system: str | None, glimpse_tokens: int,
-                 max_tokens: int, progress: Callable[[str], None] | None) -> None:
-    """Answer and score every item on the engine's worker thread (the real glimpse, then the whole answer)."""
+                 max_tokens: int, agreement: bool, progress: Callable[[str], None] | None) -> None:
+    """Answer and score every item on the engine's worker thread (the real glimpse with the hidden state, then the
+    whole answer; with ``agreement`` the cascade's sampled continuations, batched by the engine)."""
     core.engine.load(spec).wait()
+    probe_ = find_probe(spec.path)
     for i, item in enumerate(items):
         msgs = ([{"role": "system", "content": system}] if system else []) + [{"role": "user",
                                                                               "content": item.prompt}]
@@ -97,20 +107,31 @@ def _score_items(core: Ember, spec: ModelSpec, items: list[Item], *, system: str
         def work(llm, item=item, msgs=msgs) -> None:
             prompt = fit_chat_prompt(llm, msgs, max_tokens).tokens
             t0 = time.perf_counter()
-            g = glimpse(llm, prompt, n_tokens=glimpse_tokens)
-            route_weights.AUTO_MODEL.score(route_signals(item.prompt, g.steps))
-            decided = (time.perf_counter() - t0) * 1000 - g.prompt_ms  # the prefill is reused by the answer
+            g = glimpse(llm, prompt, n_tokens=glimpse_tokens, hidden=True)
+            hp = probe_.logit(g.hidden) if probe_ is not None and g.hidden is not None else None
+            route_weights.shipped_model("auto", probe=hp is not None).score(
+                route_signals(item.prompt, g.steps, hidden_probe=hp))
+            # the prefill is reused by the answer; the hidden state's token, evaluated on its own, is not
+            decided = (time.perf_counter() - t0) * 1000 - g.prompt_ms + g.hidden_ms
             a = probe(llm, prompt, GREEDY, max_tokens=max_tokens)
             item.reply = a.text
             item.correct = is_correct(a.text, item.answers)
-            item.signals = route_signals(item.prompt, g.steps, a.steps)
             item.steps = [(s.entropy, s.logprob, s.margin) for s in a.steps]
+            item.hidden = None if g.hidden is None else [round(float(v), 5) for v in g.hidden]
+            item.hidden_ms = g.hidden_ms
+            item.opening = b"".join(llm.piece(t) for t in a.tokens[:TOKENS]).decode("utf-8", "replace")
+            item.signals = route_signals(item.prompt, g.steps, a.steps, hidden_probe=hp)
             # + what the answer had to evaluate again after the rollback (nothing once the logits are put back)
             item.decision_ms = decided + a.prompt_ms
             calls = a.timings.get("decode_calls", 0)
             item.token_ms = a.timings["decode_calls_ms"] / calls if calls else 0.0
 
         core.engine.call(work).wait()
+        if agreement:
+            agreed = sample_agreement(core.engine, msgs, GREEDY, spec, item.opening)
+            item.samples, item.agreement_ms = agreed.samples, agreed.ms
+            assert item.signals is not None
+            item.signals.update(agreed.features)
         if progress and (i + 1) % 20 == 0:
             progress(f"{i + 1}/{len(items)} answered")
 
@@ -138,32 +159,40 @@ def _metrics(items: list[Item], scores: list[float], cal_scores: list[float]) ->
 def bench_routing(core: Ember, *, dataset: Path | str | None = None, model: str | None = None,
                   split: str = "test", fit: bool = False, threads: int | None = None, n_ctx: int = 2048,
                   glimpse_tokens: int = 2, max_tokens: int = 48, dump: Path | str | None = None,
+                  agreement: bool = True, online: bool = False, replay: Sequence[Path | str] = (),
                   progress: Callable[[str], None] | None = None, command: str = "") -> dict[str, Any]:
     """Score every item, report on ``split`` (``test``, ``train`` or ``all``); ``fit`` refits the score models on
     the ``train`` split first and reports with them. ``dump`` writes every item's label and signals to a JSONL
-    file (:func:`dump_items`), the input of ``python -m app.bench.fit_routing``.
+    file (:func:`dump_items`), the input of ``python -m app.bench.fit_routing``. ``agreement`` samples the
+    cascade's continuations too (:mod:`app.route_agreement`). ``online`` replays the reported items as a stream
+    of user labels through the online learner (:mod:`app.bench.routing_online`). ``replay`` takes the items,
+    labels and signals from earlier ``--dump`` files instead of answering again (no timings then).
 
     Raises:
         DatasetError: unreadable dataset, or the split has no items.
     """
-    items = load_dataset(dataset or DEFAULT_DATASET)
     base = core.model_spec(model)
     spec = ModelSpec(base.name, base.path, ContextParams(n_ctx=n_ctx, n_threads=threads, n_batch=512))
     system = core.settings.chat.system_prompt or None
     t0 = time.perf_counter()
-    _score_items(core, spec, items, system=system, glimpse_tokens=glimpse_tokens, max_tokens=max_tokens,
-                 progress=progress)
+    if replay:
+        items = replay_items(replay, glimpse_tokens=glimpse_tokens)
+    else:
+        items = load_dataset(dataset or DEFAULT_DATASET)
+        _score_items(core, spec, items, system=system, glimpse_tokens=glimpse_tokens, max_tokens=max_tokens,
+                     agreement=agreement, progress=progress)
     elapsed = time.perf_counter() - t0
+    has_probe = all("hidden_probe" in (it.signals or {}) for it in items)
     if dump:
-        dump_items(items, dump, threads=threads)
+        dump_items(items, dump, threads=threads, model_path=spec.path)
     train = [it for it in items if it.split == "train"]
     report = [it for it in items if split == "all" or it.split == split]
     if not report:
         raise DatasetError(f"The dataset has no items in the {split!r} split (use --split all).")
     cal = train if train and split != "train" else report
 
-    auto_model: ScoreModel = route_weights.AUTO_MODEL
-    cascade_model: ScoreModel = route_weights.CASCADE_MODEL
+    auto_model: ScoreModel = route_weights.shipped_model("auto", probe=has_probe)
+    cascade_model: ScoreModel = route_weights.shipped_model("cascade", probe=has_probe)
     result: dict[str, Any] = {}
     if fit:
         if not train:
@@ -183,6 +212,8 @@ def bench_routing(core: Ember, *, dataset: Path | str | None = None, model: str 
     err = sum(wrong) / len(report)
     auto = _metrics(report, scores(auto_model, report), scores(auto_model, cal))
     cascade = _metrics(report, scores(cascade_model, report), scores(cascade_model, cal))
+    plain = route_weights.shipped_model("auto", probe=False)  # today's signals: what a model without a probe gets
+    without_probe = _metrics(report, scores(plain, report), scores(plain, cal))
     decision = [it.decision_ms for it in report]
     token = [it.token_ms for it in report if it.token_ms > 0]
     result.update({
@@ -201,8 +232,13 @@ def bench_routing(core: Ember, *, dataset: Path | str | None = None, model: str 
         "decision_ms": _r(statistics.median(decision), 2),
         "token_ms": _r(statistics.median(token), 2) if token else None,
         "glimpse_tokens": glimpse_tokens,
+        "hidden_probe": has_probe,
+        "hidden_ms": _r(statistics.median([it.hidden_ms for it in report]), 2),
+        "without_probe": {k: without_probe[k] for k in ("auroc", "auroc_ci95", "caught_at_budget")},
         "cascade": {k: cascade[k] for k in ("auroc", "auroc_ci95", "caught_at_budget", "escalation_rate_at_budget",
                                             "routed_accuracy_oracle_large")},
+        "agreement": agreement,
+        "agreement_ms": _r(statistics.median([it.agreement_ms for it in report]), 1) if agreement else None,
         "baselines": {
             "first_token_entropy_auroc": _r(auroc([(it.signals or {}).get("glimpse_entropy_first", 0.0)
                                                    for it in report], wrong)),
@@ -210,22 +246,78 @@ def bench_routing(core: Ember, *, dataset: Path | str | None = None, model: str 
                                                    for it in report], wrong)),
         },
         "by_category": _by_category(report),
+        "replayed_from": [str(p) for p in replay] or None,
         "seconds": round(elapsed, 1),
         "command": command,
     })
     if result["token_ms"]:
         result["decision_tokens"] = _r(result["decision_ms"] / result["token_ms"], 2)
+    if online:
+        result["online"] = simulate_online([(it.signals or {}, not it.correct) for it in report], auto_model,
+                                           route_weights.validation_split("auto", probe=has_probe))
     return result
 
 
-def dump_items(items: Sequence[Item], path: Path | str, *, threads: int | None = None) -> None:
+def replay_items(paths: Sequence[Path | str], *, glimpse_tokens: int = 2) -> list[Item]:
+    """The items of ``--dump`` files, their signals recomputed with today's code (the hidden-state probe's
+    logit with the shipped probe of the model file that answered, when there is one).
+
+    Raises:
+        DatasetError: a file is missing or not a dump.
+    """
+    from app.bench.fit_routing import Row  # the same feature rule as the fit
+
+    probes: dict[str, HiddenProbe | None] = {}
+    items = []
+    for path in paths:
+        try:
+            lines = Path(path).read_text(encoding="utf-8").splitlines()
+            objs = [json.loads(line) for line in lines if line.strip()]
+        except (OSError, json.JSONDecodeError) as exc:
+            raise DatasetError(f"Cannot read the dump {path} ({exc}).") from exc
+        for obj in objs:
+            try:
+                row = Row(obj, glimpse_tokens)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise DatasetError(f"{path} is not an ember bench routing --dump file ({exc}).") from exc
+            sha = obj.get("model_sha256")
+            if sha not in probes:
+                probes[sha] = _shipped_probe(sha)
+            hp = probes[sha]
+            if hp is not None and row.hidden is not None:
+                row.features["hidden_probe"] = hp.logit(row.hidden)
+            items.append(Item(row.prompt, [], str(obj.get("split", "all")), str(obj.get("category", "")),
+                              reply=str(obj.get("reply", "")), correct=not row.wrong, signals=row.features))
+    if not items:
+        raise DatasetError("The dump files hold no items.")
+    return items
+
+
+def _shipped_probe(sha: str | None) -> HiddenProbe | None:
+    path = SHIPPED_DIR / f"{sha}.json"
+    if not sha or not path.is_file():
+        return None
+    try:
+        return HiddenProbe.from_json(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def dump_items(items: Sequence[Item], path: Path | str, *, threads: int | None = None,
+               model_path: Path | None = None) -> None:
     """Write one JSON object per scored item: prompt, split, category, ``correct``, the reply, the router's
-    ``signals`` and the per-token ``steps`` (entropy, log-probability, margin) of the answer."""
+    ``signals``, the per-token ``steps`` (entropy, log-probability, margin) of the answer, the ``hidden`` state
+    at the prompt's last token, the greedy ``opening`` and the agreement ``samples``, and which model file
+    (``model_sha256``, ``model_size``) answered."""
+    sha = file_sha256(model_path) if model_path else None
+    size = model_path.stat().st_size if model_path else None
     with Path(path).open("w", encoding="utf-8") as f:
         for it in items:
             f.write(json.dumps({"prompt": it.prompt, "split": it.split, "category": it.category,
                                 "correct": it.correct, "reply": it.reply, "threads": threads,
-                                "signals": it.signals, "steps": it.steps}) + "\n")
+                                "signals": it.signals, "steps": it.steps, "hidden": it.hidden,
+                                "opening": it.opening, "samples": it.samples, "model_sha256": sha,
+                                "model_size": size}) + "\n")
 
 
 def _by_category(items: list[Item]) -> dict[str, dict[str, float]]:
@@ -246,11 +338,16 @@ def format_routing(result: dict[str, Any]) -> str:
              f"auto score AUROC {result['auroc']} (95% CI {result['auroc_ci95'][0]}-{result['auroc_ci95'][1]}; "
              f"first-token entropy alone: "
              f"{result['baselines']['first_token_entropy_auroc']}); cascade AUROC {result['cascade']['auroc']}",
-             f"decision {result['decision_ms']} ms = {result.get('decision_tokens')} small-model tokens"]
+             f"hidden-state probe: {'yes' if result['hidden_probe'] else 'none for this model'}; without it AUROC "
+             f"{result['without_probe']['auroc']}",
+             f"decision {result['decision_ms']} ms = {result.get('decision_tokens')} small-model tokens (reading "
+             f"the hidden state {result['hidden_ms']} ms); agreement samples {result['agreement_ms']} ms"]
     for b in RATES:
         k = str(b)
         lines.append(f"  budget {b:.0%}: auto catches {result['caught_at_budget'][k]} of wrong answers (perfect "
                      f"{result['perfect_router_at_budget'][k]}), cascade {result['cascade']['caught_at_budget'][k]}"
                      f"; calibrated threshold escalates {result['escalation_rate_at_budget'][k]}")
+    if result.get("online"):
+        lines.append(format_online(result["online"]))
     lines.append(f"reproduce: {result['command']}")
     return "\n".join(lines)

@@ -80,6 +80,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     routing.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     routing.add_argument("--dump", metavar="FILE.jsonl", help="write every item's label and signals (the input "
                          "of python -m app.bench.fit_routing)")
+    routing.add_argument("--online", action="store_true", help="replay the items as a stream of user labels "
+                         "through the online learner and report AUROC and caught-at-budget over time")
+    routing.add_argument("--replay", nargs="+", metavar="DUMP.jsonl", default=(), help="take items, labels and "
+                         "signals from --dump files instead of answering again")
+    routing.add_argument("--no-agreement", action="store_true", help="skip the cascade's sampled continuations")
     routing.set_defaults(func=_routing)
 
     loops = names.add_parser("loops", help="replies that loop to max_tokens with the loop check off and on, over "
@@ -145,7 +150,8 @@ def _routing(args: argparse.Namespace) -> int:
                if "routing" in sys.argv else "ember bench routing")
     return _run(args, lambda core: bench_routing(
         core, dataset=args.dataset, model=args.model, split=args.split, fit=args.fit, threads=args.threads,
-        glimpse_tokens=args.glimpse_tokens, dump=args.dump, progress=_progress, command=command.strip()),
+        glimpse_tokens=args.glimpse_tokens, dump=args.dump, agreement=not args.no_agreement, online=args.online,
+        replay=args.replay, progress=_progress, command=command.strip()),
         format_routing)
 
 

@@ -74,3 +74,24 @@ def test_route_signals_add_glimpse_interactions_only_with_a_glimpse():
     assert cascade["answer_tokens"] == pytest.approx(math.log1p(2)) and cascade["glimpse_tokens"] == pytest.approx(
         math.log1p(1))
     assert set(INTERACTION_FEATURES) <= set(cascade)
+
+
+def test_agreement_features_measure_how_far_samples_say_the_same():
+    from inference.route_signals import agreement_features
+
+    same = agreement_features("The capital of France is Paris.", ["The capital of France is Paris."] * 3)
+    assert same == {"agreement_words": 1.0, "agreement_exact": 1.0}
+    mixed = agreement_features("Paris is the capital.", ["Paris is the capital.", "It is Lyon, a city.",
+                                                         "Marseille."])
+    assert 0.0 < mixed["agreement_words"] < 1.0 and mixed["agreement_exact"] == pytest.approx(1 / 3)
+    assert agreement_features("anything", []) == {}
+
+
+def test_route_signals_carry_the_probe_and_agreement_only_when_given():
+    from inference.route_signals import route_signals
+
+    plain = route_signals("What is 2 + 2?", None)
+    assert "hidden_probe" not in plain and "agreement_words" not in plain
+    full = route_signals("What is 2 + 2?", None, hidden_probe=1.5,
+                         agreement={"agreement_words": 0.5, "agreement_exact": 0.0})
+    assert full["hidden_probe"] == 1.5 and full["agreement_words"] == 0.5
