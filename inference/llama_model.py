@@ -531,21 +531,27 @@ class LlamaModel:
         return self._hidden[2]
 
     def _decode_hidden(self, token: int) -> None:
-        """Evaluate one token with the embeddings output on and keep its hidden state."""
-        if llama_cpp.llama_pooling_type(self._ctx) != llama_cpp.LLAMA_POOLING_TYPE_NONE:
-            self.decode([token])  # a pooled (embedding) model has no per-token state to read
-            return
+        """Evaluate one token with the embeddings output on and keep its hidden state for :meth:`last_hidden`."""
         t0 = time.perf_counter()
+        vec = self.decode_hidden(token)
+        if vec is not None:
+            self._hidden = (self._seq, list(self.tokens), vec)
+        self.hidden_ms = (time.perf_counter() - t0) * 1000
+
+    def decode_hidden(self, token: int) -> np.ndarray | None:
+        """Evaluate one token after the selected sequence's cached ones (as :meth:`decode` does) with llama.cpp's
+        embeddings output switched on for it, and return the model's last hidden state there (None for a pooled
+        embedding model, which has no per-token state)."""
+        if llama_cpp.llama_pooling_type(self._ctx) != llama_cpp.LLAMA_POOLING_TYPE_NONE:
+            self.decode([token])
+            return None
         llama_cpp.llama_set_embeddings(self._ctx, True)
         try:
             self.decode([token])
             ptr = llama_cpp.llama_get_embeddings_ith(self._ctx, -1)
         finally:
             llama_cpp.llama_set_embeddings(self._ctx, False)
-        if ptr:
-            vec = np.ctypeslib.as_array(ptr, shape=(self.n_embd,)).copy()
-            self._hidden = (self._seq, list(self.tokens), vec)
-        self.hidden_ms = (time.perf_counter() - t0) * 1000
+        return np.ctypeslib.as_array(ptr, shape=(self.n_embd,)).copy() if ptr else None
 
     def _ingest(self, rest: Sequence[int], should_stop: ShouldStop | None, *, logits_last: bool = True) -> None:
         """Evaluate ``rest`` in batches of ``n_batch`` (logits for the very last token), stoppable."""

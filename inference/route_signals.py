@@ -145,6 +145,7 @@ class Probe:
     prompt_tokens: int = 0
     hidden: np.ndarray | None = None  # the last hidden state at the prompt's last token (``hidden=True``)
     hidden_ms: float = 0.0  # what reading it cost (its token evaluated on its own), part of prompt_ms
+    hidden_next: np.ndarray | None = None  # the state after the first answer token (read in a decode made anyway)
 
 
 def probe(model: LlamaModel, prompt: Sequence[int], options: SamplingOptions, *, max_tokens: int,
@@ -177,6 +178,7 @@ def probe(model: LlamaModel, prompt: Sequence[int], options: SamplingOptions, *,
         return Probe([], "", [], 0, (time.perf_counter() - t0) * 1000, 0.0, "cancelled", prompt_tokens=len(prompt))
     t1 = time.perf_counter()
     state = model.last_hidden() if hidden else None
+    state_next = None
     hidden_ms = model.hidden_ms if hidden else 0.0
     first_logits = model.next_logits() if rollback else None
     stream = TextStream(options.stop)
@@ -213,7 +215,10 @@ def probe(model: LlamaModel, prompt: Sequence[int], options: SamplingOptions, *,
             if len(tokens) >= max_tokens or len(model.tokens) + 1 >= model.n_ctx:
                 break
             td = time.perf_counter()
-            model.decode([token])
+            if hidden and n_decode == 0:  # the same decode, with the state after the first answer token read out
+                state_next = model.decode_hidden(token)
+            else:
+                model.decode([token])
             decode_s += time.perf_counter() - td
             n_decode += 1
     parts.append(stream.flush())
@@ -226,7 +231,7 @@ def probe(model: LlamaModel, prompt: Sequence[int], options: SamplingOptions, *,
     t2 = time.perf_counter()
     return Probe(tokens, "".join(parts), steps, reused, (t1 - t0) * 1000, (t2 - t1) * 1000, finish,
                  {"decode_calls": n_decode, "decode_calls_ms": decode_s * 1000}, prompt_tokens=len(prompt),
-                 hidden=state, hidden_ms=hidden_ms)
+                 hidden=state, hidden_ms=hidden_ms, hidden_next=state_next)
 
 
 def glimpse(model: LlamaModel, prompt: Sequence[int], *, n_tokens: int = 2,

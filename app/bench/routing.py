@@ -54,6 +54,7 @@ class Item:
     token_ms: float = 0.0
     steps: list[tuple[float, float, float]] | None = None  # (entropy, logprob, margin) of each answer token
     hidden: list[float] | None = None  # the last hidden state at the prompt's last token
+    hidden_next: list[float] | None = None  # and after the first answer token
     opening: str = ""  # the greedy answer's first agreement.TOKENS tokens
     samples: list[str] | None = None  # the sampled continuations (cascade's agreement signal)
     hidden_ms: float = 0.0
@@ -118,6 +119,7 @@ def _score_items(core: Ember, spec: ModelSpec, items: list[Item], *, system: str
             item.correct = is_correct(a.text, item.answers)
             item.steps = [(s.entropy, s.logprob, s.margin) for s in a.steps]
             item.hidden = None if g.hidden is None else [round(float(v), 5) for v in g.hidden]
+            item.hidden_next = None if g.hidden_next is None else [round(float(v), 5) for v in g.hidden_next]
             item.hidden_ms = g.hidden_ms
             item.opening = b"".join(llm.piece(t) for t in a.tokens[:TOKENS]).decode("utf-8", "replace")
             item.signals = route_signals(item.prompt, g.steps, a.steps, hidden_probe=hp)
@@ -316,6 +318,7 @@ def dump_items(items: Sequence[Item], path: Path | str, *, threads: int | None =
             f.write(json.dumps({"prompt": it.prompt, "split": it.split, "category": it.category,
                                 "correct": it.correct, "reply": it.reply, "threads": threads,
                                 "signals": it.signals, "steps": it.steps, "hidden": it.hidden,
+                                "hidden_next": it.hidden_next,
                                 "opening": it.opening, "samples": it.samples, "model_sha256": sha,
                                 "model_size": size}) + "\n")
 
