@@ -36,16 +36,28 @@ class HiddenProbe:
     bias: float
     l2: float = 0.0
     note: str = ""  # what it was fitted on
+    # which states it reads, concatenated: "prompt" (at the prompt's last token), "first" (after the first answer
+    # token: the glimpse's own decode)
+    inputs: tuple[str, ...] = ("prompt",)
 
     def logit(self, hidden: np.ndarray) -> float:
-        """The probe's log-odds for one hidden state."""
+        """The probe's log-odds for one input vector (the :attr:`inputs` states concatenated)."""
         h = np.asarray(hidden, dtype=np.float64)
         return float(((h - self.mean) / self.scale) @ self.weights + self.bias)
+
+    def logit_of(self, prompt_state: np.ndarray | None, first_state: np.ndarray | None) -> float | None:
+        """The log-odds from the glimpse's states, or None when one the probe reads is missing."""
+        states = {"prompt": prompt_state, "first": first_state}
+        parts = [states[name] for name in self.inputs]
+        if any(p is None for p in parts):
+            return None
+        vec = np.concatenate([np.asarray(p, dtype=np.float64) for p in parts])
+        return self.logit(vec) if vec.shape == self.mean.shape else None
 
     def to_json(self) -> dict:
         """A JSON-ready form (what the probe files hold)."""
         return {"model_sha256": self.model_sha256, "model_size": self.model_size, "l2": self.l2,
-                "note": self.note, "bias": round(self.bias, 6),
+                "note": self.note, "inputs": list(self.inputs), "bias": round(self.bias, 6),
                 "mean": [round(float(v), 6) for v in self.mean],
                 "scale": [round(float(v), 6) for v in self.scale],
                 "weights": [round(float(v), 6) for v in self.weights]}
@@ -60,8 +72,11 @@ class HiddenProbe:
         mean, scale, weights = (np.asarray(d[k], dtype=np.float64) for k in ("mean", "scale", "weights"))
         if not (mean.shape == scale.shape == weights.shape) or mean.ndim != 1:
             raise ValueError("a hidden-state probe needs mean, scale and weights of one length")
+        inputs = tuple(str(x) for x in d.get("inputs", ["prompt"]))
+        if not inputs or not set(inputs) <= {"prompt", "first"}:
+            raise ValueError(f"unknown probe inputs {inputs}")
         return cls(str(d["model_sha256"]), int(d["model_size"]), mean, scale, weights, float(d["bias"]),
-                   float(d.get("l2", 0.0)), str(d.get("note", "")))
+                   float(d.get("l2", 0.0)), str(d.get("note", "")), inputs)
 
     def save(self, folder: Path) -> Path:
         """Write the probe as ``folder/<sha256>.json``."""
@@ -72,7 +87,8 @@ class HiddenProbe:
 
 
 def fit_probe(hidden: np.ndarray, wrong: Sequence[bool], *, l2: float, model_sha256: str = "",
-              model_size: int = 0, note: str = "", steps: int = 400) -> HiddenProbe:
+              model_size: int = 0, note: str = "", steps: int = 400,
+              inputs: tuple[str, ...] = ("prompt",)) -> HiddenProbe:
     """An L2-regularised logistic probe on standardised hidden states (Newton's method: a few hundred dimensions,
     a thousand rows).
 
@@ -101,7 +117,7 @@ def fit_probe(hidden: np.ndarray, wrong: Sequence[bool], *, l2: float, model_sha
         w -= step
         if float(np.abs(step).max()) < 1e-6:
             break
-    return HiddenProbe(model_sha256, model_size, mean, scale, w[:-1].copy(), float(w[-1]), l2, note)
+    return HiddenProbe(model_sha256, model_size, mean, scale, w[:-1].copy(), float(w[-1]), l2, note, inputs)
 
 
 def out_of_fold_logits(hidden: np.ndarray, wrong: Sequence[bool], groups: Sequence[str], *, l2: float,

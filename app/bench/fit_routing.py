@@ -36,6 +36,7 @@ from inference.router import ScoreModel, auroc, fit_score_model
 
 L2_GRID = (0.3, 1.0, 3.0, 10.0, 30.0)
 PROBE_L2_GRID = (10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0)
+PROBE_INPUTS: tuple[tuple[str, ...], ...] = (("prompt",), ("first",), ("prompt", "first"))
 
 
 class Row:
@@ -45,6 +46,7 @@ class Row:
         self.prompt: str = obj["prompt"]
         self.wrong = not obj["correct"]
         self.hidden = np.asarray(obj["hidden"], dtype=np.float64) if obj.get("hidden") else None
+        self.hidden_next = np.asarray(obj["hidden_next"], dtype=np.float64) if obj.get("hidden_next") else None
         samples = obj.get("samples")
         agree = agreement_features(obj.get("opening") or "", samples) if samples else None
         self.features = item_features(self.prompt, obj.get("steps") or [], glimpse_tokens, agreement=agree)
@@ -57,6 +59,11 @@ class Row:
 
     def as_tuple(self) -> tuple[str, dict[str, float], bool]:
         return self.prompt, self.features, self.wrong
+
+    def state(self, inputs: Sequence[str]) -> np.ndarray | None:
+        """The probe's input vector: the named states concatenated (None when one is missing)."""
+        parts = [{"prompt": self.hidden, "first": self.hidden_next}[name] for name in inputs]
+        return None if any(p is None for p in parts) else np.concatenate(parts)
 
 
 def load_train(paths: Iterable[Path | str], *, glimpse_tokens: int = 2) -> list[Row]:
@@ -79,9 +86,9 @@ def item_features(prompt: str, steps: Sequence[Sequence[float]], glimpse_tokens:
     return route_signals(prompt, tu[:glimpse_tokens], tu, agreement=agreement)
 
 
-def probe_cv(rows: Sequence[Row], l2: float) -> float:
-    """Out-of-fold AUROC of the hidden-state probe (folds grouped by prompt)."""
-    x = np.stack([r.hidden for r in rows])
+def probe_cv(rows: Sequence[Row], l2: float, inputs: Sequence[str] = ("prompt",)) -> float:
+    """Out-of-fold AUROC of the hidden-state probe reading ``inputs`` (folds grouped by prompt)."""
+    x = np.stack([r.state(inputs) for r in rows])
     logits = out_of_fold_logits(x, [r.wrong for r in rows], [r.prompt for r in rows], l2=l2)
     return auroc(list(logits), [r.wrong for r in rows]) or 0.5
 
@@ -135,18 +142,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     probe = None
     models_of = {(r.model) for r in rows}
     if all(r.hidden is not None for r in rows) and len(models_of) == 1:
-        cv = {l2: probe_cv(fit_rows, l2) for l2 in PROBE_L2_GRID}
-        l2 = max(cv, key=lambda k: (round(cv[k], 3), k))
-        log(f"# hidden-state probe: out-of-fold AUROC by l2 {_rounded(cv)}; chosen l2={l2}")
-        x = np.stack([r.hidden for r in fit_rows])
+        choices = [c for c in PROBE_INPUTS if all(r.state(c) is not None for r in rows)]
+        cv = {(c, l2): probe_cv(fit_rows, l2, c) for c in choices for l2 in PROBE_L2_GRID}
+        inputs, l2 = max(cv, key=lambda k: (round(cv[k], 3), -len(k[0]), k[1]))  # ties: fewer inputs, more l2
+        table = {"+".join(c) + f",l2={v}": round(a, 4) for (c, v), a in cv.items()}
+        log(f"# hidden-state probe: out-of-fold AUROC by inputs and l2 {table}; chosen {'+'.join(inputs)}, l2={l2}")
+        x = np.stack([r.state(inputs) for r in fit_rows])
         oof = out_of_fold_logits(x, [r.wrong for r in fit_rows], [r.prompt for r in fit_rows], l2=l2)
         sha, size = next(iter(models_of))
         probe = fit_probe(x, [r.wrong for r in fit_rows], l2=l2, model_sha256=sha or "", model_size=size or 0,
+                          inputs=tuple(inputs),
                           note=f"{len(fit_rows)} train rows of {len(args.dumps)} dump(s); l2={l2}")
         for r, v in zip(fit_rows, oof):
             r.features["hidden_probe"] = float(v)
         for r in val_rows:
-            r.features["hidden_probe"] = probe.logit(r.hidden)
+            r.features["hidden_probe"] = probe.logit(r.state(inputs))
         log(f"# probe on the validation split: AUROC "
             f"{auroc([r.features['hidden_probe'] for r in val_rows], [r.wrong for r in val_rows])}")
     else:

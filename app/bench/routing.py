@@ -109,7 +109,7 @@ def _score_items(core: Ember, spec: ModelSpec, items: list[Item], *, system: str
             prompt = fit_chat_prompt(llm, msgs, max_tokens).tokens
             t0 = time.perf_counter()
             g = glimpse(llm, prompt, n_tokens=glimpse_tokens, hidden=True)
-            hp = probe_.logit(g.hidden) if probe_ is not None and g.hidden is not None else None
+            hp = probe_.logit_of(g.hidden, g.hidden_next) if probe_ is not None else None
             route_weights.shipped_model("auto", probe=hp is not None).score(
                 route_signals(item.prompt, g.steps, hidden_probe=hp))
             # the prefill is reused by the answer; the hidden state's token, evaluated on its own, is not
@@ -286,8 +286,9 @@ def replay_items(paths: Sequence[Path | str], *, glimpse_tokens: int = 2) -> lis
             if sha not in probes:
                 probes[sha] = _shipped_probe(sha)
             hp = probes[sha]
-            if hp is not None and row.hidden is not None:
-                row.features["hidden_probe"] = hp.logit(row.hidden)
+            logit = hp.logit_of(row.hidden, row.hidden_next) if hp is not None else None
+            if logit is not None:
+                row.features["hidden_probe"] = logit
             items.append(Item(row.prompt, [], str(obj.get("split", "all")), str(obj.get("category", "")),
                               reply=str(obj.get("reply", "")), correct=not row.wrong, signals=row.features))
     if not items:

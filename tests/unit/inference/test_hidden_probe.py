@@ -65,3 +65,14 @@ def test_a_broken_probe_file_is_skipped(tmp_path):
     (folder / "b.json").write_text(json.dumps({"model_sha256": file_sha256(model), "model_size": 100,
                                                "mean": [0.0], "scale": [1.0, 2.0], "weights": [1.0], "bias": 0}))
     assert find_probe(model, [folder]) is None
+
+
+def test_a_probe_reading_both_states_needs_both():
+    x, y = _data(n=120, d=8)
+    probe = fit_probe(x, y, l2=3.0, inputs=("prompt", "first"))
+    a, b = x[0][:4], x[0][4:]
+    assert probe.logit_of(a, b) == pytest.approx(probe.logit(x[0]))
+    assert probe.logit_of(a, None) is None
+    assert HiddenProbe.from_json(probe.to_json()).inputs == ("prompt", "first")
+    with pytest.raises(ValueError, match="unknown probe inputs"):
+        HiddenProbe.from_json({**probe.to_json(), "inputs": ["middle"]})
