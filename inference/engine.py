@@ -143,11 +143,13 @@ class EngineService:
             None: :func:`~inference.hardware.batching_defaults`.
         prefill_chunk: most prompt tokens a step evaluates while other sequences are generating (None: as
             ``parallel``).
+        slot: the name its model is reported under (:meth:`models`).
     """
 
     def __init__(self, *, name: str = "ember-engine", states: StateCache | None = None, parallel: int | None = None,
-                 prefill_chunk: int | None = None) -> None:
+                 prefill_chunk: int | None = None, slot: str = "chat") -> None:
         default_parallel, default_chunk = batching_defaults()
+        self.slot = slot  # what its model is for, in reports: "chat", or "large" (the router's large tier)
         self._states = states
         self.load_plan: OffloadPlan | None = None  # the plan of the last load (GPU layers, threads, memory)
         self._queue: queue.Queue[SeqJob | None] = queue.Queue()
@@ -314,6 +316,19 @@ class EngineService:
         out["queued"] = self._queue.qsize()
         out["steps"] = self._scheduler.steps
         out["largest_batch"] = self._scheduler.max_batch
+        out["models"] = self.models()
+        return out
+
+    def models(self) -> list[dict[str, Any]]:
+        """Every model this engine holds, by slot (``chat``, ``draft``): name, layers, layers on the GPU, the
+        bytes of its weights and of its KV cache (``/health``, ``ember doctor --loaded``)."""
+        model, spec = self._model, self._spec
+        if model is None or spec is None:
+            return []
+        out = [{"slot": self.slot, "name": spec.name, **model.memory}]
+        draft = self._speculative.draft_model
+        if draft is not None:
+            out.append({"slot": "draft", "name": draft.path.stem, **draft.memory})
         return out
 
     def call(self, fn: Callable[[LlamaModel | None], Any]) -> JobHandle:

@@ -214,9 +214,23 @@ class LlamaModel:
         self._hidden: tuple[int, list[int], np.ndarray] | None = None
         self.n_embd = llama_cpp.llama_model_n_embd(self._model)
         self.hidden_ms = 0.0  # how long the last hidden-state read took (the token evaluated on its own)
+        self.memory = self._memory_report()
         self.bos_id = llama_cpp.llama_vocab_bos(self._vocab)
         self.eos_id = llama_cpp.llama_vocab_eos(self._vocab)
         self.add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
+
+    def _memory_report(self) -> dict[str, int | str]:
+        """What this model holds where: its layers and how many run on the GPU, its weights' and KV cache's
+        bytes (the KV cache as llama.cpp sizes it: n_ctx cells of K and V per layer, f16)."""
+        layers = llama_cpp.llama_model_n_layer(self._model)
+        heads = max(1, llama_cpp.llama_model_n_head(self._model))
+        kv_dim = llama_cpp.llama_model_n_embd(self._model) // heads * llama_cpp.llama_model_n_head_kv(self._model)
+        gpu = 0
+        if llama_cpp.llama_supports_gpu_offload():
+            gpu = layers if self.params.n_gpu_layers < 0 else min(self.params.n_gpu_layers, layers)
+        return {"path": str(self.path), "layers": layers, "gpu_layers": gpu, "n_ctx": self.n_ctx,
+                "sequences": self.n_seq, "weights_bytes": self.path.stat().st_size,
+                "kv_bytes": 2 * self.n_ctx * layers * kv_dim * 2}
 
     # -- lifetime ------------------------------------------------------------------------------------------------
 

@@ -62,6 +62,11 @@ class SpeculativeRuntime:
         """True when replies are generated speculatively."""
         return self._drafter is not None
 
+    @property
+    def draft_model(self) -> LlamaModel | None:
+        """The draft model, when one is loaded (prompt lookup has none)."""
+        return getattr(self._drafter, "model", None)
+
     def prepare(self, config: SpeculativeConfig | None, target: LlamaModel, *,
                 progress: Callable[[float], bool] | None = None) -> None:
         """Set up the drafter ``config`` asks for (a no-op when it is already set up).

