@@ -24,14 +24,15 @@ from inference.chat_prompt import ChatPrompt, fit_chat_prompt
 from inference.engine import ChatResult, EngineService, JobHandle, ModelSpec
 from inference.errors import EngineError
 from inference.events import EngineEvent, Failed, Finished, GenerationStats, LoadProgress, Retracted, TokenText
+from inference import route_weights
 from inference.llama_model import LlamaModel
+from inference.route_learning import OnlineRouter
 from inference.remote_tier import RemoteEndpoint, remote_chat
 from inference.route_signals import Probe, glimpse, probe, route_signals
-from inference.route_weights import AUTO_MODEL, CASCADE_MODEL
-from inference.router import POLICIES, RouteDecision, calibrate_threshold
+from inference.router import POLICIES, RouteDecision, ScoreModel, calibrate_threshold
 from inference.sampling import SamplingOptions
 from storage.errors import EmberError, StorageError
-from storage.routing import RoutingStore
+from storage.routing import RoutingRecord, RoutingStore
 from storage.secrets import get_secret
 
 T = TypeVar("T")
@@ -91,6 +92,8 @@ class Router:
         self.store = RoutingStore(core.db)
         self._large_engine: EngineService | None = None
         self._lock = threading.Lock()
+        self._learn_lock = threading.RLock()  # labels come from the GUI thread, the CLI and routed turns
+        self._learners: dict[str, OnlineRouter] = {}
 
     # -- configuration -------------------------------------------------------------------------------------------
 
@@ -133,6 +136,92 @@ class Router:
         return calibrate_threshold(self.store.recent_scores(policy), rs.budget, default=rs.default_threshold,
                                    min_samples=rs.min_calibration)
 
+    # -- learning from the user's labels ---------------------------------------------------------------------------
+
+    def learner(self, policy: str, *, probe: bool = False) -> OnlineRouter:
+        """The online learner of ``policy`` (auto or cascade) for a small model with (``probe``) or without a
+        hidden-state probe: the shipped model and its validation split, with what the stored labels taught it
+        (restored from storage on first use)."""
+        if policy not in LEARNED_POLICIES:
+            raise RouterError(f"The router learns for {' and '.join(LEARNED_POLICIES)} only, not {policy!r}.")
+        key = route_weights.model_name(policy, probe=probe)
+        with self._learn_lock:
+            learner = self._learners.get(key)
+            if learner is None:
+                learner = OnlineRouter(route_weights.shipped_model(policy, probe=probe),
+                                       validation=route_weights.validation_split(policy, probe=probe))
+                state = self.store.load_learned(key)
+                if state is not None:
+                    learner.restore(state)
+                self._learners[key] = learner
+            return learner
+
+    def score_model(self, policy: str, signals: Mapping[str, float]) -> tuple[ScoreModel, bool]:
+        """The model that scores ``signals`` under ``policy`` and whether it is the learned one (``router.learn``
+        on and at least one label learned from); otherwise the shipped model."""
+        probe = _has_probe(signals)
+        if self.core.settings.router.learn:
+            with self._learn_lock:
+                learner = self.learner(policy, probe=probe)
+                if learner.updates:
+                    return learner.model, True
+        return route_weights.shipped_model(policy, probe=probe), False
+
+    def learned_score(self, policy: str, signals: Mapping[str, float]) -> float:
+        """The score the learned model of ``policy`` gives ``signals`` (whatever ``router.learn`` says)."""
+        with self._learn_lock:
+            return self.learner(policy, probe=_has_probe(signals)).score(signals)
+
+    def label(self, decision: RoutingRecord, *, wrong: bool, source: str) -> bool:
+        """Record the user's label of ``decision`` and learn from it (once per decision; an escalation overrides an
+        earlier acceptance). Returns True when the label was new or changed.
+
+        Raises:
+            StorageError: the label or the learned state could not be stored.
+        """
+        with self._learn_lock:
+            if not self.store.add_label(decision, wrong=wrong, source=source):
+                return False
+            if decision.policy in LEARNED_POLICIES:
+                probe = _has_probe(decision.signals)
+                learner = self.learner(decision.policy, probe=probe)
+                learner.update(decision.signals, wrong)
+                self.store.save_learned(route_weights.model_name(decision.policy, probe=probe), learner.state())
+            return True
+
+    def reset_learning(self) -> None:
+        """Forget what the labels taught: every policy scores with the shipped weights again (the labels stay).
+
+        Raises:
+            StorageError: the reset could not be stored.
+        """
+        with self._learn_lock:
+            self.store.clear_learned()
+            for learner in self._learners.values():
+                learner.reset()
+
+    def learning_status(self) -> dict[str, dict[str, object]]:
+        """Per learned policy: its labels, and per shipped model of it (``auto``, ``auto_probe``, ...) the updates
+        taken and shrunk since the last reset and the validation AUROC of the learned and the shipped weights (None
+        without a validation split)."""
+        counts = self.store.label_counts()
+        out: dict[str, dict[str, object]] = {}
+        with self._learn_lock:
+            for policy in LEARNED_POLICIES:
+                models: dict[str, object] = {}
+                for probe in (False, True):
+                    key = route_weights.model_name(policy, probe=probe)
+                    if key in models:
+                        continue
+                    learner = self.learner(policy, probe=probe)
+                    shipped = OnlineRouter(learner.shipped, validation=learner.validation)
+                    models[key] = {"updates": learner.updates, "rejected": learner.rejected,
+                                   "learned_auroc": learner.validation_auroc(),
+                                   "shipped_auroc": shipped.validation_auroc(),
+                                   "validation_items": len(learner.validation)}
+                out[policy] = {**counts.get(policy, {"wrong": 0, "right": 0}), "models": models}
+        return out
+
     # -- running a turn ------------------------------------------------------------------------------------------
 
     def start(self, messages: Sequence[Message], options: SamplingOptions, *, small: ModelSpec, policy: str,
@@ -174,6 +263,20 @@ class Router:
             engine, self._large_engine = self._large_engine, None
         if engine is not None:
             engine.shutdown()
+
+
+# The policies the router learns for (each with its shipped models in inference.route_weights).
+LEARNED_POLICIES = ("auto", "cascade")
+
+
+def _has_probe(signals: Mapping[str, float]) -> bool:
+    """Whether ``signals`` were measured with the small model's hidden-state probe (its shipped model differs)."""
+    return signals.get("hidden_probe") is not None
+
+
+def _why(model: ScoreModel, signals: Mapping[str, float]) -> list[tuple[str, float]]:
+    """The two signals that pushed ``model``'s score of ``signals`` most (largest push towards escalating first)."""
+    return model.contributions(signals)[:2]
 
 
 def _last_user(messages: Sequence[Message]) -> str:
@@ -239,12 +342,13 @@ class _RoutedTurn:
             g = self._on_small(lambda llm: glimpse(llm, self._prompt(llm).tokens, n_tokens=n,
                                                    should_stop=lambda: self.h.cancelled), quiet=True)
             signals = route_signals(query, g.steps if g else None)
-            score = AUTO_MODEL.score(signals)
+            model, learned = self.r.score_model("auto", signals)
+            score = model.score(signals)
             threshold = self.r.threshold("auto")
             ms = (time.perf_counter() - t0) * 1000 - (g.prompt_ms if g else 0.0)  # the prefill is reused
             escalate = score >= threshold and not self.h.cancelled  # a stopped glimpse says nothing
             decision = RouteDecision("auto", "large" if escalate else "small", score, threshold, signals, ms,
-                                     escalated=escalate)
+                                     escalated=escalate, why=_why(model, signals), learned=learned)
             if not escalate:
                 return (*self._run_small(), decision, self.small.name)
             return self._answer_large(decision, small_answer=None)
@@ -264,11 +368,13 @@ class _RoutedTurn:
         t1 = time.perf_counter()
         n = self.r.core.settings.router.glimpse_tokens
         signals = route_signals(query, p.steps[:n], p.steps)
-        score = CASCADE_MODEL.score(signals)
+        model, learned = self.r.score_model("cascade", signals)
+        score = model.score(signals)
         threshold = self.r.threshold("cascade")
         escalate = score >= threshold and p.finish != "cancelled"
         decision = RouteDecision("cascade", "large" if escalate else "small", score, threshold, signals,
-                                 (time.perf_counter() - t1) * 1000, escalated=escalate)
+                                 (time.perf_counter() - t1) * 1000, escalated=escalate, why=_why(model, signals),
+                                 learned=learned)
         small_answer = (p.text, _probe_stats(p, t0, prompt.dropped))
         if not escalate:
             if not self.stream_cascade:

@@ -46,11 +46,29 @@ class ScoreModel:
             z += w * (x - c) / (self.scale.get(name, 1.0) or 1.0)
         return 1.0 / (1.0 + math.exp(-max(min(z, 60.0), -60.0)))
 
+    def contributions(self, features: Mapping[str, float]) -> list[tuple[str, float]]:
+        """Each feature's term ``w * (x - centre) / scale`` of the score's logit, largest push towards escalating
+        first (what "the router says why" shows: the top two)."""
+        out = []
+        for name, w in self.weights.items():
+            c = self.centre.get(name, 0.0)
+            x = features.get(name, c)
+            if x is None or not math.isfinite(x):
+                x = c
+            out.append((name, w * (x - c) / (self.scale.get(name, 1.0) or 1.0)))
+        return sorted(out, key=lambda kv: -kv[1])
+
     def as_dict(self) -> dict:
         """A JSON-ready form (what ``--fit`` prints)."""
         return {"bias": round(self.bias, 4), "weights": {k: round(v, 4) for k, v in self.weights.items()},
                 "centre": {k: round(v, 4) for k, v in self.centre.items()},
                 "scale": {k: round(v, 4) for k, v in self.scale.items()}}
+
+
+def score_model_from_dict(d: Mapping[str, object]) -> ScoreModel:
+    """The inverse of :meth:`ScoreModel.as_dict` (learned weights read back from storage)."""
+    return ScoreModel(bias=float(d["bias"]), weights=dict(d["weights"]), centre=dict(d.get("centre") or {}),
+                      scale=dict(d.get("scale") or {}))
 
 
 def fit_score_model(rows: Sequence[Mapping[str, float]], wrong: Sequence[bool], *, names: Sequence[str],
@@ -157,6 +175,10 @@ class RouteDecision:
     forced: bool = False
     escalated: bool = False
     error: str | None = None  # the large tier failed; the small model's answer was kept
+    # The signals that pushed the score most (``ScoreModel.contributions`` of the model that scored it, top two):
+    # ``(name, logit term)``, largest push towards escalating first.
+    why: list[tuple[str, float]] = field(default_factory=list)
+    learned: bool = False  # scored with the weights learned from this user's labels (not the shipped ones)
 
     def stats(self, *, model: str) -> dict:
         """The ``router`` entry of a reply's stats (read by the GUI badge, the CLI and the API)."""
@@ -164,8 +186,11 @@ class RouteDecision:
                "decision_ms": round(self.decision_ms, 2)}
         if self.score is not None:
             out["score"] = round(self.score, 4)
+            out["learned"] = self.learned
         if self.threshold is not None:
             out["threshold"] = round(self.threshold, 4)
+        if self.why:
+            out["why"] = [{"signal": name, "push": round(push, 4)} for name, push in self.why]
         if self.error:
             out["error"] = self.error
         return out

@@ -304,3 +304,26 @@ def m009_conversation_settings_shape(db: sqlite_utils.Database) -> None:
                 del shaped["sampling"]
         if shaped != original:
             db.execute("UPDATE conversations SET settings = ? WHERE id = ?", [json.dumps(shaped), row[0]])
+
+
+@migration
+def m010_route_labels(db: sqlite_utils.Database) -> None:
+    """What the user said of routed replies (``route_labels``: one label per decision, wrong when they escalated a
+    small answer, right when they went on from it) and what the router learned from them (``route_learned``: one
+    state per policy, JSON of :meth:`inference.route_learning.OnlineRouter.state`)."""
+    db.execute(
+        "CREATE TABLE route_labels ("
+        " id INTEGER PRIMARY KEY,"
+        " decision_id INTEGER NOT NULL UNIQUE REFERENCES routing_decisions(id) ON DELETE CASCADE,"
+        " conversation_id INTEGER,"
+        " message_id INTEGER,"  # the reply the decision produced
+        " policy TEXT NOT NULL,"  # auto / cascade
+        " wrong INTEGER NOT NULL,"  # 1: the small answer was escalated by the user; 0: kept
+        " source TEXT NOT NULL,"  # large-prefix / ask-large / regenerate-large / next-message
+        " created TEXT NOT NULL)")
+    db.execute("CREATE INDEX idx_route_labels_policy ON route_labels (policy, id)")
+    db.execute(
+        "CREATE TABLE route_learned ("
+        " policy TEXT PRIMARY KEY,"
+        " state TEXT NOT NULL,"
+        " updated TEXT NOT NULL)")

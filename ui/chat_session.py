@@ -174,11 +174,14 @@ class ChatSession(QObject):
         own.system_prompt, own.sampling = system_prompt, sampling
         self._core.conversations.update(conv.id, settings=own.stored())
 
-    def send(self, text: str, *, edit_of: int | None = None, reply_to: int | None = None) -> bool:
+    def send(self, text: str, *, edit_of: int | None = None, reply_to: int | None = None, force: str | None = None,
+             label_source: str | None = None) -> bool:
         """Send a user message and start the reply; False (with ``error`` emitted) when it cannot start.
 
         ``edit_of``: the message is a new version of that user message (the branch after it stays stored).
         ``reply_to``: write another version of the reply to that stored user message (``text`` is its text).
+        ``force``: the tier that answers (``large``/``small``) whatever the routing; ``label_source``: see
+        :class:`app.services.chat.Turn`.
         The branch shown changes only once the turn can start; if it then fails, the earlier branch is shown again.
         """
         text = text.strip()
@@ -197,7 +200,7 @@ class ChatSession(QObject):
                               on_event=self._relay.callback(self._tag), route=self.route, stream_cascade=True,
                               before_store=(None if edit_of is None and reply_to is None
                                             else lambda: moved.append(self._show_branch(branch_end))),
-                              reply_to=reply_to, extras=extras)
+                              reply_to=reply_to, extras=extras, force=force, label_source=label_source)
         except EmberError as exc:
             if moved:
                 self._show_branch(moved[0])
@@ -242,6 +245,17 @@ class ChatSession(QObject):
         if not users:
             return False
         return self.send(users[-1].content, reply_to=users[-1].id)
+
+    def ask_large(self, message_id: int) -> bool:
+        """Write reply ``message_id`` again with the large tier forced, as a new version beside it (the router
+        records that the small tier's answer was not good enough). False while busy or for an unknown reply."""
+        if self.busy:
+            return False
+        reply = next((m for m in self.messages() if m.id == message_id and m.role == "assistant"), None)
+        if reply is None or reply.parent_id is None:
+            return False
+        question = self._core.conversations.message(reply.parent_id)
+        return self.send(question.content, reply_to=question.id, force="large", label_source="ask-large")
 
     def edit_and_resend(self, message_id: int, text: str) -> bool:
         """Send ``text`` as a new version of a user message; the earlier version and its replies stay stored."""

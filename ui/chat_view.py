@@ -16,11 +16,12 @@ class ChatView(QStackedWidget):
     """Shows messages (or the empty state). Feed it with :meth:`show_messages`, :meth:`begin_reply`,
     :meth:`append_text` and :meth:`finish_reply`.
 
-    Signals: ``regenerateRequested()``, ``editSubmitted(message_id, text)``, ``versionRequested(message_id, step)``,
-    ``openLibraryRequested()``.
+    Signals: ``regenerateRequested()``, ``askLargeRequested(message_id)``, ``editSubmitted(message_id, text)``,
+    ``versionRequested(message_id, step)``, ``openLibraryRequested()``.
     """
 
     regenerateRequested = Signal()
+    askLargeRequested = Signal(int)
     editSubmitted = Signal(int, str)
     versionRequested = Signal(int, int)
     openLibraryRequested = Signal()
@@ -132,6 +133,7 @@ class ChatView(QStackedWidget):
     def _add(self, message: Message) -> MessageWidget:
         widget = MessageWidget(message)
         widget.regenerateRequested.connect(self.regenerateRequested.emit)
+        widget.askLargeRequested.connect(self.askLargeRequested.emit)
         widget.editSubmitted.connect(self.editSubmitted.emit)
         widget.versionRequested.connect(self.versionRequested.emit)
         self._list.insertWidget(self._list.count() - 1, widget)

@@ -12,7 +12,7 @@ from PySide6.QtWidgets import (QMainWindow, QPushButton, QSplitter, QStackedWidg
 from app.services.chat import context_notice
 from app.services.conversation_settings import ConversationSettings
 from app.services.models import ModelServices
-from app.services.surface import Core
+from app.services.surface import Core, router_of
 from app.settings import Settings
 from storage.presets import PresetStore
 from ui.background import Background
@@ -150,6 +150,7 @@ class MainWindow(QMainWindow):
         self.composer.stopRequested.connect(s.stop)
         self.composer.settingsRequested.connect(self.edit_conversation_settings)
         self.chat_view.regenerateRequested.connect(s.regenerate)
+        self.chat_view.askLargeRequested.connect(s.ask_large)
         self.chat_view.editSubmitted.connect(s.edit_and_resend)
         self.chat_view.versionRequested.connect(s.switch_version)
         self.chat_view.openLibraryRequested.connect(lambda: self.show_page("library"))
@@ -316,7 +317,8 @@ class MainWindow(QMainWindow):
 
     def open_settings(self) -> SettingsDialog:
         """Open the settings dialog (non-blocking)."""
-        dialog = SettingsDialog(self.core.settings, self.core.paths.settings, self.core.paths.home, self)
+        dialog = SettingsDialog(self.core.settings, self.core.paths.settings, self.core.paths.home, self,
+                                reset_learning=lambda: router_of(self.core).reset_learning())
         dialog.saved.connect(self.apply_settings)
         dialog.saved.connect(lambda _: self.show_notice("Settings saved."))
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)

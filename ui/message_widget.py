@@ -16,11 +16,12 @@ from ui.version_switcher import VersionSwitcher
 class MessageWidget(QFrame):
     """A user message or an assistant reply.
 
-    Signals: ``regenerateRequested()``, ``editSubmitted(message_id, text)``, ``versionRequested(message_id, step)``
-    (‹ is -1, › is +1).
+    Signals: ``regenerateRequested()``, ``askLargeRequested(message_id)`` (write this small-tier reply again with
+    the large tier), ``editSubmitted(message_id, text)``, ``versionRequested(message_id, step)`` (‹ is -1, › is +1).
     """
 
     regenerateRequested = Signal()
+    askLargeRequested = Signal(int)
     editSubmitted = Signal(int, str)
     versionRequested = Signal(int, int)
 
@@ -46,8 +47,12 @@ class MessageWidget(QFrame):
         self.edit_button = self._tool("Edit", "Edit this message and send it again", self.begin_edit)
         self.regenerate_button = self._tool("Regenerate", "Write this reply again",
                                             self.regenerateRequested.emit)
+        self.ask_large_button = self._tool("Ask the large model", "Write this reply again with the large model (the "
+                                           "router learns the small model was not good enough here)",
+                                           lambda: self.askLargeRequested.emit(self.message.id))
         self.edit_button.setVisible(self.is_user)
         self.regenerate_button.hide()
+        self.ask_large_button.hide()
         self.versions = VersionSwitcher()
         self.versions.stepped.connect(lambda step: self.versionRequested.emit(self.message.id, step))
         self._editor: QWidget | None = None
@@ -58,7 +63,7 @@ class MessageWidget(QFrame):
         actions.addWidget(self.tier)
         actions.addStretch(1)
         actions.addWidget(self.versions)
-        for button in (self.copy_button, self.edit_button, self.regenerate_button):
+        for button in (self.copy_button, self.edit_button, self.regenerate_button, self.ask_large_button):
             actions.addWidget(button)
         self._layout = QVBoxLayout(self)
         self._layout.setContentsMargins(12, 8, 12, 6)
@@ -123,8 +128,12 @@ class MessageWidget(QFrame):
         self._layout.insertWidget(self._layout.count() - 1, widget)
 
     def set_last_reply(self, last: bool) -> None:
-        """Only the conversation's last reply offers Regenerate."""
+        """Only the conversation's last reply offers Regenerate, and, when the small tier wrote it, Ask the large
+        model."""
         self.regenerate_button.setVisible(last and not self.is_user)
+        router = self.message.stats.get("router")
+        small = isinstance(router, dict) and router.get("tier") == "small"
+        self.ask_large_button.setVisible(last and not self.is_user and small)
 
     def copy(self) -> None:
         """Put the message's text on the clipboard."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.services.route_explain import why_of, why_text
+
 _FINISH = {"cancelled": "stopped", "length": "length limit reached", "repetition": "stopped: repeating itself",
            "error": "failed"}
 
@@ -46,9 +48,16 @@ def tier_badge(stats: dict[str, Any]) -> tuple[str, str] | None:
     escalated = bool(router.get("escalated"))
     text = f"{tier} ↑" if escalated else str(tier)
     hover = [f"Answered by the {tier} tier" + (" after escalation" if escalated else "")]
-    score = router.get("score")
-    if score is not None:
+    score, threshold = router.get("score"), router.get("threshold")
+    if score is not None and threshold is not None:
+        op = "≥" if float(score) >= float(threshold) else "<"
+        hover.append(f"router score {float(score):.2f} {op} threshold {float(threshold):.2f}"
+                     + (" (learned from your choices)" if router.get("learned") else ""))
+    elif score is not None:
         hover.append(f"router score {float(score):.2f}")
+    why = why_of(router)
+    if why:
+        hover.append(f"top signals: {why_text(why, readable=True)}")
     model = router.get("model")
     if model:
         hover.append(f"model {model}")

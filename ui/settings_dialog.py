@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 from pydantic import BaseModel, ValidationError
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QLabel, QScrollArea, QTabWidget, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QLabel, QPushButton, QScrollArea, QTabWidget,
+                               QVBoxLayout, QWidget)
 
 from app.services.autostart import UNSUPPORTED_NOTICE, autostart_supported
 from app.settings import Settings, describe_validation, save_settings
-from storage.errors import EmberError
+from storage.errors import EmberError, user_message
 from ui.secrets_panel import SecretsPanel
 from ui.settings_form import SettingsForm
 
@@ -20,12 +22,18 @@ SECTION_TITLES = {"engine": "Engine", "chat": "Chat", "sampling": "Sampling", "a
 
 
 class SettingsDialog(QDialog):
-    """Edits every setting; Save validates against the declared bounds, writes the file and emits ``saved``."""
+    """Edits every setting; Save validates against the declared bounds, writes the file and emits ``saved``.
+
+    ``reset_learning`` (given by the window) forgets what the router learned from the user's choices; the router
+    tab then offers it as a button.
+    """
 
     saved = Signal(object)
 
-    def __init__(self, settings: Settings, settings_path: Path, home: Path, parent: QWidget | None = None) -> None:
+    def __init__(self, settings: Settings, settings_path: Path, home: Path, parent: QWidget | None = None, *,
+                 reset_learning: Callable[[], None] | None = None) -> None:
         super().__init__(parent)
+        self._reset_learning = reset_learning
         self.setWindowTitle("Settings")
         self.resize(620, 520)
         self._path = settings_path
@@ -48,6 +56,8 @@ class SettingsDialog(QDialog):
             box.addWidget(form)
             if name == "desktop":
                 self._autostart_note(form, box)
+            if name == "router" and reset_learning is not None:
+                self._reset_button(box)
             box.addStretch(1)
             scroll = QScrollArea()
             scroll.setWidgetResizable(True)
@@ -105,6 +115,31 @@ class SettingsDialog(QDialog):
         editor = form.editors.get("start_on_login")
         if editor is not None and not supported:
             editor.setEnabled(False)
+
+    def _reset_button(self, box: QVBoxLayout) -> None:
+        self.reset_learning_button = QPushButton("Reset what the router learned")
+        self.reset_learning_button.setToolTip("Score turns with the shipped weights again, forgetting what your "
+                                              "choices taught the router (the choices themselves stay stored)")
+        self.reset_learning_button.clicked.connect(self.reset_learning)
+        self.reset_note = QLabel()
+        self.reset_note.setObjectName("hint")
+        self.reset_note.setWordWrap(True)
+        self.reset_note.hide()
+        box.addWidget(self.reset_learning_button)
+        box.addWidget(self.reset_note)
+
+    def reset_learning(self) -> bool:
+        """Forget what the router learned (at once; not part of Save); the note under the button says how it went."""
+        assert self._reset_learning is not None
+        try:
+            self._reset_learning()
+        except EmberError as exc:
+            self.reset_note.setText(f"Not reset: {user_message(exc)}")
+            self.reset_note.show()
+            return False
+        self.reset_note.setText("The router scores with its shipped weights again.")
+        self.reset_note.show()
+        return True
 
     def _fail(self, message: str) -> bool:
         self.error.setText(message)

@@ -12,6 +12,7 @@ from starlette.responses import Response
 from app.api.errors import ApiError, error_body, from_known, internal_error
 from app.api.jobs import ApiJob, ClientGone, Scheduler, cancel_on_disconnect
 from app.api.streaming import CancellableStreamingResponse
+from app.services.route_explain import route_header
 from inference.events import EngineEvent, Failed, Finished, GenerationStats, TokenText
 from inference.logprobs import TokenLogprob
 from storage.errors import EmberError
@@ -109,11 +110,8 @@ def ember_headers(job: ApiJob, stats: GenerationStats | None = None) -> dict[str
         headers.update(zip(STATS_HEADERS, (
             str(stats.prompt_tokens), str(stats.cached_tokens), str(stats.completion_tokens), f"{stats.ttft_ms:.1f}",
             f"{stats.tokens_per_s:.1f}", stats.finish_reason), strict=True))
-        if stats.router:  # which tier answered (app/routing.py)
-            r = stats.router
-            headers[ROUTE_HEADER] = (f"{r['tier']}; policy={r['policy']}; model={r['model']}"
-                                     + (f"; score={r['score']:.3f}" if "score" in r else "")
-                                     + ("; error=large-tier-failed" if r.get("error") else ""))
+        if stats.router:  # which tier answered and why (app/routing.py)
+            headers[ROUTE_HEADER] = route_header(stats.router)
     return headers
 
 

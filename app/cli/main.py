@@ -16,6 +16,7 @@ from app import __version__
 from app.cli import bench as cli_bench
 from app.cli import conversations as cli_conversations
 from app.cli import models as cli_models
+from app.cli import router as cli_router
 from app.cli import serve as cli_serve
 from app.services.conversation_settings import turn_sampling
 from app.core import Ember
@@ -74,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_conversations.register(sub)
     cli_bench.register(sub)
     cli_serve.register(sub)
+    cli_router.register(sub)
     return parser
 
 

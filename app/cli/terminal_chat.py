@@ -6,6 +6,7 @@ import sys
 from typing import TYPE_CHECKING, TextIO
 
 from app.services.chat import Turn, context_notice, new_conversation
+from app.services.route_explain import router_line
 from app.core import Ember
 from inference.engine import ModelSpec
 from inference.events import Failed, Retracted, TokenText
@@ -21,6 +22,7 @@ HELP = """Commands:
   /exit   leave (Ctrl+D works too)
   /help   this text
   /large MESSAGE   answer with the large tier (when a router tier is configured)
+  /large           ask the large tier the previous question again (the router learns the small answer fell short)
 Ctrl+C stops a reply that is being written."""
 
 
@@ -120,9 +122,8 @@ def _stream_turn(core: Ember, conversation_id: int, text: str, *, spec: ModelSpe
     if routed.get("error"):
         print(f"ember: the large tier failed, so the small model answered: {routed['error']}", file=sys.stderr)
     if verbose and routed:
-        score = f", score {routed['score']:.2f} vs threshold {routed['threshold']:.2f}" if "score" in routed else ""
-        print(f"[router {routed['policy']}: {routed['tier']} tier ({routed['model']}) answered{score}, "
-              f"decision {routed['decision_ms']:.0f} ms]", file=sys.stderr)
+        print(f"[{router_line(routed)}; {routed['model']} answered, decision {routed['decision_ms']:.0f} ms]",
+              file=sys.stderr)
     if verbose:
         plan = core.engine.load_plan
         if plan is not None and plan is not _shown_plan[0]:

@@ -15,7 +15,8 @@ from storage.conversations import Conversation, Message, StreamingMessage
 from storage.errors import EmberError, user_message
 
 # At import, not in the first turn: app.routing brings httpx (and rich), whose import held the GUI thread ~300 ms.
-from app.routing import split_force_prefix
+from app.routing import RouterError, split_force_prefix
+from app.services.route_feedback import give_feedback, turn_feedback
 
 if TYPE_CHECKING:
     from app.routing import RouteRequest
@@ -76,24 +77,43 @@ class Turn:
     Versions: the user message is added at the end of the branch the conversation shows (an edit first shows the
     branch that ends before the edited message, so the edit becomes a new version beside it). ``reply_to`` names a
     stored user message to answer again instead (Regenerate): the new reply is another version beside the earlier
-    ones, and ``user_text`` is not stored again.
+    ones, and ``user_text`` is not stored again. ``/large`` alone answers the previous user message again with the
+    large tier (a new version of its reply). ``force`` forces a tier without a prefix.
+
+    Labels: a turn that escalates a small-tier reply, or goes on from it, labels that reply's routing decision
+    (:mod:`app.services.route_feedback`); ``label_source`` names an escalation's origin (``ask-large``).
     """
 
     def __init__(self, core: Core, conversation_id: int, user_text: str, *, spec: ModelSpec,
                  options: SamplingOptions, on_event: Callable[[EngineEvent], None] | None = None,
                  route: "RouteRequest | None" = None, stream_cascade: bool = False,
                  before_store: Callable[[], None] | None = None, reply_to: int | None = None,
-                 extras: TurnExtras | None = None) -> None:
+                 extras: TurnExtras | None = None, force: str | None = None,
+                 label_source: str | None = None) -> None:
         self._core = core
         conversation = core.conversations.get(conversation_id)
         user_text, forced = split_force_prefix(user_text)
+        forced = force or forced
+        if forced == "large" and not user_text and reply_to is None:  # "/large": the previous question again
+            previous = next((m for m in reversed(core.conversations.messages(conversation_id)) if m.role == "user"),
+                            None)
+            if previous is None:
+                raise RouterError("There is no earlier question to ask the large model: write one after /large.")
+            reply_to, user_text = previous.id, previous.content
+            label_source = label_source or "large-prefix"
         policy = router_of(core).policy_for(conversation.settings, route)
         own = ConversationSettings.of(conversation.settings, conversation_id=conversation_id)
         large = (route.large if route else None) or own.router_large or None
         if forced == "large" or (policy != "off" and forced != "small"):
             router_of(core).large_tier(large)  # no large tier: fail before storing
+        feedback = turn_feedback(core, conversation_id, text=user_text, forced=forced, reply_to=reply_to,
+                                 source=label_source) if reply_to is not None else None  # before the branch moves
         if before_store is not None:  # the turn can start: e.g. delete what an edited message replaces
             before_store()
+        if reply_to is None:  # a new message: about the reply it follows on the branch now shown
+            feedback = turn_feedback(core, conversation_id, text=user_text, forced=forced, reply_to=None,
+                                     source=label_source)
+        give_feedback(core, feedback)
         if route is not None and route.policy:
             conversation = remember_route(core, conversation, route)
         if reply_to is None:

@@ -130,3 +130,49 @@ def test_context_notice_is_shown_once_per_conversation(qtbot, window, caplog):
     assert reply.stats.get("trimmed_messages")
     assert not window.banner.isVisible()
     assert sum(CONTEXT_NOTICE in r.getMessage() for r in caplog.records) == 1
+
+
+def test_ask_the_large_model_on_a_small_reply_writes_a_large_version_and_labels_it(qtbot, window, starter: Path,
+                                                                                    tmp_path: Path):
+    from app.services.surface import router_of
+
+    core = window.core
+    q8 = core.library.add(requantized_copy(starter, tmp_path / "rq", "q8_0", threads=1), name="starter-q8")
+    core.settings.router.default_threshold = 1.0  # never escalate by itself
+    window.picker.router.choose("auto", q8.name)
+    small = send(qtbot, window, "What is 17 times 23?")
+    assert small.stats["router"]["tier"] == "small"
+    widget = window.chat_view.message_widgets[-1]
+    assert widget.message.id == small.id
+    assert widget.ask_large_button.isVisible() and widget.regenerate_button.isVisible()
+    assert "top signals:" in widget.tier.toolTip() and "threshold" in widget.tier.toolTip()
+    decision = router_of(core).store.latest_decision(message_id=small.id)
+    before = router_of(core).learned_score("auto", decision.signals)
+
+    with qtbot.waitSignal(window.session.replyFinished, timeout=120_000) as blocker:
+        widget.ask_large_button.click()
+    large = blocker.args[0]
+    assert large.id != small.id and large.parent_id == small.parent_id  # a new version of the same reply
+    assert large.stats["router"]["tier"] == "large" and large.stats["router"]["model"] == q8.name
+    assert window.session.versions()[large.id].count == 2
+    last = window.chat_view.message_widgets[-1]
+    assert last.message.id == large.id and not last.ask_large_button.isVisible()  # the large tier wrote it
+    label = router_of(core).store.label(decision.id)
+    assert label is not None and label.wrong and label.source == "ask-large" and label.message_id == small.id
+    assert router_of(core).learned_score("auto", decision.signals) > before
+
+
+def test_settings_dialog_resets_what_the_router_learned(qtbot, core):
+    from app.services.surface import router_of
+    from ui.settings_dialog import SettingsDialog
+
+    router = router_of(core)
+    router.store.save_learned("auto", {"bias": 3.0, "weights": {}, "updates": 4})
+    assert router.score_model("auto", {})[1]  # the learned state is in use
+    dialog = SettingsDialog(core.settings, core.paths.settings, core.paths.home,
+                            reset_learning=router.reset_learning)
+    qtbot.addWidget(dialog)
+    assert dialog.reset_learning_button.text() == "Reset what the router learned"
+    dialog.reset_learning_button.click()
+    assert "shipped weights" in dialog.reset_note.text()
+    assert router.score_model("auto", {})[1] is False and router.store.load_learned("auto") is None

@@ -21,6 +21,7 @@ from app.routing import RouteRequest
 from inference.requantize import requantized_copy
 from inference.chat_prompt import fit_chat_prompt
 from inference.route_signals import glimpse
+from inference.route_weights import shipped_model
 from inference.sampling import SamplingOptions
 from tests.greedy import CAPITAL, CAPITAL_QUESTION, assert_greedy_agree, chat_tokens, robust_capital
 from tests.helpers import starter_path
@@ -118,6 +119,9 @@ def test_auto_keeps_an_easy_query_on_the_small_tier_and_reuses_its_prefill(core)
     stored = router_of(core).store.list(conversation_id=conv.id)
     assert len(stored) == 1 and stored[0].message_id == turn.message.id and stored[0].tier == "small"
     assert "glimpse_entropy_first" in stored[0].signals and "math" in stored[0].signals
+    model, _ = router_of(core).score_model("auto", stored[0].signals)  # the router says why: the top two terms
+    assert r["threshold"] >= 1 and [w["signal"] for w in r["why"]] == [
+        n for n, _ in model.contributions(stored[0].signals)[:2]]
     assert turn.message.stats["router"]["tier"] == "small"
 
 
@@ -242,8 +246,11 @@ def test_api_routes_per_request_and_reports_the_tier_openai_and_ollama(core):
             assert forced.headers["X-Ember-Route"].startswith("large; policy=forced; model=starter-q8")
             assert forced.json()["ember"]["stats"]["router"]["tier"] == "large"
             auto = c.post("/v1/chat/completions", json={**body, "ember": {"router": "auto"}})
-            assert auto.headers["X-Ember-Route"].startswith("small; policy=auto") and "score=" in auto.headers[
-                "X-Ember-Route"]
+            route = auto.headers["X-Ember-Route"]
+            assert route.startswith("small; policy=auto") and "score=" in route and "threshold=" in route
+            why = auto.json()["ember"]["stats"]["router"]["why"]
+            assert route.endswith("; why=" + ",".join(f"{w['signal']}:{w['push']:+.2f}" for w in why))
+            assert route.isascii() and len(why) == 2
             plain = c.post("/v1/chat/completions", json=body)
             assert "X-Ember-Route" not in plain.headers and "router" not in plain.json()["ember"]["stats"]
             ollama = {"model": "default", "messages": body["messages"], "stream": False,
@@ -316,3 +323,59 @@ def test_a_routed_turn_in_a_conversation_longer_than_the_context_drops_old_turns
     assert result.stats.trimmed_messages and result.text.strip()
     if policy == "auto":  # the answer started from the glimpse's prefill: the same trimmed prompt
         assert result.stats.cached_tokens == result.stats.prompt_tokens
+
+
+def test_large_after_a_small_answer_labels_it_wrong_and_the_router_learns(core):
+    router = router_of(core)
+    router.reset_learning()
+    core.settings.router.budget = 0.0  # the small tier answers every routed turn
+    route = RouteRequest(policy="auto", large="starter-q8")
+    question = "What is 17 times 23?"
+    conv, turn, result = _turn(core, question, route)
+    assert result.stats.router["tier"] == "small"
+    decision = router.store.latest_decision(message_id=turn.message.id)
+    before = router.learned_score("auto", decision.signals)
+    again = Turn(core, conv.id, "/large " + question, spec=core.model_spec("default"), options=GREEDY)
+    assert again.wait(120).stats.router["tier"] == "large"
+    label = router.store.label(decision.id)
+    assert label.wrong and label.source == "large-prefix" and label.conversation_id == conv.id
+    assert router.learned_score("auto", decision.signals) > before
+
+    _, turn, learned = _turn(core, question, route)  # scored with what it learned
+    rec = router.store.latest_decision(message_id=turn.message.id)
+    assert learned.stats.router["learned"]
+    assert learned.stats.router["score"] == pytest.approx(router.learned_score("auto", rec.signals), abs=1e-4)
+    core.settings.router.learn = False  # the shipped weights
+    _, turn, shipped = _turn(core, question, route)
+    rec = router.store.latest_decision(message_id=turn.message.id)
+    assert not shipped.stats.router["learned"]
+    model = shipped_model("auto", probe="hidden_probe" in rec.signals)
+    assert shipped.stats.router["score"] == pytest.approx(model.score(rec.signals), abs=1e-4)
+    router.reset_learning()
+
+
+def test_going_on_from_a_small_answer_accepts_it_and_large_alone_asks_again(core, capsys):
+    from app.cli.terminal_chat import one_shot
+
+    router = router_of(core)
+    core.settings.router.budget = 0.0
+    route = RouteRequest(policy="auto", large="starter-q8")
+    conv = new_conversation(core, model="default")
+    assert one_shot(core, QUESTION, spec=core.model_spec("default"), options=GREEDY, system=None,
+                    conversation_id=conv.id, verbose=True, out=io.StringIO(), route=route) == 0
+    err = capsys.readouterr().err
+    assert "router: small (auto) score " in err and "< threshold" in err and "top signals: " in err
+    first = router.store.latest_decision(conversation_id=conv.id)
+    assert router.store.label(first.id) is None
+    follow = Turn(core, conv.id, "And of Italy?", spec=core.model_spec("default"), options=GREEDY)
+    assert follow.wait(120).stats.router["tier"] == "small"
+    label = router.store.label(first.id)
+    assert label is not None and not label.wrong and label.source == "next-message"
+
+    second = router.store.latest_decision(message_id=follow.message.id)
+    large = Turn(core, conv.id, "/large", spec=core.model_spec("default"), options=GREEDY)  # the same question
+    assert large.wait(120).stats.router["tier"] == "large"
+    assert large.user_message.id == follow.user_message.id  # not stored again: a new version of the reply
+    assert core.conversations.versions(conv.id)[large.message.id].count == 2
+    assert router.store.label(second.id).wrong and router.store.label(first.id).wrong is False
+    router.reset_learning()

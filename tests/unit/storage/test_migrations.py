@@ -1,5 +1,6 @@
 import sqlite3
 
+import pytest
 import sqlite_utils
 
 from storage.database import open_database
@@ -107,3 +108,30 @@ def test_m009_shapes_stored_conversation_settings():
     rows = [json.loads(r["settings"]) for r in db["conversations"].rows_where(order_by="id")]
     assert rows == [{"system_prompt": "Be brief.", "sampling": {"temperature": 0.2}, "mcp_servers": ["files"]},
                     {}, {}, {}]
+
+
+def test_m010_adds_route_labels_and_learned_state_beside_stored_decisions():
+    """A database with routing decisions from before m010 keeps them and gets the label and learned-state tables:
+    one label per decision, gone with its decision."""
+    db = sqlite_utils.Database(memory=True)
+    db["_migrations"].create({"id": int, "name": str, "applied": str}, pk="id")
+    before = registered()[:registered().index("m010_route_labels")]
+    for name, fn in migrations._REGISTRY:
+        if name in before:
+            fn(db)
+            db["_migrations"].insert({"name": name, "applied": "2026-01-01T00:00:00+00:00"})
+    decision = db["routing_decisions"].insert({"created": "c", "policy": "auto", "tier": "small", "score": 0.2,
+                                               "signals": "{}"}).last_pk
+    assert "m010_route_labels" in apply_migrations(db)
+    assert {"route_labels", "route_learned"} <= set(db.table_names())
+    assert db["routing_decisions"].count == 1
+    db.execute("PRAGMA foreign_keys = ON")
+    row = {"decision_id": decision, "policy": "auto", "wrong": 1, "source": "ask-large", "created": "c"}
+    db["route_labels"].insert(row)
+    with pytest.raises(sqlite3.IntegrityError):
+        db["route_labels"].insert(row)  # one label per decision
+    db.execute("DELETE FROM routing_decisions WHERE id = ?", [decision])
+    assert db["route_labels"].count == 0
+    db["route_learned"].insert({"policy": "auto", "state": "{}", "updated": "u"}, pk="policy")
+    with pytest.raises(sqlite3.IntegrityError):
+        db.execute("INSERT INTO route_learned (policy, state, updated) VALUES ('auto', '{}', 'u')")
