@@ -187,6 +187,11 @@ class ChatSession(QObject):
         text = text.strip()
         if not text or self.busy:
             return False
+        if text == "/large" and edit_of is None and reply_to is None:  # the last question again, large tier
+            users = [m for m in self.messages() if m.role == "user"]
+            if users:  # a new version of its reply, shown as a regenerate is (none: the turn says what to do)
+                return self.send(users[-1].content, reply_to=users[-1].id, force="large",
+                                 label_source="large-prefix")
         moved: list[int | None] = []
         try:
             spec = self.spec()

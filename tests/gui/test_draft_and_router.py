@@ -161,6 +161,15 @@ def test_ask_the_large_model_on_a_small_reply_writes_a_large_version_and_labels_
     assert label is not None and label.wrong and label.source == "ask-large" and label.message_id == small.id
     assert router_of(core).learned_score("auto", decision.signals) > before
 
+    # "/large" alone in the composer: the last question again, as a new version of its small reply
+    small = send(qtbot, window, "And 18 times 23?")
+    assert small.stats["router"]["tier"] == "small"
+    large = send(qtbot, window, "/large")
+    assert large.parent_id == small.parent_id and large.stats["router"]["tier"] == "large"
+    assert [w.message.id for w in window.chat_view.message_widgets][-2:] == [small.parent_id, large.id]
+    label = router_of(core).store.label(router_of(core).store.latest_decision(message_id=small.id).id)
+    assert label.wrong and label.source == "large-prefix"
+
 
 def test_settings_dialog_resets_what_the_router_learned(qtbot, core):
     from app.services.surface import router_of
