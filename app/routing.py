@@ -25,6 +25,8 @@ from inference.engine import ChatResult, EngineService, JobHandle, ModelSpec
 from inference.errors import EngineError
 from inference.events import EngineEvent, Failed, Finished, GenerationStats, LoadProgress, Retracted, TokenText
 from inference import route_weights
+from app import route_agreement as agreement
+from inference.hidden_probe import SHIPPED_DIR, HiddenProbe, find_probe
 from inference.llama_model import LlamaModel
 from inference.route_learning import OnlineRouter
 from inference.remote_tier import RemoteEndpoint, remote_chat
@@ -92,6 +94,7 @@ class Router:
         self.store = RoutingStore(core.db)
         self._large_engine: EngineService | None = None
         self._lock = threading.Lock()
+        self._probes: dict[str, HiddenProbe | None] = {}
         self._learn_lock = threading.RLock()  # labels come from the GUI thread, the CLI and routed turns
         self._learners: dict[str, OnlineRouter] = {}
 
@@ -129,6 +132,15 @@ class Router:
             return LargeTier(target=url, remote=remote)
         spec = self.core.model_spec(target)
         return LargeTier(target=spec.name, spec=dataclasses.replace(spec, speculative=None))
+
+    def hidden_probe(self, small: ModelSpec) -> HiddenProbe | None:
+        """The hidden-state probe fitted for the small model's file (shipped, or the user's own under
+        ``probes/`` in the data folder), or None: that model is routed on the other signals."""
+        key = str(small.path)
+        with self._lock:
+            if key not in self._probes:
+                self._probes[key] = find_probe(small.path, (SHIPPED_DIR, self.core.paths.home / "probes"))
+            return self._probes[key]
 
     def threshold(self, policy: str) -> float:
         """The escalation threshold that holds the budget, calibrated on the stored scores of ``policy``."""
@@ -254,8 +266,14 @@ class Router:
         """The engine service that runs a local large tier (started on first use)."""
         with self._lock:
             if self._large_engine is None:
-                self._large_engine = EngineService(name="ember-large").start()
+                self._large_engine = EngineService(name="ember-large", slot="large").start()
             return self._large_engine
+
+    def models(self) -> list[dict]:
+        """The models the large tier's engine holds (none until a local large tier answered)."""
+        with self._lock:
+            engine = self._large_engine
+        return engine.models() if engine is not None else []
 
     def close(self) -> None:
         """Stop the large tier's engine, if one was started."""
@@ -339,13 +357,17 @@ class _RoutedTurn:
         query = _last_user(self.msgs)
         if self.policy == "auto":
             n = self.r.core.settings.router.glimpse_tokens
+            hidden = self.r.hidden_probe(self.small)
             g = self._on_small(lambda llm: glimpse(llm, self._prompt(llm).tokens, n_tokens=n,
-                                                   should_stop=lambda: self.h.cancelled), quiet=True)
-            signals = route_signals(query, g.steps if g else None)
+                                                   should_stop=lambda: self.h.cancelled,
+                                                   hidden=hidden is not None), quiet=True)
+            hp = hidden.logit_of(g.hidden, g.hidden_next) if hidden is not None and g is not None else None
+            signals = route_signals(query, g.steps if g else None, hidden_probe=hp)
             model, learned = self.r.score_model("auto", signals)
             score = model.score(signals)
             threshold = self.r.threshold("auto")
-            ms = (time.perf_counter() - t0) * 1000 - (g.prompt_ms if g else 0.0)  # the prefill is reused
+            # the prefill is reused by the answer; the hidden state's token, evaluated on its own, is not
+            ms = (time.perf_counter() - t0) * 1000 - ((g.prompt_ms - g.hidden_ms) if g else 0.0)
             escalate = score >= threshold and not self.h.cancelled  # a stopped glimpse says nothing
             decision = RouteDecision("auto", "large" if escalate else "small", score, threshold, signals, ms,
                                      escalated=escalate, why=_why(model, signals), learned=learned)
@@ -356,18 +378,28 @@ class _RoutedTurn:
         # confidence decides
         on_text = self._emit_text if self.stream_cascade else None
 
-        def answer(llm: LlamaModel) -> tuple[ChatPrompt, Probe]:
+        hidden = self.r.hidden_probe(self.small)
+
+        def answer(llm: LlamaModel) -> tuple[ChatPrompt, Probe, str]:
             prompt = self._prompt(llm)
-            return prompt, probe(llm, prompt.tokens, self.options, max_tokens=self.options.max_tokens,
-                                 should_stop=lambda: self.h.cancelled, on_text=on_text)
+            p = probe(llm, prompt.tokens, self.options, max_tokens=self.options.max_tokens,
+                      should_stop=lambda: self.h.cancelled, on_text=on_text, hidden=hidden is not None)
+            opening = b"".join(llm.piece(t) for t in p.tokens[:agreement.TOKENS]).decode("utf-8", "replace")
+            return prompt, p, opening
 
         answered = self._on_small(answer, quiet=False)
         if answered is None:
             raise EngineError("Another model was loaded while the cascade started; send the message again.")
-        prompt, p = answered
+        prompt, p, opening = answered
         t1 = time.perf_counter()
         n = self.r.core.settings.router.glimpse_tokens
-        signals = route_signals(query, p.steps[:n], p.steps)
+        hp = hidden.logit_of(p.hidden, p.hidden_next) if hidden is not None else None
+        samples = self.r.core.settings.router.agreement_samples
+        agreed = (agreement.sample_agreement(self.r.core.engine, self.msgs, self.options, self.small, opening,
+                                             samples=samples)
+                  if samples and p.finish != "cancelled" and p.tokens else None)
+        signals = route_signals(query, p.steps[:n], p.steps, hidden_probe=hp,
+                                agreement=agreed.features if agreed else None)
         model, learned = self.r.score_model("cascade", signals)
         score = model.score(signals)
         threshold = self.r.threshold("cascade")
