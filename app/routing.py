@@ -360,7 +360,7 @@ class _RoutedTurn:
             hidden = self.r.hidden_probe(self.small)
             g = self._on_small(lambda llm: glimpse(llm, self._prompt(llm).tokens, n_tokens=n,
                                                    should_stop=lambda: self.h.cancelled,
-                                                   hidden=hidden is not None), quiet=True)
+                                                   hidden=hidden.inputs if hidden else ()), quiet=True)
             hp = hidden.logit_of(g.hidden, g.hidden_next) if hidden is not None and g is not None else None
             signals = route_signals(query, g.steps if g else None, hidden_probe=hp)
             model, learned = self.r.score_model("auto", signals)
@@ -383,7 +383,8 @@ class _RoutedTurn:
         def answer(llm: LlamaModel) -> tuple[ChatPrompt, Probe, str]:
             prompt = self._prompt(llm)
             p = probe(llm, prompt.tokens, self.options, max_tokens=self.options.max_tokens,
-                      should_stop=lambda: self.h.cancelled, on_text=on_text, hidden=hidden is not None)
+                      should_stop=lambda: self.h.cancelled, on_text=on_text,
+                      hidden=hidden.inputs if hidden else ())
             opening = b"".join(llm.piece(t) for t in p.tokens[:agreement.TOKENS]).decode("utf-8", "replace")
             return prompt, p, opening
 

@@ -143,14 +143,14 @@ class Probe:
     finish: str  # "stop" | "length" | "cancelled" | "repetition"
     timings: dict[str, float] = field(default_factory=dict)
     prompt_tokens: int = 0
-    hidden: np.ndarray | None = None  # the last hidden state at the prompt's last token (``hidden=True``)
+    hidden: np.ndarray | None = None  # the last hidden state at the prompt's last token (``"prompt"`` asked)
     hidden_ms: float = 0.0  # what reading it cost (its token evaluated on its own), part of prompt_ms
     hidden_next: np.ndarray | None = None  # the state after the first answer token (read in a decode made anyway)
 
 
 def probe(model: LlamaModel, prompt: Sequence[int], options: SamplingOptions, *, max_tokens: int,
           should_stop: Callable[[], bool] = lambda: False, rollback: bool = False,
-          on_text: Callable[[str], None] | None = None, hidden: bool = False) -> Probe:
+          on_text: Callable[[str], None] | None = None, hidden: Sequence[str] = ()) -> Probe:
     """Decode up to ``max_tokens`` answer tokens with the sampler chain of ``options``, measuring how sure the
     model was at every position.
 
@@ -164,8 +164,9 @@ def probe(model: LlamaModel, prompt: Sequence[int], options: SamplingOptions, *,
         rollback: afterwards drop the generated tokens from the KV cache, so it holds exactly ``prompt`` (the
             glimpse: the small model can then answer with its prefill reused).
         on_text: called with the answer's text as it is generated (a streamed ``cascade``).
-        hidden: read the model's last hidden state at the prompt's last token too (for the hidden-state probe,
-            :mod:`inference.hidden_probe`).
+        hidden: which of the model's last hidden states to read for the hidden-state probe
+            (:mod:`inference.hidden_probe`): ``"prompt"``, at the prompt's last token (that token is then evaluated
+            on its own), and ``"first"``, after the first answer token (read in the decode made anyway).
 
     Raises:
         EngineError: the prompt does not fit or llama.cpp failed.
@@ -173,13 +174,13 @@ def probe(model: LlamaModel, prompt: Sequence[int], options: SamplingOptions, *,
     t0 = time.perf_counter()
     try:
         model.hidden_ms = 0.0
-        reused = model.ingest_prompt(prompt, should_stop=should_stop, hidden=hidden)
+        reused = model.ingest_prompt(prompt, should_stop=should_stop, hidden="prompt" in hidden)
     except InterruptedError:
         return Probe([], "", [], 0, (time.perf_counter() - t0) * 1000, 0.0, "cancelled", prompt_tokens=len(prompt))
     t1 = time.perf_counter()
-    state = model.last_hidden() if hidden else None
+    state = model.last_hidden() if "prompt" in hidden else None
     state_next = None
-    hidden_ms = model.hidden_ms if hidden else 0.0
+    hidden_ms = model.hidden_ms if "prompt" in hidden else 0.0
     first_logits = model.next_logits() if rollback else None
     stream = TextStream(options.stop)
     tokens: list[int] = []
@@ -215,7 +216,7 @@ def probe(model: LlamaModel, prompt: Sequence[int], options: SamplingOptions, *,
             if len(tokens) >= max_tokens or len(model.tokens) + 1 >= model.n_ctx:
                 break
             td = time.perf_counter()
-            if hidden and n_decode == 0:  # the same decode, with the state after the first answer token read out
+            if n_decode == 0 and "first" in hidden:  # the same decode, with the state after the first answer token read out
                 state_next = model.decode_hidden(token)
             else:
                 model.decode([token])
@@ -235,13 +236,14 @@ def probe(model: LlamaModel, prompt: Sequence[int], options: SamplingOptions, *,
 
 
 def glimpse(model: LlamaModel, prompt: Sequence[int], *, n_tokens: int = 2,
-            should_stop: Callable[[], bool] = lambda: False, hidden: bool = False) -> Probe:
+            should_stop: Callable[[], bool] = lambda: False, hidden: Sequence[str] = ()) -> Probe:
     """The first ``n_tokens`` greedy answer tokens and their uncertainty; the KV cache is rolled back to hold
     exactly ``prompt`` afterwards, and the prompt's next-token logits are put back, so if the small model keeps
     the query its answer starts from the glimpse's prefill without evaluating anything.
 
     The first position's logits come with the prefill, so the glimpse costs ``n_tokens - 1`` decode calls (with
-    ``hidden``, the prompt's last token is evaluated on its own as well: see :meth:`LlamaModel.ingest_prompt`)."""
+    ``"prompt"`` in ``hidden``, the prompt's last token is evaluated on its own as well: see
+    :meth:`LlamaModel.ingest_prompt`)."""
     return probe(model, prompt, GREEDY, max_tokens=n_tokens, should_stop=should_stop, rollback=True,
                  hidden=hidden)
 

@@ -108,19 +108,21 @@ def _score_items(core: Ember, spec: ModelSpec, items: list[Item], *, system: str
         def work(llm, item=item, msgs=msgs) -> None:
             prompt = fit_chat_prompt(llm, msgs, max_tokens).tokens
             t0 = time.perf_counter()
-            g = glimpse(llm, prompt, n_tokens=glimpse_tokens, hidden=True)
+            g = glimpse(llm, prompt, n_tokens=glimpse_tokens, hidden=("prompt", "first"))  # both, for the dump
             hp = probe_.logit_of(g.hidden, g.hidden_next) if probe_ is not None else None
             route_weights.shipped_model("auto", probe=hp is not None).score(
                 route_signals(item.prompt, g.steps, hidden_probe=hp))
-            # the prefill is reused by the answer; the hidden state's token, evaluated on its own, is not
-            decided = (time.perf_counter() - t0) * 1000 - g.prompt_ms + g.hidden_ms
+            # the prefill is reused by the answer; the prompt's hidden state, its token evaluated on its own, is not
+            # (counted when the probe reads it)
+            paid = g.hidden_ms if probe_ is None or "prompt" in probe_.inputs else 0.0
+            decided = (time.perf_counter() - t0) * 1000 - g.prompt_ms + paid
             a = probe(llm, prompt, GREEDY, max_tokens=max_tokens)
             item.reply = a.text
             item.correct = is_correct(a.text, item.answers)
             item.steps = [(s.entropy, s.logprob, s.margin) for s in a.steps]
             item.hidden = None if g.hidden is None else [round(float(v), 5) for v in g.hidden]
             item.hidden_next = None if g.hidden_next is None else [round(float(v), 5) for v in g.hidden_next]
-            item.hidden_ms = g.hidden_ms
+            item.hidden_ms = paid
             item.opening = b"".join(llm.piece(t) for t in a.tokens[:TOKENS]).decode("utf-8", "replace")
             item.signals = route_signals(item.prompt, g.steps, a.steps, hidden_probe=hp)
             # + what the answer had to evaluate again after the rollback (nothing once the logits are put back)
