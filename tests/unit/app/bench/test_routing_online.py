@@ -46,3 +46,32 @@ def test_the_validation_guard_keeps_the_learned_model_from_falling_below_the_shi
 def test_too_short_a_stream_is_refused():
     with pytest.raises(ValueError, match="at least"):
         simulate_online(_stream(10, 0), SHIPPED, (), windows=4)
+
+
+def test_bench_routing_replays_a_dump_and_reports_the_online_curve(tmp_path):
+    """``ember bench routing --replay DUMP --online``: items, labels and signals from a dump, nothing answered."""
+    import json
+    import math
+
+    from app.bench.routing import bench_routing
+    from app.core import Ember
+    from app.paths import Paths
+
+    lines = []
+    for i in range(80):
+        wrong = i % 3 == 0
+        p = 0.3 if wrong else 0.9
+        lines.append(json.dumps({"prompt": f"How many legs have {i} spiders?", "split": "test" if i % 2 else "train",
+                                 "category": "arithmetic", "correct": not wrong, "reply": "",
+                                 "steps": [[1.0, math.log(p), 0.2]] * 4, "hidden": None}))
+    dump = tmp_path / "d.jsonl"
+    dump.write_text("\n".join(lines) + "\n")
+    core = Ember.open(Paths(tmp_path / "home"))
+    try:
+        result = bench_routing(core, replay=[dump], online=True, split="all")
+    finally:
+        core.close()
+    assert result["items"] == 80 and result["replayed_from"] == [str(dump)] and not result["hidden_probe"]
+    # the labels follow the glimpse's confidence exactly, so any score of it orders them perfectly, one way or the other
+    assert result["auroc"] in (0.0, 1.0)
+    assert len(result["online"]["windows"]) == 4 and result["online"]["updates"] == 80
