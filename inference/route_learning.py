@@ -11,7 +11,7 @@ first: on 237 held-out questions it lowered the AUROC by 0.03-0.05, learning eac
 One guard keeps it from learning itself into a worse router: the learned model is scored on the shipped model's
 own validation split (items of the training data the shipped weights were not fitted on, stored beside them).
 When its AUROC there falls below the shipped model's, the update is shrunk towards the shipped weights until it
-no longer does (or not taken). Resetting returns to the shipped weights exactly.
+no longer does; failing that, only the bias (the user's own error rate, which moves every score alike) is learned. Resetting returns to the shipped weights exactly.
 
 Pure numpy over signal dicts; no llama.cpp, no storage (:mod:`storage.routing` keeps the state).
 """
@@ -92,7 +92,7 @@ class OnlineRouter:
 
     def update(self, signals: Signals, wrong: bool) -> bool:
         """Learn from one labelled turn: ``wrong`` when the user escalated the small answer, False when they kept
-        it. Returns False when the validation guard refused the whole update (the label is kept all the same)."""
+        it. Returns False when the validation guard refused the weights' update (the bias is learned, the label kept)."""
         self._x.append(self._standardise(signals))
         self._y.append(1.0 if wrong else 0.0)
         del self._x[:-self.config.max_labels], self._y[:-self.config.max_labels]
@@ -103,8 +103,25 @@ class OnlineRouter:
             if self._vx is None or self._val_auroc(wa, ba) >= self._floor:
                 self._w, self._b = wa, ba
                 return True
+        # refused: the shipped weights stay, only the bias (this user's own error rate) is learned; a bias moves
+        # every score alike, so the validation AUROC is the shipped one
+        self._w, self._b = self._w0.copy(), self._refit_bias()
         self.rejected += 1
         return False
+
+    def _refit_bias(self, iters: int = 25) -> float:
+        """The bias that best explains the kept labels with the shipped weights, under the bias prior."""
+        z0 = np.stack(self._x) @ self._w0
+        y = np.array(self._y)
+        b = self._b
+        for _ in range(iters):
+            p = 1.0 / (1.0 + np.exp(-np.clip(z0 + b, -30, 30)))
+            step = (float(np.sum(p - y)) + self.config.bias_prior * (b - self._b0)) / (
+                float(np.sum(p * (1 - p))) + self.config.bias_prior)
+            b -= step
+            if abs(step) < 1e-9:
+                break
+        return b
 
     def _refit(self, iters: int = 25) -> tuple[np.ndarray, float]:
         """The weights that best explain the kept labels under the shipped prior (Newton's method)."""
