@@ -396,6 +396,8 @@ class _RoutedTurn:
         n = self.r.core.settings.router.glimpse_tokens
         hp = hidden.logit_of(p.hidden, p.hidden_next) if hidden is not None else None
         samples = self.r.core.settings.router.agreement_samples
+        if not route_weights.uses_agreement(route_weights.shipped_model("cascade", probe=hp is not None)):
+            samples = 0  # the score does not weigh them: no need to pay for them
         agreed = (agreement.sample_agreement(self.r.core.engine, self.msgs, self.options, self.small, opening,
                                              samples=samples)
                   if samples and p.finish != "cancelled" and p.tokens else None)

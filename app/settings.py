@@ -152,8 +152,8 @@ class RouterSettings(BaseModel):
     default_threshold: float = Field(0.5, ge=0.0, le=1.0, description="Score threshold used until enough "
                                                                       "scores are stored.")
     agreement_samples: int = Field(4, ge=0, le=8, description="Short sampled continuations of the small answer "
-                                                              "compared with it in cascade (0: none); they run "
-                                                              "batched, about 12 decode steps.")
+                                                              "compared with it in cascade, when the score model "
+                                                              "weighs them (0: never); they run batched.")
     learn: bool = Field(True, description="Score turns with what the router learned from your choices (asking "
                                           "the large model again after a small answer, or going on from it); off: "
                                           "the shipped weights. Your choices are kept and learned from either way.")

@@ -65,6 +65,11 @@ def shipped_model(policy: str, *, probe: bool) -> ScoreModel:
     return MODELS[model_name(policy, probe=probe)]
 
 
+def uses_agreement(model: ScoreModel) -> bool:
+    """Whether ``model`` weighs the cascade's agreement samples (the fit leaves them out when they do not pay)."""
+    return any(f in model.weights for f in AGREEMENT_FEATURES)
+
+
 def validation_split(policy: str, *, probe: bool) -> list[tuple[Mapping[str, float], bool]]:
     """The shipped model's validation split: ``(signals, wrong)`` of train items it was not fitted on. Rows
     without the probe's signal are left out for a probe model."""

@@ -34,8 +34,9 @@ from inference.hidden_probe import SHIPPED_DIR, fit_probe, out_of_fold_logits
 from inference.route_signals import TokenUncertainty, agreement_features, route_signals
 from inference.router import ScoreModel, auroc, fit_score_model
 
-L2_GRID = (0.3, 1.0, 3.0, 10.0, 30.0)
+L2_GRID = (0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0)
 PROBE_L2_GRID = (10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0)
+AGREEMENT_MIN_GAIN = 0.005  # cross-validated AUROC the cascade's agreement samples must add to be used
 PROBE_INPUTS: tuple[tuple[str, ...], ...] = (("prompt",), ("first",), ("prompt", "first"))
 
 
@@ -168,6 +169,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             continue
         tuples = [r.as_tuple() for r in fit_rows]
         model, l2, cv = choose_and_fit(tuples, feats)
+        if set(route_weights.AGREEMENT_FEATURES) & set(feats):  # the samples cost time: kept only if they pay
+            plain = [f for f in feats if f not in route_weights.AGREEMENT_FEATURES]
+            alt, alt_l2, alt_cv = choose_and_fit(tuples, plain)
+            keep = cv[l2] >= alt_cv[alt_l2] + AGREEMENT_MIN_GAIN
+            log(f"# {name}: cross-validated AUROC with the agreement samples {cv[l2]:.4f}, without "
+                f"{alt_cv[alt_l2]:.4f}: {'kept' if keep else 'left out'} (they must add {AGREEMENT_MIN_GAIN})")
+            if not keep:
+                model, l2, cv, feats = alt, alt_l2, alt_cv, plain
         val = auroc([model.score(r.features) for r in val_rows], [r.wrong for r in val_rows])
         log(f"# {name}: cross-validated train AUROC by l2 {_rounded(cv)}; chosen l2={l2}; validation AUROC "
             f"{None if val is None else round(val, 4)}")
