@@ -216,7 +216,7 @@ def probe(model: LlamaModel, prompt: Sequence[int], options: SamplingOptions, *,
             if len(tokens) >= max_tokens or len(model.tokens) + 1 >= model.n_ctx:
                 break
             td = time.perf_counter()
-            if n_decode == 0 and "first" in hidden:  # the same decode, with the state after the first answer token read out
+            if n_decode == 0 and "first" in hidden:  # the decode made anyway, its state read out
                 state_next = model.decode_hidden(token)
             else:
                 model.decode([token])
