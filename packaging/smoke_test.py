@@ -207,6 +207,9 @@ def _free_port() -> int:
 
 
 if __name__ == "__main__":
+    # the servers it starts are stopped with SIGINT: a background shell may have started us with it ignored, which
+    # they would inherit
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     dist_dir = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "dist" / "ember"
     try:
         total = sum(t for _, t in smoke(dist_dir))

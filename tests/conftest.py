@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 from pathlib import Path
 
 import keyring
 import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+# Tests stop servers they start with SIGINT (Ctrl-C). A shell that runs the suite in the background (`make test &`
+# without job control) starts it with SIGINT ignored, which every child would inherit, so no server would stop:
+# restore Python's own handler, which children reset to the default.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # Folders whose every test is slow (the real model, a real server, real widgets): marked ``integration`` by path, so
 # ``pytest -m "not integration"`` is the fast suite (tests/unit). A unit test that loads the real model marks itself.
