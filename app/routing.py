@@ -385,7 +385,7 @@ class _RoutedTurn:
             p = probe(llm, prompt.tokens, self.options, max_tokens=self.options.max_tokens,
                       should_stop=lambda: self.h.cancelled, on_text=on_text,
                       hidden=hidden.inputs if hidden else ())
-            opening = b"".join(llm.piece(t) for t in p.tokens[:agreement.TOKENS]).decode("utf-8", "replace")
+            opening = agreement.answer_opening(llm, p.tokens)
             return prompt, p, opening
 
         answered = self._on_small(answer, quiet=False)

@@ -179,11 +179,18 @@ def find_probe(model_path: Path | str, folders: Iterable[Path] = (SHIPPED_DIR,))
                 candidates.append((f, d))
     if not candidates:
         return None
-    sha = file_sha256(path)
-    for _f, d in reversed(candidates):
-        if d.get("model_sha256") == sha:
-            try:
+    return load_probe(file_sha256(path), [f.parent for f, _ in candidates])
+
+
+def load_probe(sha256: str, folders: Iterable[Path] = (SHIPPED_DIR,)) -> HiddenProbe | None:
+    """The probe fitted for the model file with this sha256 (``<sha256>.json`` in ``folders``, a later folder's
+    winning), or None; an unreadable probe file counts as none."""
+    for folder in reversed(list(folders)):
+        path = Path(folder) / f"{sha256}.json"
+        try:
+            d = json.loads(path.read_text(encoding="utf-8"))
+            if isinstance(d, dict) and d.get("model_sha256") == sha256:
                 return HiddenProbe.from_json(d)
-            except (KeyError, ValueError, TypeError):
-                continue
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
     return None

@@ -23,9 +23,9 @@ from app.core import Ember
 from inference.engine import ModelSpec
 from inference.llama_model import ContextParams
 from inference.chat_prompt import fit_chat_prompt
-from app.route_agreement import TOKENS, sample_agreement
+from app.route_agreement import answer_opening, sample_agreement
 from app.bench.routing_online import format_online, simulate_online
-from inference.hidden_probe import SHIPPED_DIR, HiddenProbe, file_sha256, find_probe
+from inference.hidden_probe import HiddenProbe, file_sha256, find_probe, load_probe
 from inference.route_signals import GREEDY, glimpse, probe, route_signals
 from inference.router import ScoreModel, auroc, auroc_interval, calibrate_threshold, caught_at_rate
 from inference import route_weights
@@ -123,7 +123,7 @@ def _score_items(core: Ember, spec: ModelSpec, items: list[Item], *, system: str
             item.hidden = None if g.hidden is None else [round(float(v), 5) for v in g.hidden]
             item.hidden_next = None if g.hidden_next is None else [round(float(v), 5) for v in g.hidden_next]
             item.hidden_ms = paid
-            item.opening = b"".join(llm.piece(t) for t in a.tokens[:TOKENS]).decode("utf-8", "replace")
+            item.opening = answer_opening(llm, a.tokens)
             item.signals = route_signals(item.prompt, g.steps, a.steps, hidden_probe=hp)
             # + what the answer had to evaluate again after the rollback (nothing once the logits are put back)
             item.decision_ms = decided + a.prompt_ms
@@ -286,7 +286,7 @@ def replay_items(paths: Sequence[Path | str], *, glimpse_tokens: int = 2) -> lis
                 raise DatasetError(f"{path} is not an ember bench routing --dump file ({exc}).") from exc
             sha = obj.get("model_sha256")
             if sha not in probes:
-                probes[sha] = _shipped_probe(sha)
+                probes[sha] = load_probe(sha) if sha else None
             hp = probes[sha]
             logit = hp.logit_of(row.hidden, row.hidden_next) if hp is not None else None
             if logit is not None:
@@ -296,16 +296,6 @@ def replay_items(paths: Sequence[Path | str], *, glimpse_tokens: int = 2) -> lis
     if not items:
         raise DatasetError("The dump files hold no items.")
     return items
-
-
-def _shipped_probe(sha: str | None) -> HiddenProbe | None:
-    path = SHIPPED_DIR / f"{sha}.json"
-    if not sha or not path.is_file():
-        return None
-    try:
-        return HiddenProbe.from_json(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, ValueError, KeyError):
-        return None
 
 
 def dump_items(items: Sequence[Item], path: Path | str, *, threads: int | None = None,
