@@ -13,12 +13,11 @@ from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 from inference.engine import EngineService, JobHandle, ModelSpec
-from inference.llama_model import LlamaModel
-from inference.route_signals import Features, agreement_features
+from inference.route_signals import OPENING_TOKENS, Features, agreement_features
 from inference.sampling import SamplingOptions
 
 SAMPLES = 4  # continuations per answer
-TOKENS = 12  # tokens per continuation (and of the greedy opening they are compared with)
+TOKENS = OPENING_TOKENS  # tokens per continuation (as many as the greedy opening they are compared with)
 SEED = 1234
 
 
@@ -29,11 +28,6 @@ class Agreement:
     samples: list[str]
     features: Features
     ms: float
-
-
-def answer_opening(model: LlamaModel, tokens: Sequence[int], n: int = TOKENS) -> str:
-    """The text of an answer's first ``n`` tokens: what the samples are compared with."""
-    return b"".join(model.piece(t) for t in tokens[:n]).decode("utf-8", "replace")
 
 
 def sample_options(options: SamplingOptions, i: int, tokens: int = TOKENS) -> SamplingOptions:

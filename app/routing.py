@@ -6,8 +6,9 @@ streams the chosen tier's reply into the handle, records the decision in SQLite 
 whose stats carry a ``router`` entry. The CLI, the desktop window and the API all get here through
 :class:`app.services.chat.Turn`, so they share one path.
 
-Large tiers: a library model (run by a second engine service, so the small model and its KV cache stay loaded) or
-a remote OpenAI-compatible server. When the large tier fails, the user gets a clear message and the small model's
+Every local computation is a job of the one engine: the glimpse (and the small answer that follows it in the same
+sequence) and the cascade's probed answer on the chat slot, a local large tier on the engine's ``large`` slot, so
+the small model and its KV cache stay loaded. The other large tier is a remote OpenAI-compatible server. When the large tier fails, the user gets a clear message and the small model's
 answer.
 """
 
@@ -18,26 +19,22 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Mapping, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
-from inference.chat_prompt import ChatPrompt, fit_chat_prompt
-from inference.engine import ChatResult, EngineService, JobHandle, ModelSpec
-from inference.errors import EngineError
+from inference.engine import ChatResult, JobHandle, ModelSpec, RoutedSmall
 from inference.events import EngineEvent, Failed, Finished, GenerationStats, LoadProgress, Retracted, TokenText
 from inference import route_weights
 from app import route_agreement as agreement
 from inference.hidden_probe import SHIPPED_DIR, HiddenProbe, find_probe
-from inference.llama_model import LlamaModel
 from inference.route_learning import OnlineRouter
 from inference.remote_tier import RemoteEndpoint, remote_chat
-from inference.route_signals import Probe, glimpse, probe, route_signals
+from inference.route_signals import Probe, route_signals
 from inference.router import POLICIES, RouteDecision, ScoreModel, calibrate_threshold
 from inference.sampling import SamplingOptions
 from storage.errors import EmberError, StorageError
 from storage.routing import RoutingRecord, RoutingStore
 from storage.secrets import get_secret
 
-T = TypeVar("T")
 if TYPE_CHECKING:
     from app.services.surface import Core as Ember  # the running core, as every front end sees it
 
@@ -92,7 +89,6 @@ class Router:
     def __init__(self, core: Ember) -> None:
         self.core = core
         self.store = RoutingStore(core.db)
-        self._large_engine: EngineService | None = None
         self._lock = threading.Lock()
         self._probes: dict[str, HiddenProbe | None] = {}
         self._learn_lock = threading.RLock()  # labels come from the GUI thread, the CLI and routed turns
@@ -262,26 +258,6 @@ class Router:
         threading.Thread(target=turn.run, name=f"ember-route-{handle.id}", daemon=True).start()
         return handle
 
-    def large_engine(self) -> EngineService:
-        """The engine service that runs a local large tier (started on first use)."""
-        with self._lock:
-            if self._large_engine is None:
-                self._large_engine = EngineService(name="ember-large", slot="large").start()
-            return self._large_engine
-
-    def models(self) -> list[dict]:
-        """The models the large tier's engine holds (none until a local large tier answered)."""
-        with self._lock:
-            engine = self._large_engine
-        return engine.models() if engine is not None else []
-
-    def close(self) -> None:
-        """Stop the large tier's engine, if one was started."""
-        with self._lock:
-            engine, self._large_engine = self._large_engine, None
-        if engine is not None:
-            engine.shutdown()
-
 
 # The policies the router learns for (each with its shipped models in inference.route_weights).
 LEARNED_POLICIES = ("auto", "cascade")
@@ -352,53 +328,49 @@ class _RoutedTurn:
         if self.policy == "off":
             decision = RouteDecision("off", "small", None, None, {}, 0.0)
             return (*self._run_small(), decision, self.small.name)
-        self.r.core.engine.load(self.small).wait()  # a cold load is not part of the decision's latency
+        engine = self.r.core.engine
+        engine.load(self.small).wait()  # a cold load is not part of the decision's latency
         t0 = time.perf_counter()
         query = _last_user(self.msgs)
+        hidden = self.r.hidden_probe(self.small)
+        inputs = hidden.inputs if hidden else ()
         if self.policy == "auto":
-            n = self.r.core.settings.router.glimpse_tokens
-            hidden = self.r.hidden_probe(self.small)
-            g = self._on_small(lambda llm: glimpse(llm, self._prompt(llm).tokens, n_tokens=n,
-                                                   should_stop=lambda: self.h.cancelled,
-                                                   hidden=hidden.inputs if hidden else ()), quiet=True)
-            hp = hidden.logit_of(g.hidden, g.hidden_next) if hidden is not None and g is not None else None
-            signals = route_signals(query, g.steps if g else None, hidden_probe=hp)
-            model, learned = self.r.score_model("auto", signals)
-            score = model.score(signals)
             threshold = self.r.threshold("auto")
-            # the prefill is reused by the answer; the hidden state's token, evaluated on its own, is not
-            ms = (time.perf_counter() - t0) * 1000 - ((g.prompt_ms - g.hidden_ms) if g else 0.0)
-            escalate = score >= threshold and not self.h.cancelled  # a stopped glimpse says nothing
-            decision = RouteDecision("auto", "large" if escalate else "small", score, threshold, signals, ms,
-                                     escalated=escalate, why=_why(model, signals), learned=learned)
-            if not escalate:
-                return (*self._run_small(), decision, self.small.name)
+            made: list[RouteDecision] = []
+
+            def keep(g: Probe | None) -> bool:
+                # on the engine's thread, between the glimpse and the answer it may start in the same sequence
+                hp = hidden.logit_of(g.hidden, g.hidden_next) if hidden is not None and g is not None else None
+                signals = route_signals(query, g.steps if g else None, hidden_probe=hp)
+                model, learned = self.r.score_model("auto", signals)
+                score = model.score(signals)
+                # the prefill is reused by the answer; the hidden state's token, evaluated on its own, is not
+                ms = (time.perf_counter() - t0) * 1000 - ((g.prompt_ms - g.hidden_ms) if g else 0.0)
+                escalate = score >= threshold and not self.h.cancelled  # a stopped glimpse says nothing
+                made.append(RouteDecision("auto", "large" if escalate else "small", score, threshold, signals, ms,
+                                          escalated=escalate, why=_why(model, signals), learned=learned))
+                return not escalate
+
+            routed: RoutedSmall = self._follow(lambda cb: engine.glimpse(
+                self.msgs, self.options, model=self.small, n_tokens=self.r.core.settings.router.glimpse_tokens,
+                hidden=inputs, keep=keep, on_event=cb))
+            decision = made[0]
+            if routed.answer is not None:
+                return routed.answer.text, routed.answer.stats, decision, self.small.name
             return self._answer_large(decision, small_answer=None)
         # cascade: the small model answers first (streamed only if the consumer can take it back), then its
         # confidence decides
-        on_text = self._emit_text if self.stream_cascade else None
-
-        hidden = self.r.hidden_probe(self.small)
-
-        def answer(llm: LlamaModel) -> tuple[ChatPrompt, Probe, str]:
-            prompt = self._prompt(llm)
-            p = probe(llm, prompt.tokens, self.options, max_tokens=self.options.max_tokens,
-                      should_stop=lambda: self.h.cancelled, on_text=on_text,
-                      hidden=hidden.inputs if hidden else ())
-            opening = agreement.answer_opening(llm, p.tokens)
-            return prompt, p, opening
-
-        answered = self._on_small(answer, quiet=False)
-        if answered is None:
-            raise EngineError("Another model was loaded while the cascade started; send the message again.")
-        prompt, p, opening = answered
+        routed = self._follow(lambda cb: engine.probe_reply(self.msgs, self.options, model=self.small,
+                                                             hidden=inputs, stream=self.stream_cascade, on_event=cb))
+        p = routed.probe
+        assert p is not None
         t1 = time.perf_counter()
         n = self.r.core.settings.router.glimpse_tokens
         hp = hidden.logit_of(p.hidden, p.hidden_next) if hidden is not None else None
         samples = self.r.core.settings.router.agreement_samples
         if not route_weights.uses_agreement(route_weights.shipped_model("cascade", probe=hp is not None)):
             samples = 0  # the score does not weigh them: no need to pay for them
-        agreed = (agreement.sample_agreement(self.r.core.engine, self.msgs, self.options, self.small, opening,
+        agreed = (agreement.sample_agreement(engine, self.msgs, self.options, self.small, routed.opening,
                                              samples=samples)
                   if samples and p.finish != "cancelled" and p.tokens else None)
         signals = route_signals(query, p.steps[:n], p.steps, hidden_probe=hp,
@@ -410,7 +382,7 @@ class _RoutedTurn:
         decision = RouteDecision("cascade", "large" if escalate else "small", score, threshold, signals,
                                  (time.perf_counter() - t1) * 1000, escalated=escalate, why=_why(model, signals),
                                  learned=learned)
-        small_answer = (p.text, _probe_stats(p, t0, prompt.dropped))
+        small_answer = (p.text, _probe_stats(p, t0, routed.dropped))
         if not escalate:
             if not self.stream_cascade:
                 self._emit_text(p.text)
@@ -419,30 +391,6 @@ class _RoutedTurn:
             self.h.emit(Retracted("The small model was unsure of its answer; the large tier answers instead."))
             self.streamed = False
         return self._answer_large(decision, small_answer=small_answer)
-
-    def _prompt(self, llm: LlamaModel) -> ChatPrompt:
-        """The conversation's prompt exactly as the small model's ``chat`` job builds it (trimmed alike)."""
-        return fit_chat_prompt(llm, self.msgs, self.options.max_tokens)
-
-    def _on_small(self, fn: Callable[[LlamaModel], T], *, quiet: bool) -> T | None:
-        """Run ``fn`` on the (loaded) small model on the engine thread; None if another model got loaded since.
-        ``quiet``: an engine error (the message does not fit the context) gives None too, and the decision rests
-        on the prompt features (the answer then reports the error); otherwise it is raised."""
-        engine = self.r.core.engine
-        path = self.small.path
-
-        def work(llm: LlamaModel | None) -> T | None:
-            if llm is None or llm.path != path:
-                return None
-            try:
-                return fn(llm)
-            except EngineError as exc:
-                if not quiet:
-                    raise
-                log.info("router: no glimpse (%s)", exc)
-                return None
-
-        return engine.call(work).wait()
 
     # -- answering ---------------------------------------------------------------------------------------------
 
@@ -459,7 +407,7 @@ class _RoutedTurn:
         if self.h.cancelled and inner:
             inner[0].cancel()
 
-    def _follow(self, start: Callable[[Callable[[EngineEvent], None]], JobHandle]) -> ChatResult:
+    def _follow(self, start: Callable[[Callable[[EngineEvent], None]], JobHandle]) -> Any:
         inner: list[JobHandle] = []
         inner.append(start(lambda e: self._forward(e, inner)))
         while True:
@@ -480,8 +428,10 @@ class _RoutedTurn:
         try:
             if self.large.spec is not None:
                 spec = self.large.spec
-                res = self._follow(lambda cb: self.r.large_engine().chat(self.msgs, self.options, model=spec,
-                                                                          on_event=cb))
+                engine = self.r.core.engine
+                engine.set_keep_alive("large", self.r.core.settings.router.large_keep_alive)
+                res = self._follow(lambda cb: engine.chat(self.msgs, self.options, model=spec, on_event=cb,
+                                                          slot="large"))
             else:
                 assert self.large.remote is not None
                 res = remote_chat(self.large.remote, self.msgs, self.options, on_text=self._emit_text,

@@ -131,6 +131,9 @@ class RouterSettings(BaseModel):
     budget: float = Field(0.25, ge=0.0, le=1.0, description="Target share of queries escalated to the large "
                                                             "tier; the threshold is calibrated to hold it.")
     large_model: str | None = Field(None, description="Large tier: a library model (name, alias or .gguf path).")
+    large_keep_alive: float = Field(600.0, ge=0.0, le=86400.0, description="Seconds a local large tier stays "
+                                                                           "loaded beside the chat model after "
+                                                                           "its last answer.")
     remote_url: str | None = Field(None, description="Large tier: base URL of an OpenAI-compatible server "
                                                      "(e.g. http://host:8000/v1); used instead of large_model.")
     remote_model: str | None = Field(None, description="Model name on the remote server (empty: its first "

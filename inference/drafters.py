@@ -43,6 +43,10 @@ class Drafter(Protocol):
         """Up to ``k`` tokens that may follow ``context`` (every accepted token so far, prompt included)."""
         ...
 
+    def select(self, seq: int) -> None:
+        """Draft for the target's sequence ``seq`` from now on (each sequence has its own drafting state)."""
+        ...
+
     def close(self) -> None:
         """Free what the drafter holds."""
         ...
@@ -115,6 +119,10 @@ class ModelDrafter:
                 m.decode([tok])
         return draft
 
+    def select(self, seq: int) -> None:
+        """Its model's sequence ``seq`` (the draft context has as many as the target's) holds that reply's text."""
+        self.model.select(min(seq, self.model.n_seq - 1))
+
     def close(self) -> None:
         self.model.close()
 
@@ -135,6 +143,8 @@ class LookupDrafter:
         self.ngram_max = ngram_max
         self._tokens: list[int] = []
         self._index: dict[tuple[int, ...], int] = {}  # n-gram -> latest end (exclusive) with a token after it
+        self._seq = 0
+        self._others: dict[int, tuple[list[int], dict[tuple[int, ...], int]]] = {}  # other sequences' indexes
 
     def propose(self, context: Sequence[int], k: int, options: SamplingOptions | None = None,
                 rng: np.random.Generator | None = None) -> Draft:
@@ -164,5 +174,13 @@ class LookupDrafter:
                     break
                 self._index[tuple(toks[e - n:e])] = e
 
+    def select(self, seq: int) -> None:
+        """Keep the index of the sequence drafted for so far and take up ``seq``'s."""
+        if seq == self._seq:
+            return
+        self._others[self._seq] = (self._tokens, self._index)
+        self._tokens, self._index = self._others.pop(seq, ([], {}))
+        self._seq = seq
+
     def close(self) -> None:
-        self._tokens, self._index = [], {}
+        self._tokens, self._index, self._others = [], {}, {}

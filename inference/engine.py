@@ -4,9 +4,13 @@ Front ends (the chat window, the local API, the CLI) submit jobs and read events
 by iterating it or through a callback. Cancelling a job sets a flag that the worker checks before every token.
 
 Generation jobs run at the same time as sequences of one context: the worker's scheduler
-(:mod:`inference.scheduler`) puts the next token of every running reply, and a bounded chunk of waiting prompts,
-into one ``llama_decode`` per step. The desktop's turns (``interactive``) go before API jobs and always find a
-slot. Work that cannot share a batch (speculative decoding, embeddings, a model load) runs alone between steps.
+(:mod:`inference.scheduler`) puts the next token of every running reply (or the drafted tokens a speculative reply
+verifies), and a bounded chunk of waiting prompts, into one ``llama_decode`` per step. The desktop's turns
+(``interactive``) go before API jobs and always find a slot. Work that cannot share a batch (embeddings, reading a
+hidden state, a model load) runs alone between steps.
+
+The engine holds its models in slots (``chat`` and ``large``, the router's local large tier), each with its own
+sequences and scheduler, all stepped by the one worker thread: every llama.cpp computation in Ember runs there.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from inference.offload import OffloadPlan, preflight
 from inference.llama_model import ContextParams, LlamaModel
 from inference.logprobs import token_logprob
 from inference.sampling import SamplingOptions
+from inference.route_signals import Probe, answer_opening, glimpse_steps, probe_steps
 from inference.scheduler import BatchScheduler, SeqJob
 from inference.spec_runtime import SpeculativeConfig, SpeculativeRuntime
 from inference.steps import Acquire, Drain, Exclusive, Steps
@@ -62,6 +67,19 @@ class ChatResult:
     text: str
     stats: GenerationStats
     tools: ToolReply | None = None
+
+
+@dataclass(frozen=True)
+class RoutedSmall:
+    """What the small model did in a routed turn: its glimpse or whole probed answer (None: the prompt could not
+    be evaluated), the reply when it kept the turn after a glimpse, the messages dropped to fit the context, and
+    the text of the answer's first tokens (:func:`~inference.route_signals.answer_opening`, for the cascade's
+    agreement samples)."""
+
+    probe: Probe | None
+    answer: ChatResult | None
+    dropped: int = 0
+    opening: str = ""
 
 
 class JobHandle:
@@ -133,8 +151,39 @@ class JobHandle:
             self._done.set()
 
 
+# The engine's model slots: the chat model (with its draft, if any) and the router's local large tier.
+SLOTS = ("chat", "large")
+
+
+class _Slot:
+    """One loaded model of the engine: its spec, its drafter, the plan it was loaded with, and the scheduler of
+    its sequences (every slot's scheduler is stepped by the one worker thread)."""
+
+    def __init__(self, name: str, *, parallel: int, prefill_chunk: int, states: StateCache | None) -> None:
+        self.name = name
+        self.model: LlamaModel | None = None
+        self.spec: ModelSpec | None = None
+        self.speculative = SpeculativeRuntime()  # the drafter of the loaded model, if its spec asks for one
+        self.load_plan: OffloadPlan | None = None
+        self.keep_alive: float | None = None  # seconds idle before its model is freed (None: kept)
+        self.last_used = time.monotonic()
+        self.scheduler = BatchScheduler(parallel=parallel, prefill_chunk=prefill_chunk, model=lambda: self.model,
+                                        states=states)
+
+    def free(self) -> None:
+        self.speculative.close()
+        if self.model is not None:
+            self.model.close()
+        self.model = self.spec = None
+
+
 class EngineService:
-    """Owns the loaded model on one worker thread; every operation is a job, generation jobs run batched.
+    """Owns every loaded model on one worker thread; every operation is a job, generation jobs run batched.
+
+    Models live in named slots (:data:`SLOTS`): ``chat``, the model replies come from, and ``large``, the router's
+    local large tier, so a routed turn escalates without unloading the small model or its KV cache. Each slot has
+    its own sequences and scheduler; the worker steps them in turn, so every llama.cpp computation runs on the one
+    thread.
 
     Args:
         name: thread name (for logs and debuggers).
@@ -143,26 +192,30 @@ class EngineService:
             None: :func:`~inference.hardware.batching_defaults`.
         prefill_chunk: most prompt tokens a step evaluates while other sequences are generating (None: as
             ``parallel``).
-        slot: the name its model is reported under (:meth:`models`).
     """
 
     def __init__(self, *, name: str = "ember-engine", states: StateCache | None = None, parallel: int | None = None,
-                 prefill_chunk: int | None = None, slot: str = "chat") -> None:
+                 prefill_chunk: int | None = None) -> None:
         default_parallel, default_chunk = batching_defaults()
-        self.slot = slot  # what its model is for, in reports: "chat", or "large" (the router's large tier)
         self._states = states
-        self.load_plan: OffloadPlan | None = None  # the plan of the last load (GPU layers, threads, memory)
-        self._queue: queue.Queue[SeqJob | None] = queue.Queue()
+        self._queue: queue.Queue[tuple[str, SeqJob | None] | None] = queue.Queue()  # None: stop
         self._thread = threading.Thread(target=self._worker, name=name, daemon=True)
-        self._model: LlamaModel | None = None
-        self._spec: ModelSpec | None = None
-        self._speculative = SpeculativeRuntime()  # the drafter of the loaded model, if its spec asks for one
-        self._scheduler = BatchScheduler(parallel=parallel or default_parallel,
-                                         prefill_chunk=prefill_chunk or default_chunk, model=lambda: self._model,
-                                         states=states)
+        self._slots = {n: _Slot(n, parallel=parallel or default_parallel, prefill_chunk=prefill_chunk or default_chunk,
+                                states=states) for n in SLOTS}
         self._lock = threading.Lock()
         self._started = False
         self._stopped = False
+
+    @property
+    def load_plan(self) -> OffloadPlan | None:
+        """The offload plan of the chat model's last load (GPU layers, threads, memory)."""
+        return self._slots["chat"].load_plan
+
+    def _slot(self, name: str) -> _Slot:
+        try:
+            return self._slots[name]
+        except KeyError:
+            raise EngineError(f"Unknown model slot {name!r}: use one of {', '.join(SLOTS)}.") from None
 
     # -- lifetime ------------------------------------------------------------------------------------------------
 
@@ -194,35 +247,46 @@ class EngineService:
 
     @property
     def loaded(self) -> ModelSpec | None:
-        """The spec of the loaded model, or None."""
-        return self._spec
+        """The spec of the chat slot's loaded model, or None."""
+        return self._slots["chat"].spec
+
+    def loaded_in(self, slot: str) -> ModelSpec | None:
+        """The spec of the model loaded in ``slot``, or None."""
+        return self._slot(slot).spec
+
+    def set_keep_alive(self, slot: str, seconds: float | None) -> None:
+        """Free ``slot``'s model once no job has used it for ``seconds`` (None: keep it loaded)."""
+        self._slot(slot).keep_alive = seconds
+        self._queue.put(("", None))  # wake the worker so an idle model is checked at once
 
     # -- jobs ----------------------------------------------------------------------------------------------------
 
-    def load(self, spec: ModelSpec, *, on_event: Callable[[EngineEvent], None] | None = None) -> JobHandle:
-        """Load a model (replacing the loaded one); a no-op when the same spec is already loaded.
+    def load(self, spec: ModelSpec, *, on_event: Callable[[EngineEvent], None] | None = None,
+             slot: str = "chat") -> JobHandle:
+        """Load a model into ``slot`` (replacing the one there); a no-op when the same spec is already loaded.
 
         Emits :class:`LoadProgress` events; cancelling the handle stops the load.
         """
         def run(handle: JobHandle) -> Steps:
-            yield from self._loaded(spec, handle)
+            yield from self._loaded(spec, handle, slot)
             return None
 
-        return self._submit("load", run, on_event)
+        return self._submit("load", run, on_event, slot=slot)
 
-    def unload(self) -> JobHandle:
-        """Free the loaded model."""
-        return self._submit("unload", lambda h: self._alone(self._free), None)
+    def unload(self, slot: str = "chat") -> JobHandle:
+        """Free the model loaded in ``slot``."""
+        return self._submit("unload", lambda h: self._alone(self._slot(slot).free), None, slot=slot)
 
     def reset(self) -> JobHandle:
-        """Forget the KV cache of the loaded model, every sequence (the next prompt is evaluated from scratch)."""
-        return self._submit("reset", lambda h: self._alone(lambda: self._model.clear_all() if self._model else None),
+        """Forget the KV cache of the chat model, every sequence (the next prompt is evaluated from scratch)."""
+        chat = self._slots["chat"]
+        return self._submit("reset", lambda h: self._alone(lambda: chat.model.clear_all() if chat.model else None),
                             None)
 
     def chat(self, messages: Sequence[Message], options: SamplingOptions, *, model: ModelSpec | None = None,
              on_event: Callable[[EngineEvent], None] | None = None, grammar: str | None = None,
              tools: ToolRequest | None = None, logprobs: int | None = None,
-             interactive: bool = False) -> JobHandle:
+             interactive: bool = False, slot: str = "chat") -> JobHandle:
         """Generate the assistant's reply to ``messages`` (dicts with ``role`` and ``content``).
 
         The prompt is built with the model's own chat template. When ``model`` is given it is loaded first if it
@@ -237,13 +301,14 @@ class EngineService:
         many (0-20) likeliest alternatives (None: none; such replies decode without speculation).
 
         ``interactive``: the desktop's own turn; it goes before API jobs and always finds a sequence slot.
+        ``slot``: which model slot answers (``large``: the router's large tier, loaded beside the chat model).
         """
         msgs = [{"role": m["role"], "content": m.get("content") or "",
                  **{k: m[k] for k in _TOOL_KEYS if m.get(k)}} for m in messages]
         with_tools = tools is not None or any(len(m) > 2 or m["role"] == "tool" for m in msgs)
 
         def run(handle: JobHandle) -> Steps:
-            llm = yield from self._loaded(model, handle)
+            llm = yield from self._loaded(model, handle, slot)
             started = time.perf_counter()
             rendered, tool_defs = msgs, None
             if with_tools:
@@ -253,10 +318,10 @@ class EngineService:
             yield Acquire(prompt.tokens)
             if tools is not None and tools.choice != "none":
                 result = yield from self._reply_with_tools(llm, prompt.tokens, options, handle, started, tools,
-                                                           keep=prompt.keep, logprobs=logprobs)
+                                                           keep=prompt.keep, logprobs=logprobs, slot=slot)
             else:
                 result = yield from self._generate(llm, prompt.tokens, options, handle, started, grammar=grammar,
-                                                   keep=prompt.keep, logprobs=logprobs)
+                                                   keep=prompt.keep, logprobs=logprobs, slot=slot)
                 if tools is not None:
                     result = dataclasses.replace(result, tools=ToolReply(result.text))
             if prompt.dropped:
@@ -264,7 +329,59 @@ class EngineService:
                                                                               trimmed_messages=prompt.dropped))
             return result
 
-        return self._submit("chat", run, on_event, interactive=interactive)
+        return self._submit("chat", run, on_event, interactive=interactive, slot=slot)
+
+    def glimpse(self, messages: Sequence[Message], options: SamplingOptions, *, model: ModelSpec,
+                n_tokens: int = 2, hidden: Sequence[str] = (), keep: Callable[[Probe | None], bool] | None = None,
+                on_event: Callable[[EngineEvent], None] | None = None, interactive: bool = False) -> JobHandle:
+        """The router's ``auto`` turn on the chat slot: glimpse at the small model's first ``n_tokens`` greedy
+        answer tokens (:func:`~inference.route_signals.glimpse_steps`, reading the ``hidden`` states too), then ask
+        ``keep`` (called on the worker thread with the glimpse, None when the prompt could not be evaluated)
+        whether the small model answers. If it does, the reply follows in the same sequence from the glimpse's
+        prefill, streaming :class:`TokenText` as :meth:`chat` does. :class:`Finished` carries a
+        :class:`RoutedSmall`."""
+        msgs = [{"role": m["role"], "content": m.get("content") or ""} for m in messages]
+
+        def run(handle: JobHandle) -> Steps:
+            llm = yield from self._loaded(model, handle)
+            started = time.perf_counter()
+            prompt = fit_chat_prompt(llm, msgs, options.max_tokens)
+            yield Acquire(prompt.tokens)
+            try:
+                g: Probe | None = yield from glimpse_steps(llm, prompt.tokens, n_tokens=n_tokens, hidden=hidden,
+                                                           should_stop=lambda: handle.cancelled)
+            except EngineError as exc:  # the decision rests on the prompt; the answer reports the error
+                log.info("no glimpse: %s", exc)
+                g = None
+            if keep is None or not keep(g):
+                return RoutedSmall(g, None)
+            result = yield from self._generate(llm, prompt.tokens, options, handle, started, keep=prompt.keep)
+            if prompt.dropped:
+                result = dataclasses.replace(result, stats=dataclasses.replace(result.stats,
+                                                                              trimmed_messages=prompt.dropped))
+            return RoutedSmall(g, result)
+
+        return self._submit("glimpse", run, on_event, interactive=interactive)
+
+    def probe_reply(self, messages: Sequence[Message], options: SamplingOptions, *, model: ModelSpec,
+                    hidden: Sequence[str] = (), stream: bool = False,
+                    on_event: Callable[[EngineEvent], None] | None = None, interactive: bool = False) -> JobHandle:
+        """The router's ``cascade`` answer on the chat slot: the small model's whole reply with its uncertainty at
+        every token (:func:`~inference.route_signals.probe_steps`), streamed as :class:`TokenText` only with
+        ``stream``. :class:`Finished` carries a :class:`RoutedSmall` whose ``probe`` holds the reply."""
+        msgs = [{"role": m["role"], "content": m.get("content") or ""} for m in messages]
+
+        def run(handle: JobHandle) -> Steps:
+            llm = yield from self._loaded(model, handle)
+            prompt = fit_chat_prompt(llm, msgs, options.max_tokens)
+            yield Acquire(prompt.tokens)
+            send = (lambda text: handle.emit(TokenText(text))) if stream else None
+            p = yield from probe_steps(llm, prompt.tokens, options, max_tokens=options.max_tokens, hidden=hidden,
+                                       should_stop=lambda: handle.cancelled, on_text=send, states=self._states,
+                                       keep=prompt.keep)
+            return RoutedSmall(p, None, dropped=prompt.dropped, opening=answer_opening(llm, p.tokens))
+
+        return self._submit("probe", run, on_event, interactive=interactive)
 
     def complete(self, prompt: str, options: SamplingOptions, *, model: ModelSpec | None = None,
                  on_event: Callable[[EngineEvent], None] | None = None, grammar: str | None = None,
@@ -303,44 +420,57 @@ class EngineService:
     @property
     def pending(self) -> int:
         """How many submitted jobs wait for the worker (not counting those it runs)."""
-        return self._queue.qsize() + len(self._scheduler.waiting)
+        return self._queue.qsize() + sum(len(s.scheduler.waiting) for s in self._slots.values())
 
     @property
     def parallel(self) -> int:
-        """API generation jobs that run at once."""
-        return self._scheduler.parallel
+        """API generation jobs that run at once (per model slot)."""
+        return self._slots["chat"].scheduler.parallel
 
     def snapshot(self) -> dict[str, Any]:
-        """Running and waiting jobs (each running one's sequence slot and state), for ``/health``."""
-        out = self._scheduler.snapshot()
+        """Running and waiting jobs (each one's model slot, sequence and state) and the loaded models, for
+        ``/health``."""
+        chat = self._slots["chat"].scheduler
+        out: dict[str, Any] = {"parallel": chat.parallel, "slots": chat.n_slots, "prefill_chunk": chat.prefill_chunk,
+                               "running": [], "waiting": []}
+        for name, slot in self._slots.items():
+            snap = slot.scheduler.snapshot()
+            out["running"] += [{**j, "model": name} for j in snap["running"]]
+            out["waiting"] += [{**j, "model": name} for j in snap["waiting"]]
         out["queued"] = self._queue.qsize()
-        out["steps"] = self._scheduler.steps
-        out["largest_batch"] = self._scheduler.max_batch
+        out["steps"] = sum(s.scheduler.steps for s in self._slots.values())
+        out["largest_batch"] = max(s.scheduler.max_batch for s in self._slots.values())
+        out["most_generating"] = max(s.scheduler.max_generating for s in self._slots.values())
         out["models"] = self.models()
         return out
 
     def models(self) -> list[dict[str, Any]]:
-        """Every model this engine holds, by slot (``chat``, ``draft``): name, layers, layers on the GPU, the
-        bytes of its weights and of its KV cache (``/health``, ``ember doctor --loaded``)."""
-        model, spec = self._model, self._spec
-        if model is None or spec is None:
-            return []
-        out = [{"slot": self.slot, "name": spec.name, **model.memory}]
-        draft = self._speculative.draft_model
-        if draft is not None:
-            out.append({"slot": "draft", "name": draft.path.stem, **draft.memory})
+        """Every model this engine holds, by slot (``chat``, ``draft``, ``large``): name, layers, layers on the
+        GPU, the bytes of its weights and of its KV cache (``/health``, ``ember doctor --loaded``)."""
+        out = []
+        for name, slot in self._slots.items():
+            model, spec = slot.model, slot.spec
+            if model is None or spec is None:
+                continue
+            out.append({"slot": name, "name": spec.name, **model.memory})
+            draft = slot.speculative.draft_model
+            if draft is not None:
+                out.append({"slot": "draft" if name == "chat" else f"{name}-draft", "name": draft.path.stem,
+                            **draft.memory})
         return out
 
-    def call(self, fn: Callable[[LlamaModel | None], Any]) -> JobHandle:
-        """Run ``fn(model)`` on the worker thread, alone, with a free sequence selected (the most recently used
-        one: a just-finished reply's cache) — for tools, benchmarks and tests that need the context itself."""
+    def call(self, fn: Callable[[LlamaModel | None], Any], *, slot: str = "chat") -> JobHandle:
+        """Run ``fn(model)`` on the worker thread, alone, with a free sequence of ``slot``'s model selected (the
+        most recently used one: a just-finished reply's cache) — for benchmarks and tests that need the context
+        itself (every llama.cpp computation belongs on this thread)."""
+        holder = self._slot(slot)
 
         def run(handle: JobHandle) -> Steps:
             yield Acquire(None)
             yield Exclusive()
-            return fn(self._model)
+            return fn(holder.model)
 
-        return self._submit("call", run, None)
+        return self._submit("call", run, None, slot=slot)
 
     # -- worker side ---------------------------------------------------------------------------------------------
 
@@ -350,69 +480,89 @@ class EngineService:
         return fn()
 
     def _submit(self, kind: str, run: Callable[[JobHandle], Any],
-                on_event: Callable[[EngineEvent], None] | None, *, interactive: bool = False) -> JobHandle:
+                on_event: Callable[[EngineEvent], None] | None, *, interactive: bool = False,
+                slot: str = "chat") -> JobHandle:
         if self._stopped:
             raise EngineError("The engine has been shut down.")
+        self._slot(slot)
         self.start()
         handle = JobHandle(kind, on_event)
-        self._queue.put(SeqJob(handle, run(handle), interactive=interactive, on_end=_finish))
+        self._queue.put((slot, SeqJob(handle, run(handle), interactive=interactive, on_end=_finish)))
         return handle
 
     def _worker(self) -> None:
-        sched = self._scheduler
+        slots = list(self._slots.values())
         stopping = False
         while True:
+            busy = any(s.scheduler.busy for s in slots)
+            timed = any(s.keep_alive is not None and s.model is not None for s in slots)
             try:
-                job = self._queue.get(block=not sched.busy)
+                item = self._queue.get(block=not busy, timeout=1.0 if timed and not busy else None)
                 while True:
-                    if job is None:
+                    if item is None:
                         stopping = True
-                    else:
-                        sched.add(job)
-                    job = self._queue.get_nowait()
+                    elif item[1] is not None:
+                        self._slots[item[0]].scheduler.add(item[1])
+                    item = self._queue.get_nowait()
             except queue.Empty:
                 pass
-            if stopping and not sched.busy:
+            if stopping and not any(s.scheduler.busy for s in slots):
                 break
-            try:
-                sched.run_once()
-            except Exception:  # a bug in the scheduler itself: fail what runs, keep serving
-                log.exception("engine scheduler failed")
-                for j in list(sched.active):
-                    sched._end(j, None, EngineError("The engine hit an internal error; see Ember's log."))
+            now = time.monotonic()
+            for slot in slots:  # one step of each model in turn
+                sched = slot.scheduler
+                if not sched.busy:
+                    if (slot.keep_alive is not None and slot.model is not None
+                            and now - slot.last_used >= slot.keep_alive):
+                        log.info("freeing %s (%s slot) after %.0f s unused", slot.spec.name if slot.spec else "?",
+                                 slot.name, now - slot.last_used)
+                        slot.free()
+                    continue
+                try:
+                    sched.run_once()
+                except Exception:  # a bug in the scheduler itself: fail what runs, keep serving
+                    log.exception("engine scheduler failed")
+                    for j in list(sched.active):
+                        sched._end(j, None, EngineError("The engine hit an internal error; see Ember's log."))
+                slot.last_used = time.monotonic()
         self._free()
 
-    def _loaded(self, spec: ModelSpec | None, handle: JobHandle) -> Steps:
-        """The model for ``spec``: loading it (alone: nothing else may use the old model) when it is not loaded."""
-        if spec is not None and (self._model is None or self._spec is None
-                                 or replace(spec, speculative=None) != replace(self._spec, speculative=None)):
+    def _loaded(self, spec: ModelSpec | None, handle: JobHandle, slot: str = "chat") -> Steps:
+        """The model for ``spec`` in ``slot``: loading it (alone: nothing else may use the old model) when it is
+        not loaded."""
+        held = self._slots[slot]
+        if spec is not None and (held.model is None or held.spec is None
+                                 or replace(spec, speculative=None) != replace(held.spec, speculative=None)):
             yield Drain()
-        return self._ensure_loaded(spec, handle)
+        return self._ensure_loaded(spec, handle, held)
 
-    def _ensure_loaded(self, spec: ModelSpec | None, handle: JobHandle) -> LlamaModel:
-        if (spec is not None and self._model is not None and self._spec is not None and spec != self._spec
-                and replace(spec, speculative=None) == replace(self._spec, speculative=None)):
+    def _ensure_loaded(self, spec: ModelSpec | None, handle: JobHandle, held: _Slot) -> LlamaModel:
+        if (spec is not None and held.model is not None and held.spec is not None and spec != held.spec
+                and replace(spec, speculative=None) == replace(held.spec, speculative=None)):
             # same target, another drafter: keep the target and its cache. prepare() frees the old drafter first,
             # so until the new one is ready the loaded spec says "no drafter": if it fails (the error goes to the
             # caller), a later request with the old spec sets the old drafter up again instead of decoding plainly.
-            self._spec = replace(spec, speculative=None)
-            self._speculative.prepare(spec.speculative, self._model, progress=lambda f: not handle.cancelled)
-            self._spec = spec
-            return self._model
-        if spec is None or spec == self._spec:
-            if self._model is None:
-                raise EngineError("No model is loaded. Choose a model first.")
-            return self._model
+            held.spec = replace(spec, speculative=None)
+            held.speculative.prepare(spec.speculative, held.model, progress=lambda f: not handle.cancelled)
+            held.spec = spec
+            return held.model
+        if spec is None or spec == held.spec:
+            if held.model is None:
+                raise EngineError("No model is loaded. Choose a model first." if held.name == "chat" else
+                                  f"No model is loaded in the {held.name} slot.")
+            return held.model
         params = spec.params
         threads = params.n_threads or physical_cores()
+        # One memory plan over the slots: the other slots' models hold their share of RAM and VRAM already (the
+        # free memory it is planned against), and this slot's old model gives its share back.
         plan = preflight(spec.path, n_ctx=params.n_ctx, n_batch=params.n_batch, threads=threads, name=spec.name,
-                         held_ram=self._model.path.stat().st_size if self._model is not None else 0)
-        self.load_plan = plan
+                         held_ram=held.model.path.stat().st_size if held.model is not None else 0)
+        held.load_plan = plan
         if plan is not None:
-            log.info("offload plan for %s: %s", spec.name, plan.summary())
+            log.info("offload plan for %s (%s slot): %s", spec.name, held.name, plan.summary())
             if params.n_gpu_layers == -1:  # auto: as many layers as the plan gives the GPU
                 params = replace(params, n_gpu_layers=plan.target_gpu_layers)
-        self._free()
+        held.free()
         last = [-1.0]
 
         def progress(fraction: float) -> bool:
@@ -421,23 +571,25 @@ class EngineService:
                 handle.emit(LoadProgress(fraction))
             return not handle.cancelled
 
-        model = LlamaModel(spec.path, replace(params, n_seq=self._scheduler.n_slots), progress=progress)
+        model = LlamaModel(spec.path, replace(params, n_seq=held.scheduler.n_slots), progress=progress)
         try:
             model_template(model)  # a template that cannot be used fails the load, not the first reply
         except BaseException:
             model.close()
             raise
-        self._model, self._spec = model, replace(spec, speculative=None)
-        log.info("loaded %s (%s): n_ctx=%d threads=%d", spec.name, spec.path, model.n_ctx, model.n_threads)
+        held.model, held.spec = model, replace(spec, speculative=None)
+        log.info("loaded %s (%s) in the %s slot: n_ctx=%d threads=%d", spec.name, spec.path, held.name, model.n_ctx,
+                 model.n_threads)
         if spec.speculative is not None:
-            self._speculative.prepare(spec.speculative, model, progress=lambda f: not handle.cancelled)
-            self._spec = spec
+            held.speculative.prepare(spec.speculative, model, progress=lambda f: not handle.cancelled)
+            held.spec = spec
         return model
 
     def _generate(self, llm: LlamaModel, prompt: Sequence[int], options: SamplingOptions,
                   handle: JobHandle, started: float, *, grammar: str | None = None, keep: int = 4,
                   emit: Callable[[str], None] | None = None,
-                  should_stop: Callable[[], bool] | None = None, logprobs: int | None = None) -> Steps:
+                  should_stop: Callable[[], bool] | None = None, logprobs: int | None = None,
+                  slot: str = "chat") -> Steps:
         """Run the decode loop in the job's sequence; TTFT counts from ``started`` (after any model load, before
         templating). Returns a :class:`ChatResult`.
 
@@ -451,19 +603,18 @@ class EngineService:
             parts.append(text)
             send(text)
 
-        # Grammar-constrained replies decode plainly, and so do replies with DRY: the speculative path samples with
-        # its own copy of the chain (inference/spec_sampling.py), which has no DRY.
+        # Replies with DRY, log-probabilities or ignore_eos decode plainly: the speculative path samples with its own
+        # copy of the chain (inference/spec_sampling.py), which has none of them.
         on_logits = None
         if logprobs is not None:
             def on_logits(token: int, index: int) -> None:
                 if not llm.is_eog(token):
                     handle.emit(token_logprob(llm, token, logprobs, index))
 
-        if (self._speculative.active and grammar is None and options.dry_multiplier == 0.0 and not options.ignore_eos
-                and on_logits is None):
-            yield Exclusive()  # drafting and verifying run alone, between batched steps
-            stats = self._speculative.generate(llm, prompt, options, should_stop=stop,
-                                               on_text=on_text, started=started)
+        speculative = self._slots[slot].speculative
+        if speculative.active and options.dry_multiplier == 0.0 and not options.ignore_eos and on_logits is None:
+            stats = yield from speculative.steps(llm, prompt, options, should_stop=stop, on_text=on_text,
+                                                 started=started, grammar=grammar, states=self._states)
         else:
             stats = yield from generate_steps(llm, prompt, options, should_stop=stop, on_text=on_text,
                                               started=started, grammar=grammar, keep=keep, states=self._states,
@@ -472,18 +623,19 @@ class EngineService:
 
     def _reply_with_tools(self, llm: LlamaModel, prompt: Sequence[int], options: SamplingOptions,
                           handle: JobHandle, started: float, tools: ToolRequest, *, keep: int,
-                          logprobs: int | None = None) -> Steps:
+                          logprobs: int | None = None, slot: str = "chat") -> Steps:
         """A reply that may call ``tools`` (returns a :class:`ChatResult`). A forced call (``required``, a named function) is generated under the
         call grammar from the first token. With ``auto`` the reply is free text until the model writes the opener
         ``<tool_call>``; the same sequence then continues under the grammar, so the call's arguments match their
         schema. Both phases stream their text to the handle as one reply (the opener included)."""
         if tools.forced:
             result = yield from self._generate(llm, prompt, options.model_copy(update={"stop": []}), handle, started,
-                                               grammar=call_grammar(tools), keep=keep, logprobs=logprobs)
+                                               grammar=call_grammar(tools), keep=keep, logprobs=logprobs, slot=slot)
             return dataclasses.replace(result, tools=parse_reply(result.text))
         watch = _OpenerWatch(lambda text: handle.emit(TokenText(text)))
         first = yield from self._generate(llm, prompt, options, handle, started, keep=keep, emit=watch.push,
-                                          should_stop=lambda: handle.cancelled or watch.opened, logprobs=logprobs)
+                                          should_stop=lambda: handle.cancelled or watch.opened, logprobs=logprobs,
+                                          slot=slot)
         if not watch.opened or handle.cancelled:
             watch.flush()
             text = watch.content
@@ -497,7 +649,7 @@ class EngineService:
         follow = list(prompt) + llm.tokenize(head, add_special=False, parse_special=True)
         second = yield from self._generate(llm, follow, options.model_copy(update={"stop": [], "max_tokens": left}),
                                            handle, started, grammar=call_grammar(tools, after_opener=True),
-                                           keep=keep, logprobs=logprobs)
+                                           keep=keep, logprobs=logprobs, slot=slot)
         s1, s2 = first.stats, second.stats
         stats = dataclasses.replace(s1, completion_tokens=s1.completion_tokens + s2.completion_tokens,
                                     prompt_ms=round(s1.prompt_ms + s2.prompt_ms, 2),
@@ -507,10 +659,8 @@ class EngineService:
         return ChatResult(text, stats, tools=parse_reply(text))
 
     def _free(self) -> None:
-        self._speculative.close()
-        if self._model is not None:
-            self._model.close()
-        self._model = self._spec = None
+        for slot in self._slots.values():
+            slot.free()
 
 
 def _finish(job: SeqJob, result: Any, error: BaseException | None) -> None:

@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import ctypes
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 import llama_cpp
 import numpy as np
 from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
 
 from inference.errors import EngineError
+
+if TYPE_CHECKING:
+    from inference.llama_model import LlamaModel
+    from inference.sampling import SamplingOptions
+    from inference.spec_sampling import Dist
 
 _TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)], align=True)
 
@@ -114,3 +119,67 @@ class GrammarGate:
         if self._grammar is not None:
             llama_cpp.llama_sampler_free(self._grammar)
             self._grammar = None
+
+
+class GrammarDists:
+    """A grammar for the speculative path, which samples in numpy (:mod:`inference.spec_sampling`): the token
+    the plain path's :class:`GrammarGate` would pick at temperature 0, and the distribution it samples from
+    otherwise, so speculation under a grammar keeps the plain path's output."""
+
+    def __init__(self, grammar: str, model: "LlamaModel") -> None:
+        self._gate = GrammarGate(grammar, vocab=model.vocab, n_vocab=model.n_vocab)
+        self._n_vocab = model.n_vocab
+
+    def allowed(self, tokens: np.ndarray) -> np.ndarray:
+        """Which of ``tokens`` the grammar allows next (a bool per token)."""
+        cand = np.zeros(len(tokens), dtype=_TOKEN_DATA)
+        cand["id"] = tokens
+        arr = GrammarGate._array(cand)
+        llama_cpp.llama_sampler_apply(self._gate._grammar, ctypes.byref(arr))
+        return np.isfinite(cand["logit"])
+
+    def masked(self, logits: np.ndarray) -> np.ndarray:
+        """A copy of ``logits`` with -inf for every token the grammar does not allow next."""
+        cand = np.zeros(self._n_vocab, dtype=_TOKEN_DATA)
+        cand["id"] = np.arange(self._n_vocab, dtype=np.int32)
+        cand["logit"] = logits
+        arr = GrammarGate._array(cand)
+        llama_cpp.llama_sampler_apply(self._gate._grammar, ctypes.byref(arr))
+        return cand["logit"].copy()
+
+    def greedy(self, row: np.ndarray, history: Sequence[int], options: "SamplingOptions") -> int:
+        """The greedy token after penalties, among those the grammar allows."""
+        from inference.spec_sampling import apply_penalties
+
+        x = apply_penalties(row, history, options)
+        tok = int(np.argmax(x))
+        if self.allowed(np.array([tok], dtype=np.int32))[0]:
+            return tok
+        return int(np.argmax(self.masked(x)))
+
+    def constrain(self, p: "Dist", row: np.ndarray, history: Sequence[int], options: "SamplingOptions") -> "Dist":
+        """What the plain path samples from under the grammar, given the chain's distribution ``p`` for ``row``:
+        it draws from ``p`` and keeps the token when the grammar allows it, else draws again from the chain
+        applied to the grammar-masked logits. So allowed tokens keep their ``p``, and the mass of forbidden ones
+        goes to the masked distribution."""
+        from inference.spec_sampling import Dist, target_dist
+
+        ok = self.allowed(p.tokens.astype(np.int32))
+        if ok.all():
+            return p
+        forbidden = float(p.probs[~ok].sum())
+        again = target_dist(self.masked(row), history, options)
+        again = Dist(again.tokens[again.probs > 0], again.probs[again.probs > 0])
+        tokens = np.union1d(p.tokens[ok], again.tokens)
+        probs = np.zeros(len(tokens))
+        probs[np.searchsorted(tokens, p.tokens[ok])] += p.probs[ok]
+        probs[np.searchsorted(tokens, again.tokens)] += forbidden * again.probs
+        return Dist(tokens.astype(np.int64), probs / probs.sum())
+
+    def accept(self, token: int) -> None:
+        """Advance the grammar past ``token``."""
+        llama_cpp.llama_sampler_accept(self._gate._grammar, token)
+
+    def close(self) -> None:
+        """Free the grammar sampler (idempotent)."""
+        self._gate.close()

@@ -207,9 +207,9 @@ class LlamaModel:
         self._cache: list[list[int]] = [[] for _ in range(self.n_seq)]  # per sequence: tokens in the KV cache
         self._seq = 0  # the selected sequence
         self.pinned: set[int] = set()  # sequences being generated: never shifted under (see shift_out)
-        # (seq, len(tokens)) when llama.cpp's last logits row is the next-token distribution after all of that
-        # sequence's tokens, else None
-        self._logits_at: tuple[int, int] | None = None
+        # (seq, len(tokens), row) when llama.cpp's logits row ``row`` (a batch index; -1: the last) is the
+        # next-token distribution after all of that sequence's tokens, else None
+        self._logits_at: tuple[int, int, int] | None = None
         # (seq, the tokens it held, the model's last hidden state after them): see ingest_prompt(hidden=True)
         self._hidden: tuple[int, list[int], np.ndarray] | None = None
         self.n_embd = llama_cpp.llama_model_n_embd(self._model)
@@ -489,7 +489,7 @@ class LlamaModel:
                     states.discard(self.model_key, saved[0].tokens)
                     reused = 0
         if reused == len(prompt):
-            if len(self.tokens) == reused and self._logits_at == (self._seq, reused):
+            if len(self.tokens) == reused and self.logits_row() is not None:
                 return reused, []  # llama.cpp still holds the logits after the prompt's last token
             reused -= 1  # the last token is evaluated again so its logits are fresh
         self.truncate(reused)
@@ -534,7 +534,7 @@ class LlamaModel:
             self._ingest(rest, should_stop)
         elif rest:  # (nothing left: the state for exactly these tokens is still held)
             self._ingest(rest[:-1], should_stop, logits_last=False)
-            self._decode_hidden(rest[-1])
+            self.read_hidden(rest[-1])
         return reused
 
     def last_hidden(self) -> np.ndarray | None:
@@ -544,8 +544,9 @@ class LlamaModel:
             return None
         return self._hidden[2]
 
-    def _decode_hidden(self, token: int) -> None:
-        """Evaluate one token with the embeddings output on and keep its hidden state for :meth:`last_hidden`."""
+    def read_hidden(self, token: int) -> None:
+        """Evaluate one token with the embeddings output on and keep its hidden state for :meth:`last_hidden`
+        (its cost in :attr:`hidden_ms`)."""
         t0 = time.perf_counter()
         vec = self.decode_hidden(token)
         if vec is not None:
@@ -601,7 +602,7 @@ class LlamaModel:
         flags = list(logits) if logits is not None else [logits_last and i == len(tokens) - 1
                                                          for i in range(len(tokens))]
         self.decode_batch([(self._seq, tokens, flags)])
-        self._logits_at = (self._seq, len(self.tokens)) if flags and flags[-1] else None
+        self._logits_at = (self._seq, len(self.tokens), -1) if flags and flags[-1] else None
 
     def decode_batch(self, items: Sequence[tuple[int, Sequence[int], Sequence[bool]]]) -> None:
         """Evaluate tokens of several sequences in one ``llama_decode``: each item is ``(seq, tokens, flags)``,
@@ -644,24 +645,37 @@ class LlamaModel:
         for seq, tokens, _ in items:
             self._cache[seq].extend(tokens)
 
-    def next_logits(self) -> np.ndarray | None:
-        """A copy of the next-token logits after every cached token, or None when llama.cpp no longer holds them
-        (keep it to :meth:`restore_next_logits` after a look-ahead that is rolled back)."""
-        if self._logits_at != (self._seq, len(self.tokens)):
+    def logits_row(self) -> int | None:
+        """The batch index of llama.cpp's logits row that holds the next-token distribution after every token
+        cached in the selected sequence (for samplers), or None when no row does any more."""
+        at = self._logits_at
+        if at is None or at[:2] != (self._seq, len(self.tokens)):
             return None
-        ptr = llama_cpp.llama_get_logits_ith(self._ctx, -1)
+        return at[2]
+
+    def next_logits(self, row: int | None = None) -> np.ndarray | None:
+        """A copy of the next-token logits after every cached token, or None when llama.cpp no longer holds them
+        (keep it to :meth:`restore_next_logits` after a look-ahead that is rolled back). ``row``: the batch index
+        they are at, when the caller knows it (a batched step); otherwise :meth:`logits_row`."""
+        if row is None:
+            row = self.logits_row()
+            if row is None:
+                return None
+        ptr = llama_cpp.llama_get_logits_ith(self._ctx, row)
         return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).copy() if ptr else None
 
-    def restore_next_logits(self, logits: np.ndarray) -> None:
-        """Put back the next-token logits saved by :meth:`next_logits` once the cache holds the same tokens again
-        (a look-ahead such as the router's glimpse was truncated away), so the next :meth:`ingest_prompt` of those
-        tokens evaluates nothing. Needs a logits row from the last decode call; otherwise nothing changes."""
-        ptr = llama_cpp.llama_get_logits_ith(self._ctx, -1)
+    def restore_next_logits(self, logits: np.ndarray, row: int = -1) -> None:
+        """Put back the next-token logits saved by :meth:`next_logits` into logits row ``row`` of the last decode
+        once the cache holds the same tokens again (a look-ahead such as the router's glimpse was truncated away),
+        so the next :meth:`prepare` of those tokens evaluates nothing. The row must be one this sequence owns in
+        the last decode (in a batched step, the row it was last sampled from) and nothing may decode before it is
+        sampled; without a logits row nothing changes."""
+        ptr = llama_cpp.llama_get_logits_ith(self._ctx, row)
         if not ptr or len(logits) != self.n_vocab:
             return
         data = np.ascontiguousarray(logits, dtype=np.float32)
         ctypes.memmove(ptr, data.ctypes.data, data.nbytes)
-        self._logits_at = (self._seq, len(self.tokens))
+        self._logits_at = (self._seq, len(self.tokens), row)
 
     def _should_abort(self, _data: ctypes.c_void_p) -> bool:
         stop = self._stop

@@ -6,7 +6,8 @@ Two kinds of signal feed the escalation score (:mod:`inference.router`):
 - **model uncertainty**: entropy, log-probability and top-2 margin of the tokens the small model generates. The
   *glimpse* decodes only the first few answer tokens and then rolls the KV cache back to the prompt, so when the
   small model keeps the query its prefill is reused and the glimpse has cost a few tokens. ``cascade`` uses the
-  same statistics over the whole small answer (:func:`probe`).
+  same statistics over the whole small answer (:func:`probe_steps`). Both are the engine's one decode loop with an
+  observer on its logits, so they batch with other sequences like any reply.
 
 Everything here runs on the engine's worker thread (it touches the llama.cpp context) and imports no Qt.
 """
@@ -17,16 +18,19 @@ import math
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Generator, Sequence
 
 import llama_cpp
 import numpy as np
 
+from inference.events import GenerationStats
+from inference.generate import generate_steps
 from inference.llama_model import LlamaModel
-from inference.repetition import LoopDetector
-from inference.sampler import Sampler
 from inference.sampling import SamplingOptions
-from inference.text_stream import TextStream
+from inference.steps import Request, drive
+
+if TYPE_CHECKING:
+    from inference.kv_state import StateCache
 
 Features = dict[str, float]
 
@@ -146,108 +150,107 @@ class Probe:
     hidden: np.ndarray | None = None  # the last hidden state at the prompt's last token (``"prompt"`` asked)
     hidden_ms: float = 0.0  # what reading it cost (its token evaluated on its own), part of prompt_ms
     hidden_next: np.ndarray | None = None  # the state after the first answer token (read in a decode made anyway)
+    stats: GenerationStats | None = None  # the decode loop's own figures
 
 
-def probe(model: LlamaModel, prompt: Sequence[int], options: SamplingOptions, *, max_tokens: int,
-          should_stop: Callable[[], bool] = lambda: False, rollback: bool = False,
-          on_text: Callable[[str], None] | None = None, hidden: Sequence[str] = ()) -> Probe:
+def probe_steps(model: LlamaModel, prompt: Sequence[int], options: SamplingOptions, *, max_tokens: int,
+                should_stop: Callable[[], bool] = lambda: False, rollback: bool = False,
+                on_text: Callable[[str], None] | None = None, hidden: Sequence[str] = (),
+                states: "StateCache | None" = None, keep: int = 4) -> Generator[Request, Any, Probe]:
     """Decode up to ``max_tokens`` answer tokens with the sampler chain of ``options``, measuring how sure the
-    model was at every position.
+    model was at every position: the engine's decode loop (:func:`~inference.generate.generate_steps`, so batched
+    with other sequences, with context shift and saved states) with an observer on every logits row.
 
     Args:
-        model: the loaded small model; its cached prefix of ``prompt`` is reused.
+        model: the loaded small model, its sequence selected; its cached prefix of ``prompt`` is reused.
         prompt: prompt token ids (chat template applied).
         options: sampling settings (their ``stop`` strings end the answer too; with ``stop_loops`` an answer that
             turns into a verbatim loop ends with finish ``repetition``).
         max_tokens: most tokens to generate.
         should_stop: polled before every token.
-        rollback: afterwards drop the generated tokens from the KV cache, so it holds exactly ``prompt`` (the
-            glimpse: the small model can then answer with its prefill reused).
+        rollback: afterwards drop the generated tokens from the KV cache, so it holds exactly ``prompt``, and put
+            the prompt's next-token logits back (the glimpse: the small model's answer then starts from the
+            glimpse's prefill without evaluating anything, if it follows before the next decode).
         on_text: called with the answer's text as it is generated (a streamed ``cascade``).
         hidden: which of the model's last hidden states to read for the hidden-state probe
             (:mod:`inference.hidden_probe`): ``"prompt"``, at the prompt's last token (that token is then evaluated
-            on its own), and ``"first"``, after the first answer token (read in the decode made anyway).
+            on its own), and ``"first"``, after the first answer token (in the decode made anyway).
+        states, keep: as for :func:`~inference.generate.generate_steps`.
 
     Raises:
         EngineError: the prompt does not fit or llama.cpp failed.
     """
-    t0 = time.perf_counter()
-    try:
-        model.hidden_ms = 0.0
-        reused = model.ingest_prompt(prompt, should_stop=should_stop, hidden="prompt" in hidden)
-    except InterruptedError:
-        return Probe([], "", [], 0, (time.perf_counter() - t0) * 1000, 0.0, "cancelled", prompt_tokens=len(prompt))
-    t1 = time.perf_counter()
-    state = model.last_hidden() if "prompt" in hidden else None
-    state_next = None
-    hidden_ms = model.hidden_ms if "prompt" in hidden else 0.0
-    first_logits = model.next_logits() if rollback else None
-    stream = TextStream(options.stop)
     tokens: list[int] = []
     steps: list[TokenUncertainty] = []
     parts: list[str] = []
-    finish = "length"
+    read: dict[str, tuple[np.ndarray | None, float]] = {}
+    seen: list[float] = []  # when each token was sampled
+    first: list[np.ndarray] = []
+    last_row = [-1]
     n_vocab = model.n_vocab
-    decode_s, n_decode = 0.0, 0
-    loops = LoopDetector() if options.stop_loops else None
-    with Sampler(options, n_vocab=n_vocab, vocab=model.vocab) as sampler:
-        sampler.prime(prompt)
-        while len(tokens) < max_tokens:
-            if should_stop():
-                finish = "cancelled"
-                break
-            ptr = llama_cpp.llama_get_logits_ith(model.ctx, -1)
-            logits = np.ctypeslib.as_array(ptr, shape=(n_vocab,))
-            token = sampler.sample(model.ctx, -1)
-            if model.is_eog(token):
-                finish = "stop"
-                break
-            steps.append(token_uncertainty(logits, token))
+
+    def on_logits(token: int, index: int) -> None:
+        seen.append(time.perf_counter())
+        row = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(model.ctx, index), shape=(n_vocab,))
+        if rollback and not first:
+            first.append(row.copy())
+        last_row[0] = index
+        if not model.is_eog(token):
+            steps.append(token_uncertainty(row, token))
             tokens.append(token)
-            parts.append(stream.push(model.piece(token)))
-            if on_text is not None and parts[-1]:
-                on_text(parts[-1])
-            if stream.stopped:
-                finish = "stop"
-                break
-            if loops is not None and loops.push(token):
-                finish = "repetition"
-                break
-            if len(tokens) >= max_tokens or len(model.tokens) + 1 >= model.n_ctx:
-                break
-            td = time.perf_counter()
-            if n_decode == 0 and "first" in hidden:  # the decode made anyway, its state read out
-                state_next = model.decode_hidden(token)
-            else:
-                model.decode([token])
-            decode_s += time.perf_counter() - td
-            n_decode += 1
-    parts.append(stream.flush())
-    if on_text is not None and parts[-1]:
-        on_text(parts[-1])
+
+    def text(piece: str) -> None:
+        parts.append(piece)
+        if on_text is not None:
+            on_text(piece)
+
+    opts = options.model_copy(update={"max_tokens": max_tokens})
+    stats = yield from generate_steps(model, prompt, opts, should_stop=should_stop, on_text=text, keep=keep,
+                                      states=states, on_logits=on_logits, hidden=hidden,
+                                      on_hidden=lambda where, state, ms: read.__setitem__(where, (state, ms)))
     if rollback:
         model.truncate(len(prompt))
-        if first_logits is not None:  # the answer that follows then starts without evaluating anything
-            model.restore_next_logits(first_logits)
-    t2 = time.perf_counter()
-    return Probe(tokens, "".join(parts), steps, reused, (t1 - t0) * 1000, (t2 - t1) * 1000, finish,
-                 {"decode_calls": n_decode, "decode_calls_ms": decode_s * 1000}, prompt_tokens=len(prompt),
-                 hidden=state, hidden_ms=hidden_ms, hidden_next=state_next)
+        if first and len(model.tokens) == len(prompt):
+            model.restore_next_logits(first[0], last_row[0])
+    state, hidden_ms = read.get("prompt", (None, 0.0))
+    return Probe(tokens, "".join(parts), steps, stats.cached_tokens, stats.prompt_ms,
+                 max(0.0, stats.total_ms - stats.prompt_ms), stats.finish_reason,
+                 {"decode_calls": max(0, len(seen) - 1),
+                  "decode_calls_ms": (seen[-1] - seen[0]) * 1000 if len(seen) > 1 else 0.0},
+                 prompt_tokens=len(prompt), hidden=state, hidden_ms=hidden_ms,
+                 hidden_next=read.get("first", (None, 0.0))[0], stats=stats)
 
 
-def glimpse(model: LlamaModel, prompt: Sequence[int], *, n_tokens: int = 2,
-            should_stop: Callable[[], bool] = lambda: False, hidden: Sequence[str] = ()) -> Probe:
+OPENING_TOKENS = 12  # tokens of an answer's opening, which the cascade's agreement samples are compared with
+
+
+def answer_opening(model: LlamaModel, tokens: Sequence[int], n: int = OPENING_TOKENS) -> str:
+    """The text of an answer's first ``n`` tokens."""
+    return b"".join(model.piece(t) for t in tokens[:n]).decode("utf-8", "replace")
+
+
+def glimpse_steps(model: LlamaModel, prompt: Sequence[int], *, n_tokens: int = 2,
+                  should_stop: Callable[[], bool] = lambda: False, hidden: Sequence[str] = ()
+                  ) -> Generator[Request, Any, Probe]:
     """The first ``n_tokens`` greedy answer tokens and their uncertainty; the KV cache is rolled back to hold
     exactly ``prompt`` afterwards, and the prompt's next-token logits are put back, so if the small model keeps
     the query its answer starts from the glimpse's prefill without evaluating anything.
 
-    The first position's logits come with the prefill, so the glimpse costs ``n_tokens - 1`` decode calls (with
-    ``"prompt"`` in ``hidden``, the prompt's last token is evaluated on its own as well: see
-    :meth:`LlamaModel.ingest_prompt`)."""
-    return probe(model, prompt, GREEDY, max_tokens=n_tokens, should_stop=should_stop, rollback=True,
-                 hidden=hidden)
+    The first position's logits come with the prefill, so the glimpse costs ``n_tokens - 1`` decode steps (with
+    ``"prompt"`` in ``hidden``, the prompt's last token is evaluated on its own as well)."""
+    return (yield from probe_steps(model, prompt, GREEDY, max_tokens=n_tokens, should_stop=should_stop,
+                                   rollback=True, hidden=hidden))
 
 
+def probe(model: LlamaModel, prompt: Sequence[int], options: SamplingOptions, *, max_tokens: int,
+          **kwargs: Any) -> Probe:
+    """:func:`probe_steps` run alone on ``model``'s selected sequence (tests, tools)."""
+    return drive(model, probe_steps(model, prompt, options, max_tokens=max_tokens, **kwargs))
+
+
+def glimpse(model: LlamaModel, prompt: Sequence[int], **kwargs: Any) -> Probe:
+    """:func:`glimpse_steps` run alone on ``model``'s selected sequence (tests, tools)."""
+    return drive(model, glimpse_steps(model, prompt, **kwargs))
 
 
 # Products of a glimpse statistic and a prompt-type flag. The same first-token confidence means different things for

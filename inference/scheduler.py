@@ -77,7 +77,8 @@ class BatchScheduler:
         self._last_used: dict[int, float] = {}
         self._lock = threading.Lock()  # guards the two lists for snapshot() from other threads
         self.steps = 0
-        self.max_batch = 0
+        self.max_batch = 0  # most tokens in one decode
+        self.max_generating = 0  # most generating sequences (next tokens, verify batches) in one decode
 
     @property
     def n_slots(self) -> int:
@@ -242,9 +243,11 @@ class BatchScheduler:
             self._advance(job, EvalResult(0))
         if not plan:
             return
-        results = self._decode(model, plan)
         self.steps += 1
         self.max_batch = max(self.max_batch, sum(len(t) for _, t, _ in plan))
+        self.max_generating = max(self.max_generating, sum(1 for job, _, _ in plan
+                                                           if isinstance(job.pending, Eval) and not job.pending.chunkable))
+        results = self._decode(model, plan)
         for job, outcome in results:
             job.pending = None
             self._advance(job, outcome)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Generator, Literal, Sequence
 
 from inference.draft_compat import check_compatible, read_vocab
 from inference.draft_control import DraftController
@@ -19,7 +19,11 @@ from inference.events import GenerationStats
 from inference.llama_model import ContextParams, LlamaModel, ShouldStop
 from inference.offload import plan_for_file
 from inference.sampling import SamplingOptions
-from inference.speculative import generate_speculative
+from inference.speculative import speculative_steps
+from inference.steps import Request, drive
+
+if TYPE_CHECKING:
+    from inference.kv_state import StateCache
 
 log = logging.getLogger(__name__)
 
@@ -103,13 +107,22 @@ class SpeculativeRuntime:
                                            prior_draft_ratio=draft_cost_ratio(config.draft_path, target.path))
         self.config = config
 
+    def steps(self, model: LlamaModel, prompt: Sequence[int], options: SamplingOptions, *,
+              should_stop: ShouldStop, on_text: Callable[[str], None], started: float | None = None,
+              grammar: str | None = None, states: "StateCache | None" = None
+              ) -> Generator[Request, Any, GenerationStats]:
+        """One reply with the prepared drafter, as scheduler requests (see :func:`speculative_steps`)."""
+        assert self._drafter is not None and self._controller is not None
+        return (yield from speculative_steps(model, self._drafter, prompt, options, should_stop=should_stop,
+                                             on_text=on_text, started=started, controller=self._controller,
+                                             grammar=grammar, states=states))
+
     def generate(self, model: LlamaModel, prompt: Sequence[int], options: SamplingOptions, *,
                  should_stop: ShouldStop, on_text: Callable[[str], None],
                  started: float | None = None) -> GenerationStats:
-        """One reply with the prepared drafter (see :func:`generate_speculative`)."""
-        assert self._drafter is not None and self._controller is not None
-        return generate_speculative(model, self._drafter, prompt, options, should_stop=should_stop,
-                                    on_text=on_text, started=started, controller=self._controller)
+        """One reply with the prepared drafter, alone on ``model``'s selected sequence."""
+        return drive(model, self.steps(model, prompt, options, should_stop=should_stop, on_text=on_text,
+                                       started=started))
 
     def close(self) -> None:
         """Free the drafter (and its model)."""

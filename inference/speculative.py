@@ -1,5 +1,11 @@
 """The speculative decode loop: draft K tokens, verify them with the target in one batch, keep the valid prefix.
 
+Like the plain loop (:mod:`inference.generate`) it is a generator of evaluation requests, so the engine's scheduler
+puts each verify batch into the same ``llama_decode`` as the other sequences' tokens (a speculative reply is one
+more sequence of the batch), its prompt is read in chunks, and it reuses cached prefixes and saved KV states the
+same way. A grammar constrains it as it does the plain path: each verified position takes the token the grammar
+allows, so a drafted token the grammar forbids is simply rejected.
+
 Invariant between rounds: ``history`` holds every accepted token (prompt and reply); the target's KV cache holds all
 of them but the last, which goes first in the next verify batch. A round evaluates ``[last] + draft`` in one decode
 call with logits at each of those positions, accepts the longest valid prefix of the draft plus one token of the
@@ -15,7 +21,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Generator, Sequence
 
 import numpy as np
 
@@ -25,8 +31,13 @@ from inference.events import GenerationStats, reply_stats
 from inference.llama_model import LlamaModel, ShouldStop
 from inference.repetition import LoopDetector
 from inference.sampling import SamplingOptions
-from inference.spec_sampling import accept_or_resample, greedy_token, target_dist
+from inference.grammar import GrammarDists
+from inference.spec_sampling import Dist, accept_or_resample, greedy_token, target_dist
+from inference.steps import Eval, EvalResult, Request, drive, prefill
 from inference.text_stream import TextStream
+
+if TYPE_CHECKING:
+    from inference.kv_state import StateCache
 
 
 @dataclass
@@ -45,8 +56,20 @@ class SpecCounters:
 def generate_speculative(model: LlamaModel, drafter: Drafter, prompt: Sequence[int], options: SamplingOptions, *,
                          should_stop: ShouldStop, on_text: Callable[[str], None], started: float | None = None,
                          controller: DraftController | None = None,
-                         on_token: Callable[[int], None] | None = None) -> GenerationStats:
-    """Generate a reply like :func:`inference.generate.generate`, drafting with ``drafter``.
+                         on_token: Callable[[int], None] | None = None, grammar: str | None = None,
+                         states: "StateCache | None" = None) -> GenerationStats:
+    """:func:`speculative_steps` run alone on ``model``'s selected sequence."""
+    return drive(model, speculative_steps(model, drafter, prompt, options, should_stop=should_stop, on_text=on_text,
+                                          started=started, controller=controller, on_token=on_token,
+                                          grammar=grammar, states=states))
+
+
+def speculative_steps(model: LlamaModel, drafter: Drafter, prompt: Sequence[int], options: SamplingOptions, *,
+                      should_stop: ShouldStop, on_text: Callable[[str], None], started: float | None = None,
+                      controller: DraftController | None = None,
+                      on_token: Callable[[int], None] | None = None, grammar: str | None = None,
+                      states: "StateCache | None" = None) -> Generator[Request, Any, GenerationStats]:
+    """Generate a reply like :func:`inference.generate.generate_steps`, drafting with ``drafter``.
 
     The loop check (``options.stop_loops``) sees the accepted tokens as they are released, so a loop ends at the
     same token as on the plain path.
@@ -61,6 +84,8 @@ def generate_speculative(model: LlamaModel, drafter: Drafter, prompt: Sequence[i
         started: ``time.perf_counter()`` when the request began (default: now).
         controller: chooses the draft length (default: adaptive, up to 8).
         on_token: receives each reply token id as it is released (EOG included), for tests and benchmarks.
+        grammar: a GBNF grammar (root rule ``root``) every reply token must follow, or None.
+        states: saved KV states to restore the prompt from (conversation switching).
 
     Returns:
         The reply's stats with the speculative fields filled in.
@@ -71,8 +96,10 @@ def generate_speculative(model: LlamaModel, drafter: Drafter, prompt: Sequence[i
     ctl = controller or DraftController()
     t0 = started if started is not None else time.perf_counter()
     t_prompt = time.perf_counter()
+    drafter.select(model.seq)
     try:
-        cached = model.ingest_prompt(prompt, should_stop=should_stop)
+        cached, rest = model.prepare(prompt, states=states)
+        index = (yield from prefill(rest, should_stop)) if rest else model.logits_row()
     except InterruptedError:
         now = time.perf_counter()
         return GenerationStats(len(prompt), 0, 0, 0.0, (now - t_prompt) * 1000, 0.0, (now - t0) * 1000,
@@ -90,10 +117,21 @@ def generate_speculative(model: LlamaModel, drafter: Drafter, prompt: Sequence[i
     finish = "length"
     t_first = t_last = None
     loops = LoopDetector() if options.stop_loops else None
+    gate = GrammarDists(grammar, model) if grammar is not None else None
+
+    def dist(row: np.ndarray, hist: Sequence[int]) -> Dist:
+        p = target_dist(row, hist, options)
+        return p if gate is None else gate.constrain(p, row, hist, options)
 
     def pick(row: np.ndarray, extra: Sequence[int]) -> int:
         hist = (history[-last_n:] + list(extra)) if use_penalty else ()
-        return greedy_token(row, hist, options) if greedy else target_dist(row, hist, options).sample(rng)
+        if greedy:
+            tok = greedy_token(row, hist, options) if gate is None else gate.greedy(row, hist, options)
+        else:
+            tok = dist(row, hist).sample(rng)
+        if gate is not None:
+            gate.accept(tok)
+        return tok
 
     def release(token: int) -> str | None:
         """Emit one token; returns the finish reason when the reply ends with it."""
@@ -121,67 +159,73 @@ def generate_speculative(model: LlamaModel, drafter: Drafter, prompt: Sequence[i
             return "length"
         return None
 
-    end_reason = None
-    if options.max_tokens > 0:
-        first = pick(logits_row(model, -1), ())
-        end_reason = release(first)
-        history.append(first)
-    while end_reason is None:
-        if should_stop():
-            end_reason = "cancelled"
-            break
-        room = model.n_ctx - len(history)  # the verify batch ends at len(history) - 1 + 1 + k
-        if room < 1:
-            end_reason = "length"
-            break
-        k = min(ctl.next_k(), options.max_tokens - n_gen - 1, room - 1, model.n_batch - 1)
-        draft = Draft()
-        t_d = time.perf_counter()
-        if k > 0:
-            draft = drafter.propose(history, k, options, rng)
-            draft.tokens = draft.tokens[:k]
-        t_v = time.perf_counter()
-        batch = [history[-1]] + draft.tokens
-        n_keep = len(history) - 1
-        model.truncate(n_keep)  # normally a no-op: the cache holds everything but the last accepted token
-        model.decode(batch, logits=[True] * len(batch))
-        new: list[int] = []
-        for i in range(len(batch)):
-            row = logits_row(model, i)
-            if i < len(draft.tokens):
-                proposed = draft.tokens[i]
-                if greedy:
-                    tok = pick(row, new)
-                    ok = tok == proposed
-                else:
-                    hist = (history[-last_n:] + new) if use_penalty else ()
-                    p = target_dist(row, hist, options)
-                    ok, tok = accept_or_resample(p, draft.q[i] if draft.q is not None else None, proposed, rng)
-                new.append(tok)
-                if not ok:
-                    break
-            else:
-                new.append(pick(row, new))
-        n_acc = len(new) - 1
-        model.truncate(len(history) + n_acc)  # drop KV of the rejected drafts
-        t_end = time.perf_counter()
-        # The controller prices drafted tokens; the drafter's catch-up after a pause is a one-off, not per token.
-        ctl.record(drafted=len(draft.tokens), accepted=n_acc, draft_s=max(0.0, t_v - t_d - draft.catchup_s),
-                   verify_s=t_end - t_v, batch=len(batch))
-        if draft.tokens:
-            c.rounds += 1
-            c.drafted += len(draft.tokens)
-            c.accepted += n_acc
-            c.draft_s += t_v - t_d
-            c.accepted_lengths.append(n_acc)
-        else:
-            c.plain_steps += 1
-        c.verify_s += t_end - t_v
-        for tok in new:
-            end_reason = release(tok)
-            history.append(tok)
-            if end_reason is not None:
+    try:
+        end_reason = None
+        if options.max_tokens > 0:
+            first = pick(logits_row(model, -1 if index is None else index), ())
+            end_reason = release(first)
+            history.append(first)
+        while end_reason is None:
+            if should_stop():
+                end_reason = "cancelled"
                 break
+            room = model.n_ctx - len(history)  # the verify batch ends at len(history) - 1 + 1 + k
+            if room < 1:
+                end_reason = "length"
+                break
+            k = min(ctl.next_k(), options.max_tokens - n_gen - 1, room - 1, model.n_batch - 1)
+            draft = Draft()
+            t_d = time.perf_counter()
+            if k > 0:
+                draft = drafter.propose(history, k, options, rng)
+                draft.tokens = draft.tokens[:k]
+            t_v = time.perf_counter()
+            batch = [history[-1]] + draft.tokens
+            n_keep = len(history) - 1
+            model.truncate(n_keep)  # normally a no-op: the cache holds everything but the last accepted token
+            result: EvalResult = yield Eval(batch, logits=[True] * len(batch))
+            new: list[int] = []
+            for i in range(len(batch)):
+                row = logits_row(model, result.indices[i])
+                if i < len(draft.tokens):
+                    proposed = draft.tokens[i]
+                    if greedy:
+                        tok = pick(row, new)
+                        ok = tok == proposed
+                    else:
+                        hist = (history[-last_n:] + new) if use_penalty else ()
+                        ok, tok = accept_or_resample(dist(row, hist), draft.q[i] if draft.q is not None else None,
+                                                     proposed, rng)
+                        if gate is not None:
+                            gate.accept(tok)
+                    new.append(tok)
+                    if not ok:
+                        break
+                else:
+                    new.append(pick(row, new))
+            n_acc = len(new) - 1
+            model.truncate(len(history) + n_acc)  # drop KV of the rejected drafts
+            t_end = time.perf_counter()
+            # The controller prices drafted tokens; the drafter's catch-up after a pause is a one-off, not per token.
+            ctl.record(drafted=len(draft.tokens), accepted=n_acc, draft_s=max(0.0, t_v - t_d - draft.catchup_s),
+                       verify_s=t_end - t_v, batch=len(batch))
+            if draft.tokens:
+                c.rounds += 1
+                c.drafted += len(draft.tokens)
+                c.accepted += n_acc
+                c.draft_s += t_v - t_d
+                c.accepted_lengths.append(n_acc)
+            else:
+                c.plain_steps += 1
+            c.verify_s += t_end - t_v
+            for tok in new:
+                end_reason = release(tok)
+                history.append(tok)
+                if end_reason is not None:
+                    break
+    finally:
+        if gate is not None:
+            gate.close()
     finish = end_reason or finish
     tail = stream.flush()
     if tail:

@@ -165,3 +165,30 @@ def assert_same_greedy(reference: GreedyRun, tokens: Sequence[int], *, tie: floa
                                         f"tokens; {reference}")
     assert reference.margins[i] < tie, (f"outputs differ at token {i} where the reference's margin is "
                                         f"{reference.margins[i]:.3f} (>= {tie}): not a near-tie; {reference}")
+
+
+def assert_grammar_greedy_agree(model: LlamaModel, prompt: Sequence[int], grammar: str, a: Sequence[int],
+                                b: Sequence[int], *, tie: float = TIE) -> None:
+    """Two greedy continuations of ``prompt`` under ``grammar`` agree up to a near-tie among the tokens the grammar
+    allows where they part (the grammar may forbid the unconstrained top-2)."""
+    from inference.grammar import GrammarDists
+
+    ta, tb = list(a), list(b)
+    if ta == tb:
+        return
+    i = 0
+    while i < min(len(ta), len(tb)) and ta[i] == tb[i]:
+        i += 1
+    gate = GrammarDists(grammar, model)
+    try:
+        for tok in ta[:i]:
+            gate.accept(tok)
+        model.clear()
+        row = gate.masked(_row_after(model, list(prompt) + ta[:i]))
+    finally:
+        gate.close()
+    margin = _margin(row)
+    shown = lambda t: repr(b"".join(model.piece(x) for x in t).decode("utf-8", errors="replace"))  # noqa: E731
+    assert margin < tie, (f"greedy runs under the grammar part at token {i} where the top-2 margin among allowed "
+                          f"tokens is {margin:.3f} (>= {tie}): not a near-tie.\n  shared: {shown(ta[:i])}\n"
+                          f"  a: {shown(ta[i:])}\n  b: {shown(tb[i:])}")

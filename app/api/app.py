@@ -14,7 +14,6 @@ from app.api import anthropic_routes, ollama_routes, openai_routes, responses_ro
 from app.api.context import ApiContext
 from app.api.errors import ApiError, bug_response, error_response, from_known
 from app.api.security import Guard, SecurityMiddleware
-from app.services.surface import router_of
 from storage.errors import EmberError
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large", 400: "invalid_request"}
@@ -42,7 +41,7 @@ def create_app(ctx: ApiContext, *, bound_host: str, token: Callable[[], str | No
         engine = ctx.core.engine.snapshot()
         return {"status": "ok", "version": __version__, "model": loaded.name if loaded else None,
                 "auth": token() is not None, "queue": ctx.scheduler.snapshot(), "engine": engine,
-                "models": engine["models"] + router_of(ctx.core).models()}
+                "models": engine["models"]}
 
     @app.exception_handler(ApiError)
     async def on_api_error(request: Request, exc: ApiError) -> JSONResponse:

@@ -22,11 +22,10 @@ from typing import Any, Callable, Sequence
 from app.core import Ember
 from inference.engine import ModelSpec
 from inference.llama_model import ContextParams
-from inference.chat_prompt import fit_chat_prompt
-from app.route_agreement import answer_opening, sample_agreement
+from app.route_agreement import sample_agreement
 from app.bench.routing_online import format_online, simulate_online
 from inference.hidden_probe import HiddenProbe, file_sha256, find_probe, load_probe
-from inference.route_signals import GREEDY, glimpse, probe, route_signals
+from inference.route_signals import GREEDY, Probe, route_signals
 from inference.router import ScoreModel, auroc, auroc_interval, calibrate_threshold, caught_at_rate
 from inference import route_weights
 from storage.errors import EmberError
@@ -97,40 +96,48 @@ def is_correct(reply: str, answers: Sequence[str]) -> bool:
 
 def _score_items(core: Ember, spec: ModelSpec, items: list[Item], *, system: str | None, glimpse_tokens: int,
                  max_tokens: int, agreement: bool, progress: Callable[[str], None] | None) -> None:
-    """Answer and score every item on the engine's worker thread (the real glimpse with the hidden state, then the
-    whole answer; with ``agreement`` the cascade's sampled continuations, batched by the engine)."""
+    """Answer and score every item with the router's own engine jobs (the real glimpse with the hidden states, then
+    the whole answer; with ``agreement`` the cascade's sampled continuations, batched by the engine)."""
     core.engine.load(spec).wait()
     probe_ = find_probe(spec.path)
     for i, item in enumerate(items):
         msgs = ([{"role": "system", "content": system}] if system else []) + [{"role": "user",
                                                                               "content": item.prompt}]
 
-        def work(llm, item=item, msgs=msgs) -> None:
-            prompt = fit_chat_prompt(llm, msgs, max_tokens).tokens
-            t0 = time.perf_counter()
-            g = glimpse(llm, prompt, n_tokens=glimpse_tokens, hidden=("prompt", "first"))  # both, for the dump
-            hp = probe_.logit_of(g.hidden, g.hidden_next) if probe_ is not None else None
-            route_weights.shipped_model("auto", probe=hp is not None).score(
-                route_signals(item.prompt, g.steps, hidden_probe=hp))
-            # the prefill is reused by the answer; the prompt's hidden state, its token evaluated on its own, is not
-            # (counted when the probe reads it)
-            paid = g.hidden_ms if probe_ is None or "prompt" in probe_.inputs else 0.0
-            decided = (time.perf_counter() - t0) * 1000 - g.prompt_ms + paid
-            a = probe(llm, prompt, GREEDY, max_tokens=max_tokens)
-            item.reply = a.text
-            item.correct = is_correct(a.text, item.answers)
-            item.steps = [(s.entropy, s.logprob, s.margin) for s in a.steps]
-            item.hidden = None if g.hidden is None else [round(float(v), 5) for v in g.hidden]
-            item.hidden_next = None if g.hidden_next is None else [round(float(v), 5) for v in g.hidden_next]
-            item.hidden_ms = paid
-            item.opening = answer_opening(llm, a.tokens)
-            item.signals = route_signals(item.prompt, g.steps, a.steps, hidden_probe=hp)
-            # + what the answer had to evaluate again after the rollback (nothing once the logits are put back)
-            item.decision_ms = decided + a.prompt_ms
-            calls = a.timings.get("decode_calls", 0)
-            item.token_ms = a.timings["decode_calls_ms"] / calls if calls else 0.0
+        options = GREEDY.model_copy(update={"max_tokens": max_tokens})
+        scored: list[float] = []
 
-        core.engine.call(work).wait()
+        def keep(g: Probe | None, item: Item = item) -> bool:  # the router's own scoring, on the engine thread
+            hp = probe_.logit_of(g.hidden, g.hidden_next) if probe_ is not None and g is not None else None
+            route_weights.shipped_model("auto", probe=hp is not None).score(
+                route_signals(item.prompt, g.steps if g else None, hidden_probe=hp))
+            scored.append(time.perf_counter())
+            return False
+
+        t0 = time.perf_counter()
+        g = core.engine.glimpse(msgs, options, model=spec, n_tokens=glimpse_tokens, hidden=("prompt", "first"),
+                                keep=keep).wait().probe  # both states, for the dump
+        if g is None:
+            raise DatasetError(f"The prompt of item {i + 1} does not fit a {spec.params.n_ctx}-token context.")
+        hp = probe_.logit_of(g.hidden, g.hidden_next) if probe_ is not None else None
+        # the prefill is reused by the answer; the prompt's hidden state, its token evaluated on its own, is not
+        # (counted when the probe reads it)
+        paid = g.hidden_ms if probe_ is None or "prompt" in probe_.inputs else 0.0
+        decided = (scored[0] - t0) * 1000 - g.prompt_ms + paid
+        answered = core.engine.probe_reply(msgs, options, model=spec).wait()
+        a = answered.probe
+        item.reply = a.text
+        item.correct = is_correct(a.text, item.answers)
+        item.steps = [(s.entropy, s.logprob, s.margin) for s in a.steps]
+        item.hidden = None if g.hidden is None else [round(float(v), 5) for v in g.hidden]
+        item.hidden_next = None if g.hidden_next is None else [round(float(v), 5) for v in g.hidden_next]
+        item.hidden_ms = paid
+        item.opening = answered.opening
+        item.signals = route_signals(item.prompt, g.steps, a.steps, hidden_probe=hp)
+        # + what the answer had to evaluate again after the rollback (nothing once the logits are put back)
+        item.decision_ms = decided + a.prompt_ms
+        calls = a.timings.get("decode_calls", 0)
+        item.token_ms = a.timings["decode_calls_ms"] / calls if calls else 0.0
         if agreement:
             agreed = sample_agreement(core.engine, msgs, GREEDY, spec, item.opening)
             item.samples, item.agreement_ms = agreed.samples, agreed.ms

@@ -144,3 +144,30 @@ def test_cancelled_load():
         with pytest.raises(LoadCancelled):
             handle.wait(30)
         assert eng.loaded is None
+
+
+def test_a_second_model_slot_streams_beside_the_first_and_is_freed_when_idle():
+    """The router's large tier is a slot of the same engine: both models answer at once on the one worker thread,
+    and the large one is freed after its keep-alive while the chat model stays."""
+    eng = EngineService(name="two-slots").start()
+    try:
+        small = ModelSpec("small", starter_path(), ContextParams(n_ctx=1024))
+        large = ModelSpec("large", starter_path(), ContextParams(n_ctx=1024))
+        eng.load(small).wait(60)
+        a = eng.chat(QUESTION, GREEDY)
+        b = eng.chat(QUESTION, GREEDY, model=large, slot="large")
+        ra, rb = a.wait(120), b.wait(120)
+        assert "Paris" in ra.text and "Paris" in rb.text
+        assert [m["slot"] for m in eng.models()] == ["chat", "large"]
+        assert {j["model"] for j in eng.snapshot()["running"]} <= {"chat", "large"}
+        with pytest.raises(EngineError, match="Unknown model slot"):
+            eng.chat(QUESTION, GREEDY, slot="elsewhere")
+        eng.set_keep_alive("large", 0.2)
+        deadline = time.monotonic() + 10
+        while eng.loaded_in("large") is not None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert eng.loaded_in("large") is None and eng.loaded.name == "small"
+        again = eng.chat(QUESTION, GREEDY, model=large, slot="large").wait(120)  # loaded again on demand
+        assert again.text == rb.text
+    finally:
+        eng.shutdown()

@@ -5,6 +5,7 @@ with a second local GGUF (a Q8_0 requantisation of the starter) and with Ember's
 from __future__ import annotations
 
 import io
+import threading
 import time
 from pathlib import Path
 from typing import Iterator
@@ -133,6 +134,13 @@ def test_auto_escalates_to_a_second_local_gguf(core):
     assert result.text and turn.message.content == result.text
     assert core.engine.loaded.name != "starter-q8"  # the small model stayed loaded; the large tier has its own
     assert router_of(core).store.list(conversation_id=conv.id)[0].large_target == "starter-q8"
+    # ... slot in the one engine: one worker thread computes for both models, and /health reports both
+    assert core.engine.loaded_in("large").name == "starter-q8"
+    assert {m["slot"]: m["name"] for m in core.engine.models()} == {"chat": core.engine.loaded.name,
+                                                                    "large": "starter-q8"}
+    on = [core.engine.call(lambda m: (m.path.name, threading.current_thread()), slot=s).wait(60)
+          for s in ("chat", "large")]
+    assert on[0][0] != on[1][0] and on[0][1] is on[1][1]
 
 
 def test_cascade_keeps_or_escalates_on_the_whole_answer(core):

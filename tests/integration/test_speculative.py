@@ -7,6 +7,8 @@ with plain greedy output tie-aware (``tests.greedy``): where they first differ, 
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -14,12 +16,16 @@ from inference.draft_control import DraftController
 from inference.draft_compat import DraftIncompatibleError
 from inference.drafters import LookupDrafter, ModelDrafter, logits_row
 from inference.engine import EngineService, ModelSpec
+from inference.generate import generate
+from inference.grammar import json_grammar
+from inference.kv_state import StateCache
 from inference.llama_model import ContextParams, LlamaModel
 from inference.requantize import requantized_copy
 from inference.sampling import SamplingOptions
 from inference.spec_runtime import SpeculativeConfig
 from inference.speculative import generate_speculative
-from tests.greedy import TIE, GreedyRun, assert_same_greedy, greedy_run
+from tests.greedy import TIE, GreedyRun, assert_grammar_greedy_agree, assert_greedy_agree, assert_same_greedy, \
+    greedy_run
 from tests.helpers import starter_path
 
 PARAMS = ContextParams(n_ctx=1024, n_batch=256, n_threads=2)
@@ -196,3 +202,122 @@ def test_engine_runs_lookup_and_refuses_an_incompatible_draft(tmp_path, target_p
         assert plain.stats.speculative is None and "drafted" not in plain.stats.as_dict()
     finally:
         engine.shutdown()
+
+
+# -- speculation as part of the engine's batched loop ------------------------------------------------------------
+
+SNIPPETS = [CODE,
+            "def greet(name):\n    message = 'Hello, ' + name\n    return message\n\nprint(greet('Ann'))\n",
+            "for i in range(10):\n    if i % 2 == 0:\n        print(i, 'is even')\n    else:\n        print(i, 'is odd')\n",
+            "class Point:\n    def __init__(self, x, y):\n        self.x = x\n        self.y = y\n"]
+PERSON = {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+          "required": ["name", "age"]}
+JSON_PROMPT = ("<|im_start|>user\nReply with JSON like {\"name\": \"Bob\", \"age\": 40} for Ann, aged 31."
+               "<|im_end|>\n<|im_start|>assistant\n")
+
+
+def copy_prompt(code: str) -> str:
+    return ("<|im_start|>user\nCopy this code exactly, then stop:\n" + code + "<|im_end|>\n"
+            "<|im_start|>assistant\n```python\n")
+
+
+@pytest.fixture(scope="module")
+def spec_engine():
+    eng = EngineService(name="spec-batch", parallel=4, prefill_chunk=64).start()
+    yield eng
+    eng.shutdown()
+
+
+LOOKUP = ModelSpec("starter", starter_path(), PARAMS,
+                   speculative=SpeculativeConfig("lookup", adaptive=False, max_draft=4))
+PLAIN = ModelSpec("starter", starter_path(), PARAMS)
+
+
+def agree_on_engine(engine: EngineService, prompt: str, a: str, b: str) -> None:
+    engine.call(lambda llm: assert_greedy_agree(llm, llm.tokenize(prompt, add_special=True), a, b)).wait(120)
+
+
+def test_speculative_sequences_share_the_batch_and_stay_lossless(spec_engine):
+    prompts = [copy_prompt(c) for c in SNIPPETS]
+    results = [h.wait(180) for h in [spec_engine.complete(p, GREEDY, model=LOOKUP) for p in prompts]]
+    # every reply drafted, and their verify batches went into the same decodes
+    assert all(r.stats.speculative == "lookup" and r.stats.accepted > 0 for r in results)
+    assert spec_engine.snapshot()["most_generating"] >= 2
+    for prompt, result in zip(prompts, results):
+        alone = spec_engine.complete(prompt, GREEDY, model=PLAIN).wait(120)
+        agree_on_engine(spec_engine, prompt, result.text, alone.text)
+
+
+def test_speculation_follows_a_grammar_and_keeps_the_greedy_output(target):
+    grammar = json_grammar(PERSON)
+    options = GREEDY.model_copy(update={"max_tokens": 40})
+    prompt = target.tokenize(JSON_PROMPT, add_special=True)
+    plain: list[int] = []
+    target.clear()
+    generate(target, prompt, options, should_stop=lambda: False, on_text=lambda t: None, grammar=grammar,
+             on_token=plain.append)
+    spec, stats = speculative_tokens(target, LookupDrafter(), prompt, options, grammar=grammar,
+                                     controller=DraftController(max_draft=4, adaptive=False))
+    assert stats.speculative == "lookup" and stats.drafted > 0 and stats.accepted > 0
+    strip = lambda t: t[:-1] if t and target.is_eog(t[-1]) else t  # noqa: E731
+    assert_grammar_greedy_agree(target, prompt, grammar, strip(spec), strip(plain))
+    if stats.finish_reason == "stop":
+        text = b"".join(target.piece(t) for t in strip(spec)).decode()
+        assert set(json.loads(text)) >= {"name", "age"}
+
+
+def test_the_engine_drafts_under_a_grammar(spec_engine):
+    result = spec_engine.complete(JSON_PROMPT, GREEDY, model=LOOKUP, grammar=json_grammar(PERSON)).wait(120)
+    assert result.stats.speculative == "lookup" and result.stats.drafted > 0
+    if result.stats.finish_reason == "stop":
+        assert set(json.loads(result.text)) >= {"name", "age"}
+
+
+def test_sampled_speculation_under_a_grammar_writes_what_it_allows(spec_engine):
+    options = SamplingOptions(temperature=0.9, seed=5, max_tokens=60, stop_loops=False)
+    result = spec_engine.complete(JSON_PROMPT, options, model=LOOKUP, grammar=json_grammar(PERSON)).wait(120)
+    assert result.stats.speculative == "lookup" and result.stats.drafted > 0
+    if result.stats.finish_reason == "stop":
+        assert set(json.loads(result.text)) >= {"name", "age"}
+    else:  # cut at max_tokens: still a prefix of an object of that shape
+        assert result.text.lstrip().startswith("{")
+
+
+def test_the_grammar_moves_forbidden_mass_to_what_it_allows(target):
+    """Under a grammar the speculative path samples what the plain path does: the chain's p, with the mass of
+    forbidden tokens given to the chain over the grammar-masked logits."""
+    from inference.grammar import GrammarDists
+    from inference.spec_sampling import target_dist
+
+    prompt = target.tokenize(JSON_PROMPT, add_special=True)
+    target.clear()
+    target.ingest_prompt(prompt + target.tokenize('{"name": "', add_special=False))
+    row = logits_row(target, -1).copy()
+    options = SamplingOptions(temperature=1.0, top_k=40, top_p=1.0, min_p=0.0)
+    gate = GrammarDists('root ::= "A" [a-z]*', target)  # allows only tokens that start with A
+    try:
+        p = target_dist(row, (), options)
+        ok = gate.allowed(p.tokens.astype(np.int32))
+        assert 0 < ok.sum() < len(ok) or not ok.any()
+        c = gate.constrain(p, row, (), options)
+        assert abs(c.probs.sum() - 1) < 1e-9 and gate.allowed(c.tokens.astype(np.int32)).all()
+        forbidden = float(p.probs[~ok].sum())
+        again = target_dist(gate.masked(row), (), options)
+        for t in c.tokens[:10]:
+            assert abs(c.prob(int(t)) - ((p.prob(int(t)) if t in p.tokens else 0.0)
+                                         + forbidden * again.prob(int(t)))) < 1e-9
+    finally:
+        gate.close()
+
+
+def test_speculation_restores_a_saved_state(target):
+    states = StateCache(None, min_tokens=16)
+    prompt = target.tokenize(COPY_PROMPT, add_special=True)
+    target.clear()
+    target.ingest_prompt(prompt)
+    states.put(target.model_key, list(target.tokens), target.save_state())
+    plain = greedy_run(target, prompt, GREEDY.max_tokens)
+    spec, stats = speculative_tokens(target, LookupDrafter(), prompt, GREEDY, states=states,
+                                     controller=DraftController(max_draft=6, adaptive=False))
+    assert stats.cached_tokens >= len(prompt) - 1  # from the saved state, not evaluated again
+    assert_lossless(target, plain, spec)
