@@ -612,7 +612,8 @@ class EngineService:
                     handle.emit(token_logprob(llm, token, logprobs, index))
 
         speculative = self._slots[slot].speculative
-        if speculative.active and options.dry_multiplier == 0.0 and not options.ignore_eos and on_logits is None:
+        if (speculative.active and speculative.pays and options.dry_multiplier == 0.0 and not options.ignore_eos
+                and on_logits is None):
             stats = yield from speculative.steps(llm, prompt, options, should_stop=stop, on_text=on_text,
                                                  started=started, grammar=grammar, states=self._states)
         else:

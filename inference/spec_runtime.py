@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Generator, Literal, Sequence
 
 from inference.draft_compat import check_compatible, read_vocab
 from inference.draft_control import DraftController
-from inference.drafters import Drafter, LookupDrafter, ModelDrafter
+from inference.drafters import LOOKUP_PRIORS, Drafter, LookupDrafter, ModelDrafter
 from inference.events import GenerationStats
 from inference.llama_model import ContextParams, LlamaModel, ShouldStop
 from inference.offload import plan_for_file
@@ -67,6 +67,12 @@ class SpeculativeRuntime:
         return self._drafter is not None
 
     @property
+    def pays(self) -> bool:
+        """Whether drafting could beat plain decoding on what the controller has measured (before any measurement:
+        yes). When it cannot, replies decode plainly: the speculative loop would only add its own overhead."""
+        return self._controller is None or not self._controller.adaptive or self._controller.could_pay()
+
+    @property
     def draft_model(self) -> LlamaModel | None:
         """The draft model, when one is loaded (prompt lookup has none)."""
         return getattr(self._drafter, "model", None)
@@ -103,8 +109,8 @@ class SpeculativeRuntime:
             drafter = ModelDrafter(draft_model)
             log.info("draft model %s loaded for %s: n_ctx=%d", name, target.path.name, draft_model.n_ctx)
         self._drafter = drafter
-        self._controller = DraftController(max_draft=config.max_draft, adaptive=config.adaptive,
-                                           prior_draft_ratio=draft_cost_ratio(config.draft_path, target.path))
+        self._controller = new_controller(config.draft_path, target.path, max_draft=config.max_draft,
+                                          adaptive=config.adaptive)
         self.config = config
 
     def steps(self, model: LlamaModel, prompt: Sequence[int], options: SamplingOptions, *,
@@ -135,6 +141,15 @@ class SpeculativeRuntime:
 def params_for_draft(target: ContextParams, n_ctx: int) -> ContextParams:
     """Context parameters of a draft model for a target loaded with ``target`` and ``n_ctx`` tokens."""
     return replace(target, n_ctx=n_ctx)
+
+
+def new_controller(draft_path: Path | str | None, target_path: Path | str, *, max_draft: int = 8,
+                   adaptive: bool = True) -> DraftController:
+    """The draft-length controller for a draft model (``draft_path``) or prompt lookup (None) on a target:
+    priced with :func:`draft_cost_ratio`, and for lookup with :data:`~inference.drafters.LOOKUP_PRIORS`."""
+    return DraftController(max_draft=max_draft, adaptive=adaptive,
+                           prior_draft_ratio=draft_cost_ratio(draft_path, target_path),
+                           key_priors=LOOKUP_PRIORS if draft_path is None else None)
 
 
 def draft_cost_ratio(draft_path: Path | str | None, target_path: Path | str) -> float:

@@ -173,12 +173,20 @@ def speculative_steps(model: LlamaModel, drafter: Drafter, prompt: Sequence[int]
             if room < 1:
                 end_reason = "length"
                 break
-            k = min(ctl.next_k(), options.max_tokens - n_gen - 1, room - 1, model.n_batch - 1)
-            draft = Draft()
+            cap = min(options.max_tokens - n_gen - 1, room - 1, model.n_batch - 1)
+            draft, key = Draft(), None
             t_d = time.perf_counter()
-            if k > 0:
-                draft = drafter.propose(history, k, options, rng)
+            if drafter.free and cap > 0:  # look first, then verify as much of the proposal as pays
+                draft = drafter.propose(history, min(ctl.max_draft, cap), options, rng)
+                key = draft.key
+                k = min(ctl.next_k(key), cap) if draft.tokens else 0
                 draft.tokens = draft.tokens[:k]
+            elif cap > 0:
+                key = None
+                k = min(ctl.next_k(), cap)
+                if k > 0:
+                    draft = drafter.propose(history, k, options, rng)
+                    draft.tokens = draft.tokens[:k]
             t_v = time.perf_counter()
             batch = [history[-1]] + draft.tokens
             n_keep = len(history) - 1
@@ -208,7 +216,7 @@ def speculative_steps(model: LlamaModel, drafter: Drafter, prompt: Sequence[int]
             t_end = time.perf_counter()
             # The controller prices drafted tokens; the drafter's catch-up after a pause is a one-off, not per token.
             ctl.record(drafted=len(draft.tokens), accepted=n_acc, draft_s=max(0.0, t_v - t_d - draft.catchup_s),
-                       verify_s=t_end - t_v, batch=len(batch))
+                       verify_s=t_end - t_v, batch=len(batch), key=key)
             if draft.tokens:
                 c.rounds += 1
                 c.drafted += len(draft.tokens)

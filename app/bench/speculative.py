@@ -29,7 +29,7 @@ from inference.hardware import physical_cores
 from inference.llama_model import ContextParams, LlamaModel
 from inference.requantize import requantized_copy
 from inference.sampling import SamplingOptions
-from inference.spec_runtime import draft_cost_ratio
+from inference.spec_runtime import new_controller
 from inference.speculative import generate_speculative
 from storage.errors import EmberError
 
@@ -156,7 +156,7 @@ def _bench_mode(mode: str, target_path: Path, draft_path: Path | None, suites: d
                                "verify_cost": verify, "suites": {}}
         prompts = {name: [target.tokenize(template.render([{"role": "user", "content": p}]), add_special=True)
                           for p in texts] for name, texts in suites.items()}
-        ctl = DraftController(max_draft=max_draft, prior_draft_ratio=draft_cost_ratio(draft_path, target_path))
+        ctl = new_controller(draft_path, target_path, max_draft=max_draft)
         _run_plain(target, prompts[next(iter(prompts))][0], options)  # warm-up
         _run_spec(target, drafter(), prompts[next(iter(prompts))][0], options, ctl)
         for name, plist in prompts.items():
@@ -196,6 +196,9 @@ def _run_spec(model: LlamaModel, drafter: Drafter, prompt: list[int], options: S
     if isinstance(drafter, ModelDrafter):
         drafter.model.clear()
     parts: list[str] = []
+    if ctl.adaptive and not ctl.could_pay():  # as the engine does: drafting cannot pay here, so decode plainly
+        return {**_run_plain(model, prompt, options), "drafted": 0, "accepted": 0, "acceptance": None,
+                "draft_ms": 0.0, "verify_ms": 0.0}
     s = generate_speculative(model, drafter, prompt, options, should_stop=lambda: False, on_text=parts.append,
                              controller=ctl)
     fig = _run_figures(s, "".join(parts))

@@ -39,3 +39,14 @@ def test_a_context_that_is_not_an_extension_rebuilds_the_index():
     assert d.propose([1, 2, 3, 1, 2], 1).tokens == [3]
     assert d.propose([7, 8, 9, 7, 8], 1).tokens == [9]  # a new conversation
     assert d.propose([7, 8, 4, 7, 8], 1).tokens == [4]  # same length, different tokens
+
+
+def test_lookup_keys_a_proposal_by_how_long_its_match_is():
+    from inference.drafters import LookupDrafter, match_bucket
+
+    copied = list(range(100, 130))
+    d = LookupDrafter()
+    long = d.propose(copied + [7, 8] + copied[:20], 4)  # 20 tokens of the stretch found again
+    assert long.tokens == copied[20:24] and long.key == (match_bucket(20),) == (16,)
+    short = LookupDrafter().propose([1, 2, 3, 9, 9, 1, 2], 4)  # only "1 2" recurs
+    assert short.tokens == [3, 9, 9, 1] and short.key == (2,)
