@@ -298,7 +298,7 @@ def test_the_grammar_moves_forbidden_mass_to_what_it_allows(target):
     try:
         p = target_dist(row, (), options)
         ok = gate.allowed(p.tokens.astype(np.int32))
-        assert 0 < ok.sum() < len(ok) or not ok.any()
+        assert not ok.all()  # some of p's mass is forbidden, so the mixture is exercised
         c = gate.constrain(p, row, (), options)
         assert abs(c.probs.sum() - 1) < 1e-9 and gate.allowed(c.tokens.astype(np.int32)).all()
         forbidden = float(p.probs[~ok].sum())
