@@ -6,6 +6,7 @@ import ctypes
 from typing import Sequence
 
 import llama_cpp
+import numpy as np
 
 from inference.grammar import GrammarGate
 from inference.sampling import SamplingOptions
@@ -64,6 +65,12 @@ class Sampler:
                                                  DRY_PENALTY_LAST_N, arr, len(breakers)))
             self.uses_history = True
             self.history_len = max(self.history_len, DRY_PENALTY_LAST_N)
+        # Plain greedy decoding (no penalties, DRY, bias or grammar) takes the first highest logit itself, as
+        # llama.cpp's greedy sampler does: 5-10 us instead of the chain's ~200 us (it copies all n_vocab logits into
+        # a candidates array first), about 1% of a token of the starter on 2 cores.
+        self._argmax = options.temperature <= 0.0 and not self.uses_history and not options.ignore_eos \
+            and self._gate is None
+        self._n_vocab = n_vocab
         if options.temperature <= 0.0:
             add(llama_cpp.llama_sampler_init_greedy())
         else:
@@ -88,6 +95,10 @@ class Sampler:
         """Sample from the logits at batch index ``idx`` (the chain also records the token)."""
         if self._gate is not None:
             return self._gate.sample(self._chain, ctx, idx)
+        if self._argmax:
+            ptr = llama_cpp.llama_get_logits_ith(ctx, idx)
+            if ptr:
+                return int(np.ctypeslib.as_array(ptr, shape=(self._n_vocab,)).argmax())
         return llama_cpp.llama_sampler_sample(self._chain, ctx, idx)
 
     def close(self) -> None:

@@ -25,8 +25,11 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
+import llama_cpp
+
 from app.core import Ember
 from inference.hardware import physical_cores
+from inference.llama_model import flash_attn_type
 from storage.errors import EmberError
 
 QUESTIONS = ["Write a short story about a lighthouse keeper and a storm.",
@@ -45,8 +48,12 @@ class BenchError(EmberError, RuntimeError):
 
 def bench_api(core: Ember, *, model: str | None = None, tokens: int = 128, runs: int = 3,
               clients: Sequence[int] | int = (1, 4), threads: int | None = None, n_ctx: int = 8192,
-              llama_server: Path | None = None, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+              llama_server: Path | None = None, flash_attn: bool | None = None,
+              progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Measure every server and return one JSON-ready dict with their figures and Ember/reference ratios.
+
+    Every server runs with the same flash-attention setting (``flash_attn``; None: Ember's own choice): llama.cpp's
+    servers default to "auto", which on a CPU means on, while Ember's CPU default is off.
 
     Raises:
         BenchError: a server is not installed or did not start.
@@ -54,19 +61,23 @@ def bench_api(core: Ember, *, model: str | None = None, tokens: int = 128, runs:
     say = progress or (lambda text: None)
     counts = sorted(set([clients] if isinstance(clients, int) else clients))
     command = api_command(model=model, tokens=tokens, runs=runs, clients=counts, threads=threads, n_ctx=n_ctx,
-                          llama_server=llama_server)
+                          llama_server=llama_server, flash_attn=flash_attn)
     threads = threads or physical_cores()
+    fa = (flash_attn if flash_attn is not None else
+          flash_attn_type(core.settings.engine.flash_attn) == llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED)
     parallel = max(counts)
     spec = core.model_spec(model)
     result: dict[str, Any] = {"model": spec.name, "path": str(spec.path), "tokens": tokens, "runs": runs,
-                              "clients": counts, "threads": threads, "n_ctx": n_ctx, "command": command,
+                              "clients": counts, "threads": threads, "n_ctx": n_ctx, "flash_attn": fa,
+                              "command": command,
                               "servers": {}}
     servers: list[tuple[str, Callable[[], contextlib.AbstractContextManager[tuple[str, str]]]]] = [
-        ("ember", lambda: _ember_serve(spec.path, threads=threads, n_ctx=n_ctx, parallel=parallel)),
-        ("llama_cpp_server", lambda: _llama_cpp_server(str(spec.path), threads=threads, n_ctx=n_ctx))]
+        ("ember", lambda: _ember_serve(spec.path, threads=threads, n_ctx=n_ctx, parallel=parallel, flash_attn=fa)),
+        ("llama_cpp_server", lambda: _llama_cpp_server(str(spec.path), threads=threads, n_ctx=n_ctx,
+                                                       flash_attn=fa))]
     if llama_server is not None:
         servers.append(("llama_server", lambda: _native_server(llama_server, spec.path, threads=threads,
-                                                               n_ctx=n_ctx, parallel=parallel)))
+                                                               n_ctx=n_ctx, parallel=parallel, flash_attn=fa)))
     for name, start in servers:
         say(f"{name} on {spec.name} ...")
         with start() as (address, model_name):
@@ -79,12 +90,13 @@ def bench_api(core: Ember, *, model: str | None = None, tokens: int = 128, runs:
 
 
 def api_command(*, model: str | None, tokens: int, runs: int, clients: Sequence[int], threads: int | None,
-                n_ctx: int, llama_server: Path | None = None) -> str:
+                n_ctx: int, llama_server: Path | None = None, flash_attn: bool | None = None) -> str:
     """The ``ember bench api`` command line that repeats a run with these options."""
     return (f"ember bench api --json --tokens {tokens} --runs {runs} --clients {' '.join(map(str, clients))}"
             f" --n-ctx {n_ctx}" + (f" --threads {threads}" if threads else "")
             + (f" --model {shlex.quote(model)}" if model else "")
-            + (f" --llama-server {shlex.quote(str(llama_server))}" if llama_server else ""))
+            + (f" --llama-server {shlex.quote(str(llama_server))}" if llama_server else "")
+            + ("" if flash_attn is None else f" --flash-attn {'on' if flash_attn else 'off'}"))
 
 
 def format_api(result: dict[str, Any]) -> str:
@@ -216,11 +228,14 @@ def _process(cmd: list[str], probe: str, *, env: dict[str, str] | None = None, w
 
 
 @contextlib.contextmanager
-def _ember_serve(path: Path, *, threads: int, n_ctx: int, parallel: int) -> Iterator[tuple[str, str]]:
-    """``ember serve`` in a fresh data folder with the benchmark's threads, context and parallel slots."""
+def _ember_serve(path: Path, *, threads: int, n_ctx: int, parallel: int,
+                 flash_attn: bool) -> Iterator[tuple[str, str]]:
+    """``ember serve`` in a fresh data folder with the benchmark's threads, context, flash attention and parallel
+    slots."""
     port = _free_port()
     with tempfile.TemporaryDirectory(prefix="ember-bench-") as home:
-        settings = {"engine": {"n_threads": threads, "n_ctx": n_ctx}, "api": {"parallel": parallel},
+        settings = {"engine": {"n_threads": threads, "n_ctx": n_ctx, "flash_attn": flash_attn},
+                    "api": {"parallel": parallel},
                     "chat": {"model": str(path)}}
         Path(home, "settings.json").write_text(json.dumps(settings), encoding="utf-8")
         env = {**os.environ, "EMBER_HOME": home}
@@ -230,30 +245,31 @@ def _ember_serve(path: Path, *, threads: int, n_ctx: int, parallel: int) -> Iter
 
 
 @contextlib.contextmanager
-def _llama_cpp_server(path: str, *, threads: int, n_ctx: int) -> Iterator[tuple[str, str]]:
+def _llama_cpp_server(path: str, *, threads: int, n_ctx: int, flash_attn: bool) -> Iterator[tuple[str, str]]:
     """llama-cpp-python's OpenAI server in a subprocess, on a free loopback port."""
     try:
-        import llama_cpp.server.app  # noqa: F401
+        import llama_cpp.server.app  # noqa: F401  (only whether it is installed)
     except ImportError as exc:
         raise BenchError("llama-cpp-python's server is not installed (pip install "
                          f"'llama-cpp-python[server]'): {exc}") from exc
     port = _free_port()
     cmd = [sys.executable, "-m", "llama_cpp.server", "--model", path, "--host", "127.0.0.1", "--port", str(port),
            "--n_ctx", str(n_ctx), "--n_threads", str(threads), "--n_threads_batch", str(threads),
-           "--interrupt_requests", "False", "--verbose", "False"]
+           "--flash_attn", str(flash_attn), "--interrupt_requests", "False", "--verbose", "False"]
     with _process(cmd, f"http://127.0.0.1:{port}/v1/models", what="llama-cpp-python's server"):
         yield f"http://127.0.0.1:{port}", path
 
 
 @contextlib.contextmanager
-def _native_server(binary: Path, path: Path, *, threads: int, n_ctx: int,
-                   parallel: int) -> Iterator[tuple[str, str]]:
+def _native_server(binary: Path, path: Path, *, threads: int, n_ctx: int, parallel: int,
+                   flash_attn: bool) -> Iterator[tuple[str, str]]:
     """llama.cpp's ``llama-server -np parallel`` with a unified KV cache of ``n_ctx`` cells, as Ember's."""
     if not binary.is_file():
         raise BenchError(f"There is no llama-server at {binary}: build it with `make bench-native`.")
     port = _free_port()
     env = {**os.environ, "LD_LIBRARY_PATH": f"{binary.parent}:{os.environ.get('LD_LIBRARY_PATH', '')}"}
     cmd = [str(binary), "-m", str(path), "--host", "127.0.0.1", "--port", str(port), "-c", str(n_ctx),
-           "-t", str(threads), "-tb", str(threads), "-np", str(parallel), "--kv-unified", "--no-webui"]
+           "-t", str(threads), "-tb", str(threads), "-np", str(parallel), "--kv-unified", "--no-webui",
+           "-fa", "on" if flash_attn else "off"]
     with _process(cmd, f"http://127.0.0.1:{port}/health", env=env, what="llama-server"):
         yield f"http://127.0.0.1:{port}", path.name

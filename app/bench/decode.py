@@ -8,7 +8,9 @@ worker thread too (``engine.call``): on a small CPU a second thread computing wi
 slower, which would make both figures wrong.
 
 With ``native`` (a ``llama-bench`` binary built from the same vendored llama.cpp: ``make bench-native``), llama.cpp's
-own generation speed (``tg``) on the same file and threads is measured too, in its own process.
+own generation speed (``tg``) on the same file, threads and flash-attention setting is measured too, in its own
+process, one run between each pair of the others (llama-bench's default flash attention is "auto", which on a CPU
+means on: about 10% faster decoding than Ember's CPU default, off, so it is always given explicitly).
 """
 
 from __future__ import annotations
@@ -86,15 +88,20 @@ def bench_decode(core: Ember, *, model: str | None = None, tokens: int = 128, ru
         run_ember()  # warm-up: page in weights, build graphs
         run_reference()
         ember_runs, ref_runs = [], []
+        native_runs: list[float] = []
         for i in range(runs):
             order = (run_ember, run_reference) if i % 2 == 0 else (run_reference, run_ember)
             for fn in order:
                 (ember_runs if fn is run_ember else ref_runs).append(fn())
-            say(f"run {i + 1}/{runs}: ember {ember_runs[-1][1]:.1f} tok/s, reference {ref_runs[-1][1]:.1f} tok/s")
+            if native:
+                native_runs.append(_llama_bench(native, spec.path, threads=ref_threads, tokens=tokens,
+                                                flash_attn=flash_attn))
+            say(f"run {i + 1}/{runs}: ember {ember_runs[-1][1]:.1f} tok/s, reference {ref_runs[-1][1]:.1f} tok/s"
+                + (f", native {native_runs[-1]:.1f} tok/s" if native else ""))
         engine.call(lambda _m: ref.close()).wait()
     finally:
         engine.shutdown()
-    native_tg = _llama_bench(native, spec.path, threads=ref_threads, tokens=tokens, runs=runs) if native else None
+    native_tg = round(statistics.median(native_runs), 2) if native_runs else None
 
     ember_tok_s = statistics.median(r[1] for r in ember_runs)
     ref_tok_s = statistics.median(r[1] for r in ref_runs)
@@ -116,7 +123,7 @@ def bench_decode(core: Ember, *, model: str | None = None, tokens: int = 128, ru
         "native_tg_tok_s": native_tg,
         "native_ratio": round(ember_tok_s / native_tg, 3) if native_tg else None,
         "per_run_tok_s": {"ember": [round(r[1], 2) for r in ember_runs],
-                          "reference": [round(r[1], 2) for r in ref_runs]},
+                          "reference": [round(r[1], 2) for r in ref_runs], "native": native_runs},
         "command": f"ember bench decode --json --tokens {tokens} --runs {runs} --n-ctx {n_ctx}"
                    + (f" --threads {threads}" if threads else "") + (f" --model {model}" if model else "")
                    + ("" if requested_fa is None else f" --flash-attn {'on' if requested_fa else 'off'}")
@@ -124,12 +131,12 @@ def bench_decode(core: Ember, *, model: str | None = None, tokens: int = 128, ru
     }
 
 
-def _llama_bench(binary: Path, model: Path, *, threads: int, tokens: int, runs: int) -> float:
-    """llama.cpp's own generation speed (``llama-bench -n tokens``, tokens/s) for ``model``."""
+def _llama_bench(binary: Path, model: Path, *, threads: int, tokens: int, flash_attn: bool) -> float:
+    """llama.cpp's own generation speed (one ``llama-bench -n tokens`` run after its warm-up, tokens/s)."""
     env = {**os.environ, "LD_LIBRARY_PATH": f"{binary.parent}:{os.environ.get('LD_LIBRARY_PATH', '')}"}
     out = subprocess.run([str(binary), "-m", str(model), "-t", str(threads), "-p", "0", "-n", str(tokens),
-                          "-r", str(runs), "-o", "json"], capture_output=True, text=True, env=env, timeout=600,
-                         check=True).stdout
+                          "-fa", "1" if flash_attn else "0", "-r", "1", "-o", "json"], capture_output=True,
+                         text=True, env=env, timeout=600, check=True).stdout
     rows = [r for r in json.loads(out) if r.get("n_gen")]
     return round(float(rows[0]["avg_ts"]), 2)
 

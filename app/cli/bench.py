@@ -45,6 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     api.add_argument("--n-ctx", type=int, default=8192, help="context length (default: 8192)")
     api.add_argument("--llama-server", type=Path, default=None, metavar="PATH",
                      help="also measure llama.cpp's native llama-server (make bench-native builds it)")
+    api.add_argument("--flash-attn", choices=["auto", "on", "off"], default="auto",
+                     help="flash attention for every server (default: auto, Ember's own choice)")
     api.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     api.set_defaults(func=_api)
 
@@ -140,7 +142,9 @@ def _api(args: argparse.Namespace) -> int:
 
     return _run(args, lambda core: bench_api(core, model=args.model, tokens=args.tokens, runs=args.runs,
                                              clients=args.clients, threads=args.threads, n_ctx=args.n_ctx,
-                                             llama_server=args.llama_server, progress=_progress), format_api)
+                                             llama_server=args.llama_server,
+                                             flash_attn={"auto": None, "on": True, "off": False}[args.flash_attn],
+                                             progress=_progress), format_api)
 
 
 def _routing(args: argparse.Namespace) -> int:

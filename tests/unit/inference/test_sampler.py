@@ -93,3 +93,30 @@ def test_ignore_eos_never_picks_an_end_of_generation_token(vocab):
         assert pick(s, logits) == 7
     with Sampler(SamplingOptions(temperature=0), n_vocab=n_vocab, vocab=vocab) as s:
         assert pick(s, logits) in eog
+
+
+def test_plain_greedy_picks_what_llama_cpps_greedy_sampler_picks_on_every_row_and_at_ties():
+    """The greedy fast path (an argmax over the logits row) against llama.cpp's own greedy chain: the same token
+    on every row of a batched decode, and the first of two tied maxima, as llama.cpp's sampler takes."""
+    from inference.llama_model import ContextParams, LlamaModel
+
+    model = LlamaModel(starter_path(), ContextParams(n_ctx=256, n_batch=64, n_threads=2))
+    try:
+        prompt = model.tokenize("The capital of France is Paris. The capital of Italy is", add_special=True)
+        model.decode(prompt, logits=[True] * len(prompt))
+        chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
+        llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_greedy())
+        with Sampler(SamplingOptions(temperature=0), n_vocab=model.n_vocab) as fast:
+            assert fast._argmax
+            for row in range(len(prompt)):
+                assert fast.sample(model.ctx, row) == llama_cpp.llama_sampler_sample(chain, model.ctx, row)
+            tied = np.zeros(model.n_vocab, dtype=np.float32)
+            tied[[7, 4242, 99]] = 5.0
+            model.restore_next_logits(tied, row=len(prompt) - 1)
+            assert fast.sample(model.ctx, len(prompt) - 1) == 7
+            assert llama_cpp.llama_sampler_sample(chain, model.ctx, len(prompt) - 1) == 7
+        llama_cpp.llama_sampler_free(chain)
+        with Sampler(SamplingOptions(temperature=0, repeat_penalty=1.1), n_vocab=model.n_vocab) as chained:
+            assert not chained._argmax  # penalties need the chain
+    finally:
+        model.close()
