@@ -615,7 +615,7 @@ class EngineService:
         if (speculative.active and speculative.pays and options.dry_multiplier == 0.0 and not options.ignore_eos
                 and on_logits is None):
             stats = yield from speculative.steps(llm, prompt, options, should_stop=stop, on_text=on_text,
-                                                 started=started, grammar=grammar, states=self._states)
+                                                 started=started, grammar=grammar, states=self._states, keep=keep)
         else:
             stats = yield from generate_steps(llm, prompt, options, should_stop=stop, on_text=on_text,
                                               started=started, grammar=grammar, keep=keep, states=self._states,

@@ -115,13 +115,13 @@ class SpeculativeRuntime:
 
     def steps(self, model: LlamaModel, prompt: Sequence[int], options: SamplingOptions, *,
               should_stop: ShouldStop, on_text: Callable[[str], None], started: float | None = None,
-              grammar: str | None = None, states: "StateCache | None" = None
+              grammar: str | None = None, states: "StateCache | None" = None, keep: int = 4
               ) -> Generator[Request, Any, GenerationStats]:
         """One reply with the prepared drafter, as scheduler requests (see :func:`speculative_steps`)."""
         assert self._drafter is not None and self._controller is not None
         return (yield from speculative_steps(model, self._drafter, prompt, options, should_stop=should_stop,
                                              on_text=on_text, started=started, controller=self._controller,
-                                             grammar=grammar, states=states))
+                                             grammar=grammar, states=states, keep=keep))
 
     def generate(self, model: LlamaModel, prompt: Sequence[int], options: SamplingOptions, *,
                  should_stop: ShouldStop, on_text: Callable[[str], None],

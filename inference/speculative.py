@@ -57,18 +57,18 @@ def generate_speculative(model: LlamaModel, drafter: Drafter, prompt: Sequence[i
                          should_stop: ShouldStop, on_text: Callable[[str], None], started: float | None = None,
                          controller: DraftController | None = None,
                          on_token: Callable[[int], None] | None = None, grammar: str | None = None,
-                         states: "StateCache | None" = None) -> GenerationStats:
+                         states: "StateCache | None" = None, keep: int = 4) -> GenerationStats:
     """:func:`speculative_steps` run alone on ``model``'s selected sequence."""
     return drive(model, speculative_steps(model, drafter, prompt, options, should_stop=should_stop, on_text=on_text,
                                           started=started, controller=controller, on_token=on_token,
-                                          grammar=grammar, states=states))
+                                          grammar=grammar, states=states, keep=keep))
 
 
 def speculative_steps(model: LlamaModel, drafter: Drafter, prompt: Sequence[int], options: SamplingOptions, *,
                       should_stop: ShouldStop, on_text: Callable[[str], None], started: float | None = None,
                       controller: DraftController | None = None,
                       on_token: Callable[[int], None] | None = None, grammar: str | None = None,
-                      states: "StateCache | None" = None) -> Generator[Request, Any, GenerationStats]:
+                      states: "StateCache | None" = None, keep: int = 4) -> Generator[Request, Any, GenerationStats]:
     """Generate a reply like :func:`inference.generate.generate_steps`, drafting with ``drafter``.
 
     The loop check (``options.stop_loops``) sees the accepted tokens as they are released, so a loop ends at the
@@ -86,6 +86,9 @@ def speculative_steps(model: LlamaModel, drafter: Drafter, prompt: Sequence[int]
         on_token: receives each reply token id as it is released (EOG included), for tests and benchmarks.
         grammar: a GBNF grammar (root rule ``root``) every reply token must follow, or None.
         states: saved KV states to restore the prompt from (conversation switching).
+        keep: leading tokens a context shift never drops. When the context is full mid-reply, the older half after
+            them is shifted out of the target's cache as on the plain path (the drafters follow on their own: the
+            lookup index is rebuilt, a draft model re-reads the shortened history at its next draft).
 
     Returns:
         The reply's stats with the speculative fields filled in.
@@ -112,6 +115,7 @@ def speculative_steps(model: LlamaModel, drafter: Drafter, prompt: Sequence[int]
     stream = TextStream(options.stop)
     history = list(prompt)
     c = SpecCounters()
+    shifts = 0
     n_gen = 0
     n_released = 0
     finish = "length"
@@ -170,9 +174,16 @@ def speculative_steps(model: LlamaModel, drafter: Drafter, prompt: Sequence[int]
                 end_reason = "cancelled"
                 break
             room = model.n_ctx - len(history)  # the verify batch ends at len(history) - 1 + 1 + k
-            if room < 1:
-                end_reason = "length"
-                break
+            if room < 2:
+                # Context full mid-reply: drop the older half after the kept prefix, as the plain loop does. The
+                # cache holds every accepted token but the last, so it and ``history`` lose the same span.
+                discard = (len(history) - 1 - keep) // 2
+                if discard <= 0 or not model.shift_out(keep, keep + discard):
+                    end_reason = "length"
+                    break
+                del history[keep:keep + discard]
+                shifts += 1
+                room = model.n_ctx - len(history)
             cap = min(options.max_tokens - n_gen - 1, room - 1, model.n_batch - 1)
             draft, key = Draft(), None
             t_d = time.perf_counter()
@@ -245,5 +256,5 @@ def speculative_steps(model: LlamaModel, drafter: Drafter, prompt: Sequence[int]
         acceptance_rate=round(c.accepted / c.drafted, 4) if c.drafted else None,
         mean_accepted_length=round(sum(c.accepted_lengths) / len(c.accepted_lengths), 3) if c.rounds else None,
         draft_ms=round(c.draft_s * 1000, 2), verify_ms=round(c.verify_s * 1000, 2),
-        verify_calls=c.rounds + c.plain_steps,
+        verify_calls=c.rounds + c.plain_steps, context_shifts=shifts or None,
     )

@@ -321,3 +321,28 @@ def test_speculation_restores_a_saved_state(target):
                                      controller=DraftController(max_draft=6, adaptive=False))
     assert stats.cached_tokens >= len(prompt) - 1  # from the saved state, not evaluated again
     assert_lossless(target, plain, spec)
+
+
+def test_a_speculative_reply_longer_than_the_context_shifts_instead_of_stopping():
+    """Past the context's end the speculative loop shifts the older half out, as the plain loop does, and goes on
+    drafting: a grammar that never lets the reply end makes it run to ``max_tokens``, whatever this CPU's numerics."""
+    model = LlamaModel(starter_path(), ContextParams(n_ctx=256, n_batch=64, n_threads=2))
+    try:
+        grammar = 'root ::= item root\nitem ::= "red " | "green " | "blue "\n'
+        prompt = model.tokenize("<|im_start|>user\nList colours.<|im_end|>\n<|im_start|>assistant\n",
+                                add_special=True)
+        out: list[int] = []
+        stats = generate_speculative(model, LookupDrafter(), prompt, GREEDY.model_copy(update={"max_tokens": 400}),
+                                     should_stop=lambda: False, on_text=lambda t: None, on_token=out.append,
+                                     grammar=grammar, controller=DraftController(max_draft=4, adaptive=False))
+        assert stats.completion_tokens == 400 and stats.finish_reason == "length"
+        assert stats.context_shifts and stats.context_shifts >= 1
+        assert stats.drafted > 0 and stats.accepted > 0
+        text = b"".join(model.piece(t) for t in out).decode()
+        words = text.split(" ")
+        assert len(words) > 100 and set(words[:-1]) <= {"red", "green", "blue"}, text[:200]  # the last may be cut
+        assert model.tokens[:4] == prompt[:4] and len(model.tokens) < model.n_ctx  # kept prefix, room left
+        import llama_cpp
+        assert llama_cpp.llama_memory_seq_pos_max(llama_cpp.llama_get_memory(model.ctx), 0) == len(model.tokens) - 1
+    finally:
+        model.close()
