@@ -111,6 +111,9 @@ def bench_decode(core: Ember, *, model: str | None = None, tokens: int = 128, ru
     finally:
         engine.shutdown()
     native_tg = round(statistics.median(native_runs), 2) if native_runs else None
+    # each Ember run against the llama-bench run right after it: steadier than a ratio of medians on a host whose
+    # speed drifts during the benchmark
+    paired = [e[1] / n for e, n in zip(ember_runs, native_runs) if n > 0]
 
     ember_tok_s = statistics.median(r[1] for r in ember_runs)
     ref_tok_s = statistics.median(r[1] for r in ref_runs)
@@ -132,6 +135,7 @@ def bench_decode(core: Ember, *, model: str | None = None, tokens: int = 128, ru
         "same_text": ember_runs[-1][3] == ref_runs[-1][3],
         "native_tg_tok_s": native_tg,
         "native_ratio": round(ember_tok_s / native_tg, 3) if native_tg else None,
+        "native_ratio_paired": round(statistics.median(paired), 3) if paired else None,
         "per_run_tok_s": {"ember": [round(r[1], 2) for r in ember_runs],
                           "reference": [round(r[1], 2) for r in ref_runs], "native": native_runs},
         "command": f"ember bench decode --json --tokens {tokens} --runs {runs} --n-ctx {n_ctx}"
@@ -176,6 +180,7 @@ def format_decode(r: dict[str, Any]) -> str:
             f"   (engine's own figure, as `ember chat -v`: {r.get('ember_reported_tok_s')} tok/s)\n"
             f"  reference {r['reference_tok_s']:8.2f} tok/s   TTFT {r['reference_ttft_ms']:7.1f} ms\n"
             f"  ratio {r['ratio']}  same text: {r['same_text']}\n"
-            + (f"  native llama-bench tg {r['native_tg_tok_s']:.2f} tok/s, ratio {r['native_ratio']}\n"
+            + (f"  native llama-bench tg {r['native_tg_tok_s']:.2f} tok/s, ratio {r['native_ratio']} "
+               f"(median of run-by-run ratios {r.get('native_ratio_paired')})\n"
                if r.get("native_tg_tok_s") else "")
             + f"  reproduce: {r['command']}")
