@@ -13,7 +13,7 @@ from typing import Sequence
 import llama_cpp
 
 from inference.errors import EngineError
-from inference.llama_model import LlamaModel, ShouldStop
+from inference.llama_model import LlamaModel, ShouldStop, put_tokens
 
 
 @dataclass(frozen=True)
@@ -65,12 +65,7 @@ def embed_texts(model: LlamaModel, texts: Sequence[str], *, should_stop: ShouldS
                 raise InterruptedError("stopped while embedding")
             llama_cpp.llama_memory_clear(memory, True)
             batch.n_tokens = len(tokens)
-            for i, tok in enumerate(tokens):
-                batch.token[i] = tok
-                batch.pos[i] = i
-                batch.n_seq_id[i] = 1
-                batch.seq_id[i][0] = 0
-                batch.logits[i] = True
+            put_tokens(batch, 0, tokens, seq=0, pos0=0, logits=[True] * len(tokens))
             rc = llama_cpp.llama_decode(ctx, batch)
             if rc != 0:
                 raise EngineError(f"llama.cpp failed to embed {len(tokens)} tokens (code {rc}).")

@@ -121,9 +121,12 @@ def fit_probe(hidden: np.ndarray, wrong: Sequence[bool], *, l2: float, model_sha
 
 
 def out_of_fold_logits(hidden: np.ndarray, wrong: Sequence[bool], groups: Sequence[str], *, l2: float,
-                       folds: int = 5, seed: int = 0) -> np.ndarray:
+                       folds: int = 5, seed: int = 0, fit_on: np.ndarray | None = None) -> np.ndarray:
     """Each row's probe logit from a probe fitted without its group's rows (``groups``: the prompt, so the runs of
-    one prompt stay together): the honest probe signal for fitting the score model that weighs it."""
+    one prompt stay together): the honest probe signal for fitting the score model that weighs it.
+
+    ``fit_on`` (a mask) fits each fold's probe on those rows only, while every row is still scored (a learning
+    curve)."""
     x = np.asarray(hidden, dtype=np.float64)
     y = np.asarray(wrong, dtype=bool)
     names = sorted(set(groups))
@@ -133,7 +136,8 @@ def out_of_fold_logits(hidden: np.ndarray, wrong: Sequence[bool], groups: Sequen
     out = np.zeros(len(y))
     for f in range(folds):
         test = fold == f
-        probe = fit_probe(x[~test], list(y[~test]), l2=l2)
+        fit = ~test if fit_on is None else ~test & np.asarray(fit_on, dtype=bool)
+        probe = fit_probe(x[fit], list(y[fit]), l2=l2)
         out[test] = [probe.logit(h) for h in x[test]]
     return out
 

@@ -20,7 +20,7 @@ import llama_cpp
 import numpy as np
 
 from inference.errors import EngineError
-from inference.llama_model import LlamaModel
+from inference.llama_model import LlamaModel, put_tokens
 
 _LAYER_PREFIX = b"l_out-"
 
@@ -104,12 +104,7 @@ class LayerStates:
         llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(self._ctx), True)
         b = self._batch
         b.n_tokens = len(tokens)
-        for i, tok in enumerate(tokens):
-            b.token[i] = tok
-            b.pos[i] = i
-            b.n_seq_id[i] = 1
-            b.seq_id[i][0] = 0
-            b.logits[i] = i == len(tokens) - 1
+        put_tokens(b, 0, tokens, seq=0, pos0=0, logits=[False] * (len(tokens) - 1) + [True])
         self._states.clear()
         rc = llama_cpp.llama_decode(self._ctx, b)
         if rc != 0:

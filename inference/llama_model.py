@@ -48,6 +48,20 @@ class ContextParams:
     n_seq: int = 1  # sequences the context holds at once (the engine's slots); they share the n_ctx cells
 
 
+def put_tokens(batch: llama_cpp.llama_batch, at: int, tokens: Sequence[int], *, seq: int, pos0: int,
+               logits: Sequence[bool]) -> int:
+    """Write ``tokens`` of sequence ``seq`` (positions from ``pos0``, a logits flag each) into ``batch`` from index
+    ``at``; return the index after them. ``batch.n_tokens`` is the caller's to set."""
+    for j, tok in enumerate(tokens):
+        batch.token[at] = tok
+        batch.pos[at] = pos0 + j
+        batch.n_seq_id[at] = 1
+        batch.seq_id[at][0] = seq
+        batch.logits[at] = bool(logits[j])
+        at += 1
+    return at
+
+
 # A prompt copies another sequence's cached prefix (instead of evaluating it) when that is this many tokens longer
 # than what its own sequence already holds.
 DONOR_MIN = 16
@@ -625,13 +639,7 @@ class LlamaModel:
             if pos0 + len(tokens) > self.n_ctx:
                 raise EngineError(f"The context is full ({self.n_ctx} tokens).")
             starts.append(pos0)
-            for j, tok in enumerate(tokens):
-                batch.token[i] = tok
-                batch.pos[i] = pos0 + j
-                batch.n_seq_id[i] = 1
-                batch.seq_id[i][0] = seq
-                batch.logits[i] = bool(flags[j])
-                i += 1
+            i = put_tokens(batch, i, tokens, seq=seq, pos0=pos0, logits=flags)
         self._logits_at = None  # the logits buffer now belongs to this batch
         rc = llama_cpp.llama_decode(self._ctx, batch)
         if rc != 0:

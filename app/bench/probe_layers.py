@@ -28,7 +28,7 @@ import numpy as np
 from app.bench.fit_routing import Row, load_train
 from app.settings import ChatSettings
 from inference.chat_prompt import fit_chat_prompt
-from inference.hidden_probe import file_sha256, fit_probe, out_of_fold_logits
+from inference.hidden_probe import file_sha256, out_of_fold_logits
 from inference.layer_states import LayerStates
 from inference.llama_model import ContextParams, LlamaModel
 from inference.router import auroc
@@ -58,27 +58,9 @@ def probe_auroc(x: np.ndarray, rows: Sequence[Row], l2: float, *, keep: np.ndarr
     groups = [r.prompt for r in rows]
     results = []
     for seed in seeds:
-        if keep is None:
-            logits = out_of_fold_logits(x, list(wrong), groups, l2=l2, seed=seed)
-        else:
-            logits = _subsampled_oof(x, wrong, groups, l2, keep, seed)
+        logits = out_of_fold_logits(x, list(wrong), groups, l2=l2, seed=seed, fit_on=keep)
         results.append(auroc(list(logits), list(wrong)) or 0.5)
     return float(np.mean(results))
-
-
-def _subsampled_oof(x: np.ndarray, wrong: np.ndarray, groups: Sequence[str], l2: float, keep: np.ndarray,
-                    seed: int) -> np.ndarray:
-    names = sorted(set(groups))
-    order = np.random.default_rng(seed).permutation(len(names))
-    fold_of = {names[i]: k % 5 for k, i in enumerate(order)}
-    fold = np.array([fold_of[g] for g in groups])
-    out = np.zeros(len(wrong))
-    for f in range(5):
-        test = fold == f
-        fit = ~test & keep
-        probe = fit_probe(x[fit], list(wrong[fit]), l2=l2)
-        out[test] = [probe.logit(h) for h in x[test]]
-    return out
 
 
 def sweep(dumps: Sequence[Path | str], model_path: Path, *, l2: float = 300.0, every: int = 1,
