@@ -173,6 +173,7 @@ class _Slot:
     def free(self) -> None:
         self.speculative.close()
         if self.model is not None:
+            self.scheduler.flush_parked(everything=True)  # conversations set aside are saved, not lost with it
             self.model.close()
         self.model = self.spec = None
 
@@ -496,8 +497,9 @@ class EngineService:
         while True:
             busy = any(s.scheduler.busy for s in slots)
             timed = any(s.keep_alive is not None and s.model is not None for s in slots)
+            parked = not busy and any(s.scheduler.parked for s in slots)  # idle work: save it before waiting
             try:
-                item = self._queue.get(block=not busy, timeout=1.0 if timed and not busy else None)
+                item = self._queue.get(block=not busy and not parked, timeout=1.0 if timed and not busy else None)
                 while True:
                     if item is None:
                         stopping = True
@@ -517,6 +519,8 @@ class EngineService:
                         log.info("freeing %s (%s slot) after %.0f s unused", slot.spec.name if slot.spec else "?",
                                  slot.name, now - slot.last_used)
                         slot.free()
+                    elif not stopping:
+                        sched.flush_parked()  # one per round: a job that arrives meanwhile waits for one at most
                     continue
                 try:
                     sched.run_once()
@@ -571,7 +575,8 @@ class EngineService:
                 handle.emit(LoadProgress(fraction))
             return not handle.cancelled
 
-        model = LlamaModel(spec.path, replace(params, n_seq=held.scheduler.n_slots), progress=progress)
+        model = LlamaModel(spec.path, replace(params, n_seq=held.scheduler.n_slots, n_park=held.scheduler.parking),
+                           progress=progress)
         try:
             model_template(model)  # a template that cannot be used fails the load, not the first reply
         except BaseException:

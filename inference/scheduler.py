@@ -194,6 +194,30 @@ class BatchScheduler:
         model.select(slot)
         return slot
 
+    @property
+    def parking(self) -> int:
+        """Parking sequence ids a model loaded for this scheduler gets (one per slot; none without saved
+        states): see :meth:`inference.llama_model.LlamaModel.flush_parked`."""
+        return self.n_slots if self._states is not None else 0
+
+    @property
+    def parked(self) -> bool:
+        """Whether the model holds a conversation set aside (saved by :meth:`flush_parked` when idle)."""
+        model = self._model()
+        return model is not None and model.parked
+
+    def flush_parked(self, *, everything: bool = False) -> bool:
+        """While idle, save one conversation its model set aside; False when there is none (or work waits).
+        ``everything``: save them all now, busy or not (the model is about to be freed)."""
+        model = self._model()
+        if model is None or (self.busy and not everything):
+            return False
+        if not everything:
+            return model.flush_parked(self._states)
+        while model.flush_parked(self._states):
+            pass
+        return True
+
     def _evict_idle(self, model: LlamaModel) -> bool:
         """Free the cells of idle slots' caches, least recently used first (saving long ones); False if none."""
         idle = sorted((s for s in range(model.n_seq) if s not in self._owner and model.cached(s)),

@@ -1,5 +1,7 @@
 """Long conversations, context shifts, conversation switching with saved KV states, and loads that cannot fit."""
 
+import time
+
 import pytest
 
 from inference import hardware
@@ -115,3 +117,18 @@ def test_a_load_that_cannot_fit_is_refused_clearly_and_the_engine_keeps_its_mode
         assert eng.loaded is not None and eng.loaded.name == "starter"
         assert "Paris" in eng.chat(question, opts).wait(60).text
         eng.call(lambda llm: robust_capital(llm, opts.max_tokens)).wait(60)
+
+
+def test_a_conversation_set_aside_is_saved_while_the_engine_is_idle():
+    """Switching a slot to another prompt parks the old conversation (no save on the new reply's path); the idle
+    worker saves it without waiting for another job."""
+    opts = SamplingOptions(temperature=0.0, max_tokens=8)
+    states = StateCache(None, min_tokens=64)
+    with EngineService(states=states, parallel=1) as eng:
+        eng.chat(_history(), opts, model=spec(2048)).wait(120)
+        eng.chat([SYSTEM, {"role": "user", "content": "Hi"}], opts).wait(60)
+        deadline = time.monotonic() + 10
+        while not len(states) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(states) == 1, "the parked conversation was not saved while the engine was idle"
+        assert eng.call(lambda llm: llm.parked).wait(10) is False

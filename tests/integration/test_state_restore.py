@@ -81,3 +81,34 @@ def test_states_saved_by_another_llama_cpp_build_are_never_tried(model, tmp_path
     model.clear()
     reused = model.ingest_prompt(long, states=StateCache(tmp_path, ram_budget=0, min_tokens=16))
     assert reused == 0 and model.tokens == long
+
+
+def test_a_conversation_set_aside_is_a_donor_at_once_and_saved_when_flushed():
+    llm = LlamaModel(starter_path(), ContextParams(n_ctx=1024, n_threads=1, n_seq=2, n_park=1))
+    try:
+        long, short = prompts(llm)
+        states = StateCache(None, min_tokens=16)
+        llm.select(0)
+        cold_text, _ = reply(llm, long, None)
+        held = list(llm.tokens)
+        llm.ingest_prompt(short, states=states)  # the slot takes another prompt: the old one is parked, not saved
+        assert len(states) == 0 and llm.tokens[:len(short)] == short
+        assert llm.memory["sequences"] == 2
+        # another slot continues the parked conversation: its cells are copied, nothing is evaluated again
+        llm.select(1)
+        reused = llm.ingest_prompt(held + llm.tokenize("\nThanks!", add_special=False), states=states)
+        assert reused == len(held)
+        llm.clear()
+        # the engine, idle, saves it into the state cache and frees the parking id; the selection stays
+        llm.select(0)
+        assert llm.flush_parked(states) and not llm.flush_parked(states)
+        assert llm.seq == 0 and llm.tokens[:len(short)] == short
+        saved = states.best(llm.model_key, long)
+        assert saved is not None and list(saved[0].tokens) == held
+        # and the saved state gives the same reply as the cold one
+        llm.select(1)
+        text, stats = reply(llm, long, states)
+        assert stats.cached_tokens >= len(long) - 1
+        assert_greedy_agree(llm, long, text, cold_text)
+    finally:
+        llm.close()
