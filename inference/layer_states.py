@@ -23,8 +23,6 @@ from inference.errors import EngineError
 from inference.llama_model import LlamaModel, put_tokens
 
 _LAYER_PREFIX = b"l_out-"
-
-
 _BASE: ctypes.CDLL | None = None
 
 
@@ -56,7 +54,6 @@ class LayerStates:
 
     def __init__(self, model: LlamaModel, *, n_ctx: int = 1024) -> None:
         self._lib = _ggml_base()
-        self._model = model
         self.n_layer = int(llama_cpp.llama_model_n_layer(model.raw_model))
         self.n_embd = int(model.n_embd)
         self._states: dict[int, np.ndarray] = {}

@@ -26,9 +26,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from app.bench.fit_routing import Row, load_train
+from app.bench.routing import question_messages
 from app.settings import ChatSettings
 from inference.chat_prompt import fit_chat_prompt
-from inference.hidden_probe import file_sha256, out_of_fold_logits
+from inference.hidden_probe import file_sha256, find_probe, out_of_fold_logits
 from inference.layer_states import LayerStates
 from inference.llama_model import ContextParams, LlamaModel
 from inference.router import auroc
@@ -42,9 +43,7 @@ def read_states(model: LlamaModel, prompts: Sequence[str], system: str | None) -
     layers, finals = [], []
     with LayerStates(model) as reader:
         for prompt in prompts:
-            msgs = ([{"role": "system", "content": system}] if system else []) + [{"role": "user",
-                                                                                  "content": prompt}]
-            per_layer, final = reader.read(fit_chat_prompt(model, msgs, 64).tokens)
+            per_layer, final = reader.read(fit_chat_prompt(model, question_messages(prompt, system), 64).tokens)
             layers.append(per_layer)
             finals.append(final)
     return np.stack(layers), np.stack(finals)
@@ -65,13 +64,17 @@ def probe_auroc(x: np.ndarray, rows: Sequence[Row], l2: float, *, keep: np.ndarr
 
 def sweep(dumps: Sequence[Path | str], model_path: Path, *, l2: float = 300.0, every: int = 1,
           progress=None) -> dict[str, Any]:
-    """Read every train prompt's layer states and score the probe per layer (see the module's doc)."""
+    """Read every train prompt's layer states and score the probe per layer (see the module's doc).
+
+    Raises:
+        ValueError: the dumps hold no train items, or were made with another model file.
+    """
     rows = [r for r in load_train(dumps) if not r.held_out]
     if not rows:
-        raise SystemExit("no train items in the dumps")
+        raise ValueError("there are no train items in the dumps")
     shas = {r.model[0] for r in rows if r.model[0]}
     if shas and shas != {file_sha256(model_path)}:
-        raise SystemExit(f"{model_path.name} is not the model file the dumps were made with")
+        raise ValueError(f"{model_path.name} is not the model file the dumps were made with (pass --model)")
     prompts = sorted({r.prompt for r in rows})
     t0 = time.perf_counter()
     model = LlamaModel(model_path, ContextParams(n_ctx=1024))
@@ -106,7 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m app.bench.probe_layers", description=__doc__.split("\n\n")[0])
     ap.add_argument("dumps", nargs="+", help="files written by ember bench routing --dump (their train labels)")
     ap.add_argument("--model", type=Path, help="the small model's GGUF file (default: the starter)")
-    ap.add_argument("--l2", type=float, default=300.0, help="the probe's regularisation (the shipped probe's)")
+    ap.add_argument("--l2", type=float, help="the probe's regularisation (default: the shipped probe's for this "
+                                             "model, else 300)")
     ap.add_argument("--every", type=int, default=1, help="score every Nth layer")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args(argv)
@@ -114,8 +118,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if model is None:
         print("no --model given and the starter model is not installed", file=sys.stderr)
         return 2
+    shipped = find_probe(model)
+    l2 = args.l2 if args.l2 is not None else shipped.l2 if shipped is not None and shipped.l2 > 0 else 300.0
     say = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
-    result = sweep(args.dumps, Path(model), l2=args.l2, every=max(1, args.every), progress=say)
+    try:
+        result = sweep(args.dumps, Path(model), l2=l2, every=max(1, args.every), progress=say)
+    except ValueError as exc:
+        print(f"probe_layers: {exc}", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps(result))
     else:

@@ -89,6 +89,11 @@ def load_dataset(path: Path | str) -> list[Item]:
     return items
 
 
+def question_messages(prompt: str, system: str | None) -> list[dict[str, str]]:
+    """A routing question as the chat messages the router sees (the system prompt first, when there is one)."""
+    return ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
+
+
 def is_correct(reply: str, answers: Sequence[str]) -> bool:
     """True when any answer appears in ``reply`` as a whole word (case-insensitive)."""
     return any(re.search(r"(?<!\w)" + re.escape(a) + r"(?!\w)", reply, re.I) for a in answers)
@@ -101,8 +106,7 @@ def _score_items(core: Ember, spec: ModelSpec, items: list[Item], *, system: str
     core.engine.load(spec).wait()
     probe_ = find_probe(spec.path)
     for i, item in enumerate(items):
-        msgs = ([{"role": "system", "content": system}] if system else []) + [{"role": "user",
-                                                                              "content": item.prompt}]
+        msgs = question_messages(item.prompt, system)
 
         options = GREEDY.model_copy(update={"max_tokens": max_tokens})
         scored: list[float] = []
