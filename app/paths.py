@@ -2,7 +2,8 @@
 
 The data root is ``$EMBER_HOME`` when set (tests and second instances use it), otherwise the platform's user data
 folder. Under it: ``ember.db`` (SQLite, WAL), ``settings.json``, ``models/`` (the library), ``cache/`` (saved KV
-states) and ``logs/``.
+states) and ``logs/``. On POSIX the root and its folders are private (0700) and the database files 0600 (see
+``storage.private``), so other local users cannot read the chats.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import platformdirs
+
+from storage.private import private_dir
 
 APP_NAME = "ember"
 HOME_ENV = "EMBER_HOME"
@@ -57,7 +60,8 @@ class Paths:
         return self.home / "logs"
 
     def ensure(self) -> "Paths":
-        """Create the data root and its folders if missing."""
+        """Create the data root and its folders if missing, private to this user (0700 on POSIX, whatever the
+        umask); existing ones lose their group and other bits."""
         for folder in (self.home, self.models, self.cache, self.logs):
-            folder.mkdir(parents=True, exist_ok=True)
+            private_dir(folder)
         return self

@@ -4,21 +4,28 @@ Messages form a tree: each names the message it follows (``parent_id``; None for
 message or a regenerated reply is a new child of the same parent, so earlier versions are kept. Each conversation
 names the end of the branch it shows (``leaf_id``); :meth:`ConversationStore.messages` is that branch, which is what
 is shown and what is sent to the model.
+
+A full disk, a read-only or locked file and a damaged one reach callers as their known errors
+(``storage.sqlite_errors``), never as a bare ``sqlite3`` error.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import json
-import sqlite3
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import sqlite_utils
 
-from storage.database import database_lock
-from storage.errors import NotFoundError, StorageError
+from storage.database import database_lock, database_path
+from storage.errors import NotFoundError
+from storage.interrupted import streaming_stats
+from storage.sqlite_errors import translated
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def now_iso() -> str:
@@ -80,6 +87,18 @@ BRANCH_END = _BranchEnd()
 ROLES = ("system", "user", "assistant")
 
 
+def _known_errors(doing: str) -> Callable[[F], F]:
+    """Method decorator: an SQLite error that is a known error (a full disk, a read-only or locked file, a damaged
+    one) is raised as that known error, saying that Ember could not ``doing``."""
+    def wrap(fn: F) -> F:
+        @functools.wraps(fn)
+        def run(self: "ConversationStore", *args: Any, **kwargs: Any) -> Any:
+            with translated(database_path(self._db), doing=doing):
+                return fn(self, *args, **kwargs)
+        return run  # type: ignore[return-value]
+    return wrap
+
+
 class ConversationStore:
     """Reads and writes conversations and messages; safe to share between threads."""
 
@@ -94,6 +113,7 @@ class ConversationStore:
 
     # -- conversations -------------------------------------------------------------------------------------------
 
+    @_known_errors("create the conversation")
     def create(self, *, title: str = "New chat", model: str | None = None,
                settings: dict[str, Any] | None = None) -> Conversation:
         """Create an empty conversation."""
@@ -105,6 +125,7 @@ class ConversationStore:
             )
             return self.get(table.last_pk)
 
+    @_known_errors("read the conversation")
     def get(self, conversation_id: int) -> Conversation:
         """The conversation with this id.
 
@@ -117,12 +138,14 @@ class ConversationStore:
             raise NotFoundError(f"There is no conversation {conversation_id}.")
         return _conversation(rows[0])
 
+    @_known_errors("read the conversations")
     def list(self, *, limit: int | None = None) -> list[Conversation]:
         """Conversations, most recently updated first."""
         with self._lock:
             rows = self._db["conversations"].rows_where(order_by="updated desc, id desc", limit=limit)
             return [_conversation(r) for r in rows]
 
+    @_known_errors("save the conversation")
     def update(self, conversation_id: int, *, title: str | None = None, model: str | None = None,
                settings: dict[str, Any] | None = None) -> Conversation:
         """Change a conversation's title, model or settings."""
@@ -138,6 +161,7 @@ class ConversationStore:
             self._db["conversations"].update(conversation_id, changes)
         return self.get(conversation_id)
 
+    @_known_errors("import the conversation")
     def restore(self, *, title: str, model: str | None, settings: dict[str, Any], created: str, updated: str,
                 messages: list[dict[str, Any]], leaf: int | None) -> Conversation:
         """Write a whole conversation at once, in one transaction (an import): nothing is written if any row fails.
@@ -163,6 +187,7 @@ class ConversationStore:
             self._db["conversations"].update(conv_id, {"leaf_id": None if leaf is None else ids[leaf]})
         return self.get(conv_id)
 
+    @_known_errors("delete the conversation")
     def delete(self, conversation_id: int) -> None:
         """Delete a conversation and all its messages."""
         self.get(conversation_id)
@@ -172,6 +197,7 @@ class ConversationStore:
 
     # -- messages ------------------------------------------------------------------------------------------------
 
+    @_known_errors("save the message")
     def add_message(self, conversation_id: int, role: str, content: str, *, model: str | None = None,
                     stats: dict[str, Any] | None = None,
                     parent_id: int | None | _BranchEnd = BRANCH_END) -> Message:
@@ -192,18 +218,16 @@ class ConversationStore:
             self._db["conversations"].update(conversation_id, {"updated": stamp, "leaf_id": table.last_pk})
             return self.message(table.last_pk)
 
+    @_known_errors("save the reply (the text shown so far is kept up to the last successful write)")
     def set_message_content(self, message_id: int, content: str, *, stats: dict[str, Any] | None = None) -> None:
         """Overwrite a message's text (and stats when given); used while a reply streams."""
         changes: dict[str, Any] = {"content": content}
         if stats is not None:
             changes["stats"] = json.dumps(stats)
-        try:
-            with self._lock, self._db.conn:
-                self._db["messages"].update(message_id, changes)
-        except sqlite3.OperationalError as exc:
-            raise StorageError(f"Ember could not save the reply ({exc}). Free some disk space; the text "
-                               "shown so far was saved up to the last successful write.") from exc
+        with self._lock, self._db.conn:
+            self._db["messages"].update(message_id, changes)
 
+    @_known_errors("read the message")
     def message(self, message_id: int) -> Message:
         """The message with this id.
 
@@ -216,6 +240,7 @@ class ConversationStore:
             raise NotFoundError(f"There is no message {message_id}.")
         return _message(rows[0])
 
+    @_known_errors("read the conversation")
     def messages(self, conversation_id: int) -> list[Message]:
         """The branch the conversation shows, first message first (what the model is sent)."""
         sql = ("WITH RECURSIVE branch(id, depth) AS ("
@@ -228,12 +253,14 @@ class ConversationStore:
             names = [c[0] for c in cursor.description]
             return [_message(dict(zip(names, row))) for row in cursor.fetchall()]
 
+    @_known_errors("read the conversation")
     def all_messages(self, conversation_id: int) -> list[Message]:
         """Every message of a conversation, every version included, oldest first."""
         with self._lock:
             rows = self._db["messages"].rows_where("conversation_id = ?", [conversation_id], order_by="id")
             return [_message(r) for r in rows]
 
+    @_known_errors("read the conversation")
     def versions(self, conversation_id: int) -> dict[int, Version]:
         """For each message of the branch shown, its place among the versions that follow the same parent."""
         children: dict[int | None, list[int]] = {}
@@ -247,6 +274,7 @@ class ConversationStore:
             result[m.id] = Version(index=ids.index(m.id) + 1, count=len(ids), ids=ids)
         return result
 
+    @_known_errors("save the conversation")
     def show_branch(self, conversation_id: int, leaf_id: int | None) -> None:
         """Show the branch that ends at ``leaf_id`` (None: no message; the next one added is a first message).
 
@@ -260,6 +288,7 @@ class ConversationStore:
         with self._lock, self._db.conn:
             self._db["conversations"].update(conversation_id, {"leaf_id": leaf_id})
 
+    @_known_errors("save the conversation")
     def show_version(self, message_id: int) -> None:
         """Show this version of a message, continued by the latest branch that follows it."""
         message = self.message(message_id)
@@ -269,6 +298,7 @@ class ConversationStore:
             latest = self._db.execute(sql, [message_id]).fetchone()[0]
         self.show_branch(message.conversation_id, latest)
 
+    @_known_errors("search the conversations")
     def search(self, query: str, *, limit: int = 50) -> list[SearchHit]:
         """Full-text search over message content, best matches first."""
         sql = (
@@ -286,7 +316,9 @@ class StreamingMessage:
     """An assistant message that is written to the database while it streams.
 
     Text is appended as tokens arrive and flushed at most every ``flush_interval`` seconds, so a killed process
-    loses at most that much text. Call :meth:`finish` with the final stats when the reply ends.
+    loses at most that much text. Call :meth:`finish` with the final stats when the reply ends. Until then the
+    stats name this process as the writer; a reply whose writer ended is marked ``interrupted`` when the store is
+    next opened (``storage.interrupted``).
     """
 
     def __init__(self, store: ConversationStore, conversation_id: int, *, model: str | None,
@@ -296,7 +328,7 @@ class StreamingMessage:
         self._parts: list[str] = []
         self._dirty = False
         self.message = store.add_message(conversation_id, "assistant", "", model=model,
-                                         stats={"finish_reason": "streaming"})
+                                         stats=streaming_stats())
         self._last_flush = time.monotonic()
 
     @property

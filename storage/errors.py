@@ -22,6 +22,22 @@ class StorageError(EmberError, OSError):
     """The database could not be opened, read or written."""
 
 
+class DiskFullError(StorageError):
+    """The disk holding the database has no room left: nothing is damaged, and reading still works."""
+
+
+class ReadOnlyDatabaseError(StorageError, PermissionError):
+    """The database (or its folder) cannot be written: a read-only file, folder or file system."""
+
+
+class DatabaseLockedError(StorageError):
+    """Another program holds the database's write lock."""
+
+
+class DatabaseDamagedError(StorageError):
+    """The database file is damaged (not a database, truncated, malformed pages); recovery may save part of it."""
+
+
 class NotFoundError(EmberError, LookupError):
     """A conversation, message or model that was asked for does not exist."""
 

@@ -46,10 +46,11 @@ def test_not_a_database_is_a_clear_error(tmp_path):
     try:
         open_database(path)
     except Exception as exc:  # noqa: BLE001 - checking the type below
-        from storage.errors import StorageError
+        from storage.errors import DatabaseDamagedError
 
-        assert isinstance(exc, StorageError)
-        assert "move it aside" in str(exc)
+        assert isinstance(exc, DatabaseDamagedError)  # a StorageError: known, one line in the CLI
+        assert "is damaged (file is not a database)" in str(exc)
+        assert "`ember conversations recover`" in str(exc)  # recovery is offered, never a bare "move it aside"
         assert isinstance(exc.__cause__, sqlite3.DatabaseError)
     else:
         raise AssertionError("opening garbage as a database must fail")
