@@ -15,6 +15,7 @@ from typing import Any
 
 from storage.conversations import ROLES, Conversation, ConversationStore, now_iso
 from storage.errors import EmberError
+from storage.interrupted import INTERRUPTED
 
 FORMAT = "ember-conversation"
 FORMAT_VERSION = 1
@@ -75,7 +76,9 @@ def stats_summary(stats: dict[str, Any]) -> str:
         parts.append(f"{stats['tokens_per_s']:.1f} tok/s")
     if isinstance(stats.get("ttft_ms"), (int, float)):
         parts.append(f"first token {stats['ttft_ms']:.0f} ms")
-    if stats.get("finish_reason") and parts:
+    if stats.get("finish_reason") == INTERRUPTED:  # said even without figures: it is why the reply is short
+        parts.append("interrupted: Ember stopped before the reply ended")
+    elif stats.get("finish_reason") and parts:
         parts.append(f"finish: {stats['finish_reason']}")
     return " · ".join(parts)
 

@@ -7,7 +7,7 @@ from typing import Any
 from app.services.route_explain import why_of, why_text
 
 _FINISH = {"cancelled": "stopped", "length": "length limit reached", "repetition": "stopped: repeating itself",
-           "error": "failed"}
+           "error": "failed", "interrupted": "interrupted: Ember stopped before the reply ended"}
 
 
 def footer_text(stats: dict[str, Any]) -> str:
