@@ -11,6 +11,7 @@ import ctypes
 import json
 from typing import TYPE_CHECKING, Any, Sequence
 
+import jsonschema
 import llama_cpp
 import numpy as np
 from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
@@ -29,18 +30,54 @@ class GrammarError(EngineError, ValueError):
     """A JSON schema or grammar that cannot be turned into a llama.cpp grammar."""
 
 
-def json_grammar(schema: dict[str, Any] | None = None) -> str:
-    """A GBNF grammar for any JSON object (``schema`` None) or for JSON matching ``schema``.
+class SchemaError(GrammarError):
+    """A JSON schema that is not valid JSON Schema (Draft 2020-12's metaschema refuses it)."""
+
+
+# The longest a schema error's message gets (jsonschema quotes the offending value, which may be large).
+_MAX_SCHEMA_MESSAGE = 300
+
+
+def check_schema(schema: Any, *, where: str = "schema") -> None:
+    """Check that ``schema`` is valid JSON Schema (Draft 2020-12's metaschema, formats such as ``pattern``'s regex
+    included); ``where`` names the schema in the request (``tools[0].function.parameters``) for the message.
+
+    Valid schemas that the grammar builder cannot follow are not refused here.
 
     Raises:
-        GrammarError: the schema uses something the converter does not support.
+        SchemaError: naming the bad part, e.g. ``tools[0].function.parameters: properties: [1, 2] is not of type
+            'object'``.
+    """
+    try:
+        jsonschema.Draft202012Validator.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        path = ".".join(str(p) for p in exc.path)
+        message = exc.message if len(exc.message) <= _MAX_SCHEMA_MESSAGE \
+            else exc.message[:_MAX_SCHEMA_MESSAGE] + "..."
+        at = f"{where}: {path}" if path else where
+        raise SchemaError(f"{at}: {message} (not a valid JSON Schema).") from None
+    except RecursionError:
+        raise SchemaError(f"{where}: the schema is nested too deeply.") from None
+
+
+def json_grammar(schema: dict[str, Any] | None = None, *, where: str = "schema") -> str:
+    """A GBNF grammar for any JSON object (``schema`` None) or for JSON matching ``schema``; ``where`` names the
+    schema in the request for error messages.
+
+    Raises:
+        SchemaError: the schema is not valid JSON Schema (:func:`check_schema`).
+        GrammarError: the schema uses something the converter does not support, or makes it fail.
     """
     if schema is None:
         return JSON_GBNF  # its root rule is an object, as OpenAI's JSON mode asks
+    check_schema(schema, where=where)
     try:
         return json_schema_to_gbnf(json.dumps(_bounded_integers_as_enums(schema)))
-    except (ValueError, KeyError, TypeError, AssertionError, NotImplementedError, RecursionError) as exc:
-        raise GrammarError(f"The JSON schema cannot be used to constrain the output ({exc}).") from exc
+    # llama-cpp-python's converter fails in many ways on schemas it does not expect (AttributeError and
+    # IndexError included); every one means "this schema cannot constrain the output", a request error.
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError, AssertionError, NotImplementedError,
+            RecursionError) as exc:
+        raise GrammarError(f"{where}: the JSON schema cannot be used to constrain the output ({exc}).") from exc
 
 
 # Integer ranges up to this many values are written out as enums so the grammar enforces them.

@@ -30,7 +30,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Literal, Mapping, Sequence, Union
 
-from inference.grammar import GrammarError, json_grammar
+from inference.grammar import GrammarError, check_schema, json_grammar
 
 OPEN = "<tool_call>"
 CLOSE = "</tool_call>"
@@ -475,14 +475,19 @@ def reply_from_events(events: Iterable[StreamEvent]) -> ToolReply:
     return ToolReply("".join(content), tuple(calls))
 
 
-def tool_request(tools: Sequence[Mapping[str, Any]], choice: Choice = "auto", parallel: bool = True
-                 ) -> ToolRequest:
-    """A :class:`ToolRequest` from definitions given as dicts with ``name``, ``description``, ``parameters``.
+def tool_request(tools: Sequence[Mapping[str, Any]], choice: Choice = "auto", parallel: bool = True, *,
+                 schema_at: str = "tools[{index}].parameters") -> ToolRequest:
+    """A :class:`ToolRequest` from definitions given as dicts with ``name``, ``description``, ``parameters``;
+    ``schema_at`` names a tool's parameter schema in the request (``{index}``: its place in ``tools``).
 
     Raises:
-        ToolError: a name is invalid or repeated, or ``choice`` names no given tool.
+        SchemaError: a parameter schema is not valid JSON Schema (:func:`inference.grammar.check_schema`).
+        ToolError: a name is invalid or repeated, a schema is not an object's, or ``choice`` names no given tool.
     """
     defs = tuple(ToolDef(str(t["name"]), str(t.get("description") or ""), t.get("parameters")) for t in tools)
+    for index, d in enumerate(defs):
+        if d.parameters is not None:
+            check_schema(d.parameters, where=schema_at.format(index=index))
     for d in defs:
         if d.parameters is not None and (not isinstance(d.parameters, Mapping)
                                          or d.parameters.get("type", "object") != "object"):

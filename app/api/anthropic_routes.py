@@ -13,6 +13,7 @@ from typing import Any, AsyncIterator
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
 
+from app.api import openapi
 from app.api.context import ApiContext
 from app.api.errors import ApiError
 from app.api.generation import ember_extras, ember_headers, run_to_end, start_stream
@@ -100,7 +101,8 @@ def _tools(body: MessagesRequest) -> Any:
         def __init__(self, t: Any) -> None:
             self.name, self.description, self.parameters = t.name, t.description, t.input_schema
 
-    return engine_tools([_Def(t) for t in body.tools or []], name, parallel)
+    return engine_tools([_Def(t) for t in body.tools or []], name, parallel,
+                        schema_at="tools[{index}].input_schema")
 
 
 def _stop_reason(stats: GenerationStats | None, called: bool) -> str:
@@ -119,7 +121,8 @@ def _tool_id() -> str:
     return "toolu_" + uuid.uuid4().hex[:24]
 
 
-@router.post("/messages", summary="Messages (Anthropic shape; SSE events when stream is true)")
+@router.post("/messages", summary="Messages (Anthropic shape; SSE events when stream is true)",
+             responses=openapi.responses("anthropic", openapi.GENERATION, stream=True))
 async def messages(body: MessagesRequest, request: Request) -> Response:
     ctx = _ctx(request)
     msgs = _messages(body)

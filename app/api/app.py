@@ -10,7 +10,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, PlainTextResponse
 
 from app import __version__
-from app.api import anthropic_routes, ollama_routes, openai_routes, responses_routes
+from app.api import anthropic_routes, ollama_routes, openapi, openai_routes, responses_routes
 from app.api.context import ApiContext
 from app.api.errors import ApiError, bug_response, error_response, from_known
 from app.api.security import Guard, SecurityMiddleware
@@ -30,13 +30,17 @@ def create_app(ctx: ApiContext, *, bound_host: str, token: Callable[[], str | No
     app.include_router(responses_routes.router)
     app.include_router(anthropic_routes.router)
     app.include_router(ollama_routes.router)
+    openapi.install(app, token)
 
     @app.get("/", include_in_schema=False)
     async def root() -> PlainTextResponse:
         return PlainTextResponse("Ember is running")
 
-    @app.get("/health", summary="Server state, loaded model and the request queue")
+    @app.get("/health", summary="Whether Ember is up; with the token, the loaded models and the request queue",
+             responses=openapi.responses("openai", (403,)))
     async def health(request: Request) -> dict[str, Any]:
+        if not app.state.guard.token_ok(request.headers.get("authorization"), request.headers.get("x-api-key")):
+            return {"status": "ok"}  # private by default: no file paths or queue without the token
         loaded = ctx.core.engine.loaded
         engine = ctx.core.engine.snapshot()
         return {"status": "ok", "version": __version__, "model": loaded.name if loaded else None,

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
 
 from app import __version__
+from app.api import openapi
 from app.api.context import ApiContext, stop_list
 from app.api.errors import ApiError
 from app.api.generation import ember_extras, ember_headers, run_to_end, start_stream
@@ -22,7 +23,7 @@ from app.api.openai_routes import embedding_texts
 from app.api.schemas import NamedToolChoice, OllamaChatRequest, OllamaEmbedRequest, OllamaGenerateRequest, \
     OllamaMessage, OllamaOptions
 from app.api.streaming import ndjson
-from app.api.tool_calls import engine_tools, split_calls
+from app.api.tool_calls import engine_tools, grammar_error, split_calls
 from inference.events import GenerationStats
 from inference.grammar import GrammarError, json_grammar
 from inference.sampling import MAX_TOKENS_LIMIT, SamplingOptions
@@ -42,12 +43,12 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-@router.get("/version", summary="Ollama-compatible version")
+@router.get("/version", summary="Ollama-compatible version", responses=openapi.responses("ollama", (401, 403)))
 async def version() -> dict[str, str]:
     return {"version": OLLAMA_COMPAT_VERSION, "ember": __version__}
 
 
-@router.get("/tags", summary="Models of the library (Ollama shape)")
+@router.get("/tags", summary="Models of the library (Ollama shape)", responses=openapi.responses("ollama"))
 async def tags(request: Request) -> dict[str, Any]:
     models = []
     for m in _ctx(request).core.library.list():
@@ -85,9 +86,9 @@ def _grammar(fmt: str | dict[str, Any] | None) -> str | None:
     if not fmt:
         return None
     try:
-        return json_grammar() if fmt == "json" else json_grammar(fmt)  # type: ignore[arg-type]
+        return json_grammar() if fmt == "json" else json_grammar(fmt, where="format")  # type: ignore[arg-type]
     except GrammarError as exc:
-        raise ApiError(400, str(exc), param="format") from None
+        raise grammar_error(exc, param="format") from None
 
 
 def _final_fields(stats: GenerationStats | None) -> dict[str, Any]:
@@ -100,7 +101,8 @@ def _final_fields(stats: GenerationStats | None) -> dict[str, Any]:
             "eval_count": stats.completion_tokens, "eval_duration": int(eval_ms * _NS)}
 
 
-@router.post("/chat", summary="Chat (Ollama shape; NDJSON stream unless stream is false)")
+@router.post("/chat", summary="Chat (Ollama shape; NDJSON stream unless stream is false)",
+             responses=openapi.responses("ollama", openapi.GENERATION, stream=True))
 async def chat(body: OllamaChatRequest, request: Request) -> Response:
     ctx = _ctx(request)
     if any(m.images for m in body.messages):
@@ -136,7 +138,8 @@ def _ollama_calls(calls: Any) -> list[dict[str, Any]]:
             for i, c in enumerate(calls) if c.complete]
 
 
-@router.post("/generate", summary="Generate from a prompt (Ollama shape; NDJSON stream unless stream is false)")
+@router.post("/generate", summary="Generate from a prompt (Ollama shape; NDJSON stream unless stream is false)",
+             responses=openapi.responses("ollama", openapi.GENERATION, stream=True))
 async def generate(body: OllamaGenerateRequest, request: Request) -> Response:
     ctx = _ctx(request)
     if body.images:
@@ -163,7 +166,7 @@ async def generate(body: OllamaGenerateRequest, request: Request) -> Response:
     return await _respond(ctx, request, job, model.name, stream=body.stream, chat=False)
 
 
-@router.post("/embed", summary="Embeddings (Ollama shape)")
+@router.post("/embed", summary="Embeddings (Ollama shape)", responses=openapi.responses("ollama", openapi.GENERATION))
 async def embed(body: OllamaEmbedRequest, request: Request) -> Response:
     ctx = _ctx(request)
     texts = embedding_texts(body.input)

@@ -11,13 +11,14 @@ from typing import Any, AsyncIterator
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
 
+from app.api import openapi
 from app.api.context import ApiContext, stop_list
 from app.api.errors import ApiError
 from app.api.generation import (ember_extras, ember_headers, finish_reason, request_id, run_to_end, start_stream,
                                 usage)
 from app.api.schemas import ChatCompletionRequest, ChatMessage, CompletionRequest, EmbeddingRequest, NamedToolChoice
 from app.api.streaming import sse
-from app.api.tool_calls import engine_tools, logprob_entry, parse_arguments, split_calls
+from app.api.tool_calls import engine_tools, grammar_error, logprob_entry, parse_arguments, split_calls
 from inference.grammar import GrammarError, json_grammar
 from inference.tools import ToolRequest
 
@@ -28,7 +29,7 @@ def _ctx(request: Request) -> ApiContext:
     return request.app.state.ctx
 
 
-@router.get("/models", summary="List the library's models")
+@router.get("/models", summary="List the library's models", responses=openapi.responses("openai"))
 async def list_models(request: Request) -> dict[str, Any]:
     ctx = _ctx(request)
     data = [_model_entry(m.name, ctx.started) for m in ctx.core.library.list()]
@@ -43,7 +44,8 @@ def _model_entry(name: str, started: float) -> dict[str, Any]:
             "display_name": name, "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(created))}
 
 
-@router.get("/models/{name:path}", summary="One model of the library")
+@router.get("/models/{name:path}", summary="One model of the library",
+            responses=openapi.responses("openai", (*openapi.GUARDED, 404)))
 async def get_model(name: str, request: Request) -> dict[str, Any]:
     model = _ctx(request).model(name)
     return _model_entry(model.name, _ctx(request).started)
@@ -122,9 +124,9 @@ def _grammar(body: ChatCompletionRequest) -> str | None:
         if fmt.json_schema is None or fmt.json_schema.schema_ is None:
             raise ApiError(400, "response_format json_schema needs a 'json_schema' with a 'schema'.",
                            param="response_format")
-        return json_grammar(fmt.json_schema.schema_)
+        return json_grammar(fmt.json_schema.schema_, where="response_format.json_schema.schema")
     except GrammarError as exc:
-        raise ApiError(400, str(exc), param="response_format") from None
+        raise grammar_error(exc, param="response_format") from None
 
 
 def _check_common(n: int | None) -> None:
@@ -132,7 +134,8 @@ def _check_common(n: int | None) -> None:
         raise ApiError(400, "Ember generates one choice per request: 'n' must be 1.", param="n")
 
 
-@router.post("/chat/completions", summary="Chat completion (OpenAI shape; SSE when stream is true)")
+@router.post("/chat/completions", summary="Chat completion (OpenAI shape; SSE when stream is true)",
+             responses=openapi.responses("openai", openapi.GENERATION, stream=True))
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
     ctx = _ctx(request)
     _check_common(body.n)
@@ -206,7 +209,8 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
 # -- text completions -------------------------------------------------------------------------------------------
 
 
-@router.post("/completions", summary="Text completion of a raw prompt (OpenAI shape; SSE when stream is true)")
+@router.post("/completions", summary="Text completion of a raw prompt (OpenAI shape; SSE when stream is true)",
+             responses=openapi.responses("openai", openapi.GENERATION, stream=True))
 async def completions(body: CompletionRequest, request: Request) -> Response:
     ctx = _ctx(request)
     _check_common(body.n)
@@ -273,7 +277,8 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
 # -- embeddings -------------------------------------------------------------------------------------------------
 
 
-@router.post("/embeddings", summary="Embeddings of one or more texts (OpenAI shape)")
+@router.post("/embeddings", summary="Embeddings of one or more texts (OpenAI shape)",
+             responses=openapi.responses("openai", openapi.GENERATION))
 async def embeddings(body: EmbeddingRequest, request: Request) -> Response:
     ctx = _ctx(request)
     if body.dimensions is not None:

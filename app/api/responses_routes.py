@@ -14,6 +14,7 @@ from typing import Any, AsyncIterator
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
 
+from app.api import openapi
 from app.api.context import ApiContext
 from app.api.errors import ApiError
 from app.api.generation import ember_extras, ember_headers, run_to_end, start_stream
@@ -92,7 +93,7 @@ def _tools(body: ResponsesRequest) -> Any:
         defs.append(t)
     choice = body.tool_choice
     name = choice.name if isinstance(choice, ResponseNamedChoice) else choice
-    return engine_tools(defs, name, body.parallel_tool_calls)
+    return engine_tools(defs, name, body.parallel_tool_calls, schema_at="tools[{index}].parameters")
 
 
 def _usage(stats: GenerationStats | None) -> dict[str, Any]:
@@ -117,7 +118,8 @@ def _new(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:24]}"
 
 
-@router.post("/responses", summary="Responses (OpenAI shape; stateless; SSE events when stream is true)")
+@router.post("/responses", summary="Responses (OpenAI shape; stateless; SSE events when stream is true)",
+             responses=openapi.responses("openai", openapi.GENERATION, stream=True))
 async def responses(body: ResponsesRequest, request: Request) -> Response:
     ctx = _ctx(request)
     if body.previous_response_id:

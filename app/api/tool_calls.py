@@ -7,19 +7,21 @@ import json
 from typing import Any, AsyncIterator, Sequence
 
 from app.api.errors import ApiError
+from inference.grammar import GrammarError, SchemaError
 from inference.logprobs import TokenLogprob
-from inference.tools import (ArgumentsPart, CallEnd, CallStart, TextPart, ToolError, ToolRequest, ToolStream,
-                             call_grammar, tool_request)
+from inference.tools import (ArgumentsPart, CallEnd, CallStart, TextPart, ToolRequest, ToolStream, call_grammar,
+                             tool_request)
 
 
 def engine_tools(tools: Sequence[Any] | None, choice: str | None = None, parallel: bool | None = None, *,
-                 param: str = "tools") -> ToolRequest | None:
+                 param: str = "tools", schema_at: str = "tools[{index}].function.parameters") -> ToolRequest | None:
     """The engine's tool request for a request's function definitions (objects with ``name``, ``description``
     and ``parameters``; None or empty: no tools) and its tool choice (``auto``, ``none``, ``required`` or a
-    function's name).
+    function's name); ``schema_at`` names a tool's parameter schema in the request's shape for messages.
 
     Raises:
-        ApiError: 400 for an unusable definition or a choice that names no given tool.
+        ApiError: 400 for an unusable definition (a schema that is not valid JSON Schema included) or a choice
+            that names no given tool.
     """
     if not tools:
         if choice in ("required",) or (choice and choice not in ("auto", "none")):
@@ -27,13 +29,19 @@ def engine_tools(tools: Sequence[Any] | None, choice: str | None = None, paralle
         return None
     defs = [{"name": t.name, "description": t.description, "parameters": t.parameters} for t in tools]
     try:
-        request = tool_request(defs, choice or "auto", True if parallel is None else parallel)
+        request = tool_request(defs, choice or "auto", True if parallel is None else parallel, schema_at=schema_at)
         if request.choice != "none":
             call_grammar(request)  # a schema the grammar cannot follow is the request's error, found now
-    except ToolError as exc:
-        where = "tool_choice" if "tool_choice" in str(exc) else param
-        raise ApiError(400, str(exc), param=where) from None
+    except GrammarError as exc:  # ToolError and SchemaError among them
+        where = "tool_choice" if not isinstance(exc, SchemaError) and "tool_choice" in str(exc) else param
+        raise grammar_error(exc, param=where) from None
     return request
+
+
+def grammar_error(exc: GrammarError, *, param: str) -> ApiError:
+    """The 400 for a schema or grammar the request gives that cannot be used (``invalid_schema`` when it is not
+    valid JSON Schema), naming ``param``; every API shape answers it in its own error format."""
+    return ApiError(400, str(exc), param=param, code="invalid_schema" if isinstance(exc, SchemaError) else None)
 
 
 def parse_arguments(text: str, *, param: str) -> dict[str, Any]:

@@ -32,8 +32,16 @@ def test_request_without_token_is_refused_with_401(server: ApiServer) -> None:
     openai_error(httpx.get(server.address + "/v1/models", headers={"Authorization": TOKEN}), 401)
 
 
-def test_health_needs_no_token_and_reports_the_queue(server: ApiServer) -> None:
-    health = httpx.get(server.address + "/health").json()
+def test_health_without_the_token_says_only_that_ember_is_up(server: ApiServer) -> None:
+    for headers in ({}, {"Authorization": "Bearer nope"}, {"x-api-key": "nope"}):
+        response = httpx.get(server.address + "/health", headers=headers)
+        assert response.status_code == 200 and response.json() == {"status": "ok"}
+        assert str(server.core.library.get("default").path) not in response.text
+    assert httpx.get(server.address + "/health", headers={"x-api-key": TOKEN}).json()["auth"] is True
+
+
+def test_health_with_the_token_reports_the_models_and_the_queue(server: ApiServer) -> None:
+    health = httpx.get(server.address + "/health", headers={"Authorization": f"Bearer {TOKEN}"}).json()
     assert health["status"] == "ok" and health["auth"] is True
     assert health["model"] == "smollm2-135m-instruct"
     assert health["queue"]["max_queue"] == server.settings.max_queue

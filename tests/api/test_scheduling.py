@@ -158,5 +158,5 @@ def test_eight_concurrent_streaming_clients_are_batched_and_start_in_order(serve
     assert most_running[0] == engine.parallel, f"at most {most_running[0]} sequences ran at once"
     by_start = [j.handle.id for j in sorted(jobs, key=lambda j: j.handle.started)]
     assert by_start == sorted(by_start), "requests did not start in the order they were queued"
-    health = httpx.get(f"{server.address}/health").json()
+    health = httpx.get(f"{server.address}/health", headers=AUTH).json()
     assert health["engine"]["parallel"] == engine.parallel and health["engine"]["largest_batch"] >= 2

@@ -180,7 +180,7 @@ def test_saved_settings_apply_at_once_or_when_the_api_is_started_again(core: Emb
         _save_api_settings(core, port=second, allowed_origins=["https://app.example"], max_queue=3)
         ok = httpx.get(server.address + "/v1/models", headers=origin)
         assert ok.status_code == 200, "a saved origin applies to the running server"
-        assert httpx.get(server.address + "/health").json()["queue"]["max_queue"] == 3
+        assert httpx.get(server.address + "/health", headers=auth).json()["queue"]["max_queue"] == 3
         assert server.address == f"http://127.0.0.1:{first}", "the port changes only on a restart"
     server.start()  # the tray's "API on"
     try:

@@ -136,3 +136,13 @@ def test_grammar_parses_in_llama_cpp() -> None:
     for after in (False, True):
         LlamaGrammar.from_string(call_grammar(tool_request([WEATHER, TIME], "required"), after_opener=after),
                                  verbose=False)
+
+
+def test_a_parameter_schema_that_is_not_json_schema_is_refused_naming_its_place() -> None:
+    from inference.grammar import SchemaError
+
+    bad = {"name": "f", "parameters": {"type": "object", "properties": [1, 2]}}
+    with pytest.raises(SchemaError, match=r"^tools\[1\]\.parameters: properties: \[1, 2\] is not of type 'object'"):
+        tool_request([WEATHER, bad])
+    with pytest.raises(SchemaError, match=r"^tools\[0\]\.input_schema: minItems: "):
+        tool_request([{"name": "f", "parameters": {"minItems": "x"}}], schema_at="tools[{index}].input_schema")
