@@ -11,7 +11,8 @@ from pathlib import Path
 
 import sqlite_utils
 
-from storage.errors import DatabaseLockedError, DiskFullError, ReadOnlyDatabaseError, StorageError
+from storage.errors import (DatabaseDamagedError, DatabaseLockedError, DiskFullError, ReadOnlyDatabaseError,
+                            StorageError)
 from storage.interrupted import mark_interrupted
 from storage.migrations import apply_migrations
 from storage.private import private_dir, private_file, tighten
@@ -164,12 +165,16 @@ def _prepare_file(file: Path) -> None:
 
 def _mark_interrupted(db: sqlite_utils.Database, file: Path | None) -> None:
     """Mark replies whose writer has ended ``interrupted``; a database that cannot be written now keeps them
-    streaming until a start that can (the write's own error is reported when a turn writes)."""
+    streaming until a start that can (the write's own error is reported when a turn writes), and damaged messages
+    do not stop the rest from opening (as before replies were marked)."""
     try:
         with database_lock(db), translated(file, doing="mark interrupted replies"), db.conn:
             count = mark_interrupted(db)
     except (DiskFullError, ReadOnlyDatabaseError, DatabaseLockedError) as exc:
         log.info("replies left streaming are not marked interrupted yet: %s", exc)
+        return
+    except DatabaseDamagedError as exc:  # the conversations that can be read stay usable; reading the rest says so
+        log.warning("%s", exc)
         return
     if count:
         log.info("marked %d reply(ies) left streaming by an ended process as interrupted", count)

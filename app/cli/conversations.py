@@ -1,7 +1,9 @@
 """``ember conversations ...`` and ``ember presets ...``: stored chats and system-prompt presets from the command line.
 
-``conversations list|export|import``: export writes Ember JSON (every version, stats) or Markdown (the branch
-shown); import reads either back as a new conversation. ``presets list|show|save|rm``: the named system prompts the
+``conversations list|export|import|recover``: export writes Ember JSON (every version, stats) or Markdown (the
+branch shown); import reads either back as a new conversation. ``list`` and ``export`` still work when the database
+cannot be written (a full disk, a read-only file): they open it read-only and say so. ``recover`` copies what SQLite
+can still read of a damaged database into a new one and keeps the damaged file beside it. ``presets list|show|save|rm``: the named system prompts the
 desktop offers and ``ember chat --preset NAME`` uses.
 """
 
@@ -11,16 +13,21 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from app.core import Ember
+from app.paths import Paths
 from storage.conversation_files import export_json, export_markdown, import_file, write_export
+from storage.conversations import ConversationStore
+from storage.database import close_database, open_read_only
+from storage.errors import DatabaseLockedError, DiskFullError, ReadOnlyDatabaseError
 from storage.presets import PresetStore
+from storage.recovery import damage, recover_in_place
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``conversations`` and ``presets`` commands and their actions."""
-    conversations = sub.add_parser("conversations", help="stored conversations: list, export, import")
+    conversations = sub.add_parser("conversations", help="stored conversations: list, export, import, recover")
     actions = conversations.add_subparsers(title="actions", metavar="ACTION")
     conversations.set_defaults(func=lambda a: (conversations.print_help(), 0)[1])
     p = actions.add_parser("list", help="list conversations, most recent first")
@@ -37,6 +44,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                                           "conversation")
     p.add_argument("file", type=Path, metavar="FILE")
     p.set_defaults(func=_import)
+    p = actions.add_parser("recover", help="copy what can still be read of a damaged database into a new one "
+                                           "(the damaged file is kept beside it)")
+    p.add_argument("--force", action="store_true", help="recover even when SQLite's integrity check passes")
+    p.set_defaults(func=_recover)
 
     presets = sub.add_parser("presets", help="system-prompt presets (shared with the desktop; ember chat --preset)")
     actions = presets.add_subparsers(title="actions", metavar="ACTION")
@@ -64,10 +75,28 @@ def _with_core(fn: Any) -> int:
         core.close()
 
 
+def _reading(fn: Callable[[ConversationStore], int]) -> int:
+    """Run ``fn`` on the conversations; when the database cannot be written now (a full disk, a read-only or
+    locked file), say so and run it on the database opened read-only."""
+    try:
+        core = Ember.open()
+    except (DiskFullError, ReadOnlyDatabaseError, DatabaseLockedError) as exc:
+        print(f"ember: {exc}\nember: reading the conversations read-only.", file=sys.stderr)
+        db = open_read_only(Paths.from_env().database)
+        try:
+            return fn(ConversationStore(db))
+        finally:
+            close_database(db)
+    try:
+        return fn(core.conversations)
+    finally:
+        core.close()
+
+
 def _list(args: argparse.Namespace) -> int:
-    def run(core: Ember) -> int:
+    def run(store: ConversationStore) -> int:
         rows = [{"id": c.id, "title": c.title, "updated": c.updated, "model": c.model,
-                 "messages": len(core.conversations.messages(c.id))} for c in core.conversations.list()]
+                 "messages": len(store.messages(c.id))} for c in store.list()]
         if args.json:
             print(json.dumps(rows, indent=2))
             return 0
@@ -76,21 +105,38 @@ def _list(args: argparse.Namespace) -> int:
         if not rows:
             print("No conversations yet.", file=sys.stderr)
         return 0
-    return _with_core(run)
+    return _reading(run)
 
 
 def _export(args: argparse.Namespace) -> int:
-    def run(core: Ember) -> int:
+    def run(store: ConversationStore) -> int:
         if args.file == "-":
             if args.format == "markdown":
-                sys.stdout.write(export_markdown(core.conversations, args.id))
+                sys.stdout.write(export_markdown(store, args.id))
             else:
-                print(json.dumps(export_json(core.conversations, args.id), indent=2, ensure_ascii=False))
+                print(json.dumps(export_json(store, args.id), indent=2, ensure_ascii=False))
             return 0
-        path = write_export(core.conversations, args.id, Path(args.file), fmt=args.format)
+        path = write_export(store, args.id, Path(args.file), fmt=args.format)
         print(f"wrote {path}", file=sys.stderr)
         return 0
-    return _with_core(run)
+    return _reading(run)
+
+
+def _recover(args: argparse.Namespace) -> int:
+    """``ember conversations recover``: the database is not opened as a store (it may be damaged)."""
+    path = Paths.from_env().database
+    if not path.is_file():
+        print(f"ember: there is no database at {path}; nothing to recover.", file=sys.stderr)
+        return 1
+    reason = damage(path)
+    if reason is None and not args.force:
+        print(f"The database {path} is not damaged (SQLite's integrity check passes); nothing to recover. "
+              "(--force recovers it anyway.)")
+        return 0
+    if reason is not None:
+        print(f"{path} is damaged ({reason}); recovering what can still be read…", file=sys.stderr)
+    print(recover_in_place(path).summary())
+    return 0
 
 
 def _import(args: argparse.Namespace) -> int:
