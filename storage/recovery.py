@@ -5,8 +5,9 @@ page) it skips ahead to the next row that can be read, so one bad page costs the
 table. The rows go into a new database with the current schema (ids kept, the full-text index rebuilt by its
 triggers); references the damage broke are mended: messages whose conversation was lost get a "Recovered
 conversation" of their own, a message whose parent was lost follows the conversation's previous surviving message
-(so the branch shown runs across the gap), and a conversation whose shown message was lost shows its latest. ``recover_in_place`` then keeps the damaged file beside the new one (``ember.db.damaged-DATE``) and puts
-the new one in its place: nothing is deleted.
+(so the branch shown runs across the gap), and a conversation whose shown message was lost shows its latest.
+``recover_in_place`` then keeps the damaged file beside the new one (``ember.db.damaged-DATE``) and puts the new one
+in its place: nothing is deleted.
 """
 
 from __future__ import annotations

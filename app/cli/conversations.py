@@ -3,8 +3,8 @@
 ``conversations list|export|import|recover``: export writes Ember JSON (every version, stats) or Markdown (the
 branch shown); import reads either back as a new conversation. ``list`` and ``export`` still work when the database
 cannot be written (a full disk, a read-only file): they open it read-only and say so. ``recover`` copies what SQLite
-can still read of a damaged database into a new one and keeps the damaged file beside it. ``presets list|show|save|rm``: the named system prompts the
-desktop offers and ``ember chat --preset NAME`` uses.
+can still read of a damaged database into a new one and keeps the damaged file beside it.
+``presets list|show|save|rm``: the named system prompts the desktop offers and ``ember chat --preset NAME`` uses.
 """
 
 from __future__ import annotations

@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 import storage.sqlite_errors as sqlite_errors
-from storage.conversation_files import export_markdown
 from storage.conversations import ConversationStore, StreamingMessage
 from storage.database import close_database, is_read_only, open_database, open_read_only
 from storage.errors import (DatabaseDamagedError, DatabaseLockedError, DiskFullError, EmberError,

@@ -12,8 +12,8 @@ from pathlib import Path
 from app.cli.main import main
 from app.core import Ember
 from app.paths import Paths
-from storage.database import close_database, open_database
 from storage.conversations import ConversationStore
+from storage.database import close_database, open_database
 
 ROOT = Path(__file__).resolve().parents[4]
 
