@@ -46,6 +46,8 @@ from storage.errors import EmberError
 log = logging.getLogger(__name__)
 
 Message = Mapping[str, Any]
+# A reply with tools may re-tokenise its text before the call's arguments (a token or two more than it wrote).
+TOOL_SLACK = 8
 _TOOL_KEYS = ("tool_calls", "tool_call_id", "name")
 
 
@@ -316,7 +318,7 @@ class EngineService:
                 rendered, tool_defs = prompt_messages(msgs, tools, native=template_knows_tools(
                     model_template(llm).source))
             prompt = fit_chat_prompt(llm, rendered, options.max_tokens, tools=tool_defs)
-            yield Acquire(prompt.tokens)
+            yield Acquire(prompt.tokens, reserve=len(prompt.tokens) + options.max_tokens + TOOL_SLACK)
             if tools is not None and tools.choice != "none":
                 result = yield from self._reply_with_tools(llm, prompt.tokens, options, handle, started, tools,
                                                            keep=prompt.keep, logprobs=logprobs, slot=slot)
@@ -347,7 +349,7 @@ class EngineService:
             llm = yield from self._loaded(model, handle)
             started = time.perf_counter()
             prompt = fit_chat_prompt(llm, msgs, options.max_tokens)
-            yield Acquire(prompt.tokens)
+            yield Acquire(prompt.tokens, reserve=len(prompt.tokens) + max(options.max_tokens, n_tokens))
             try:
                 g: Probe | None = yield from glimpse_steps(llm, prompt.tokens, n_tokens=n_tokens, hidden=hidden,
                                                            should_stop=lambda: handle.cancelled)
@@ -375,7 +377,7 @@ class EngineService:
         def run(handle: JobHandle) -> Steps:
             llm = yield from self._loaded(model, handle)
             prompt = fit_chat_prompt(llm, msgs, options.max_tokens)
-            yield Acquire(prompt.tokens)
+            yield Acquire(prompt.tokens, reserve=len(prompt.tokens) + options.max_tokens)
             send = (lambda text: handle.emit(TokenText(text))) if stream else None
             p = yield from probe_steps(llm, prompt.tokens, options, max_tokens=options.max_tokens, hidden=hidden,
                                        should_stop=lambda: handle.cancelled, on_text=send, states=self._states,
@@ -393,7 +395,7 @@ class EngineService:
             llm = yield from self._loaded(model, handle)
             started = time.perf_counter()
             tokens = llm.tokenize(prompt, add_special=True, parse_special=False)
-            yield Acquire(tokens)
+            yield Acquire(tokens, reserve=len(tokens) + options.max_tokens)
             return (yield from self._generate(llm, tokens, options, handle, started, grammar=grammar))
 
         return self._submit("complete", run, on_event, interactive=interactive)

@@ -5,8 +5,14 @@ Jobs are generators of requests (:mod:`inference.steps`). The scheduler admits w
 the next token of every generating sequence and at most ``prefill_chunk`` tokens of waiting prompts (chunked
 prefill, so a long prompt never stalls the other streams for longer than one chunk; with nothing generating a
 prompt goes in ``n_batch`` parts as before). After the decode each sequence samples from its own logits row and
-asks for its next step. A sequence whose evaluation fails (context full) fails alone; a cancelled one leaves at its
-next step.
+asks for its next step. A sequence whose evaluation fails fails alone; a cancelled one leaves at its next step.
+
+The sequences share one pool of ``n_ctx`` KV cells. A job's :class:`~inference.steps.Acquire` reserves the cells its
+prompt and reply may fill (the whole context when they exceed it) and is answered only when the running sequences'
+reservations leave room, in order of arrival (interactive jobs first), so a request that fits the context alone
+waits for cells instead of being refused, and a running reply is never cut off for another's sake. Cells that idle
+sequences still cache (for prefix reuse) are not reserved: they are freed, saved first when long, when a decode
+needs them.
 
 Everything here runs on the engine's worker thread, the one thread that computes.
 """
@@ -44,9 +50,13 @@ class SeqJob:
     done: bool = False
     on_end: Callable[["SeqJob", Any, BaseException | None], None] | None = field(default=None, repr=False)
 
+    reserved: int = 0  # KV cells reserved by its Acquire
+
     @property
     def state(self) -> str:
         p = self.pending
+        if isinstance(p, Acquire):
+            return "waiting-for-cells"
         if isinstance(p, Eval):
             return "prefill" if p.chunkable else "generating"
         if isinstance(p, Drain):
@@ -109,6 +119,7 @@ class BatchScheduler:
             self._step(evals)
 
     def _admit(self) -> None:
+        self._grant_cells()
         for job in [j for j in self.active if isinstance(j.pending, Exclusive)]:
             self._advance(job, None)
         drains = [j for j in self.active if isinstance(j.pending, Drain)]
@@ -145,6 +156,9 @@ class BatchScheduler:
                 self._end(job, None, exc)
                 return
             if isinstance(request, Acquire):
+                if job.slot is None and (self._cells_waiting(job) or not self._fits(request)):
+                    job.pending = request  # answered by _grant_cells once the cells are free
+                    return
                 try:
                     value = self._acquire(job, request)
                 except EngineError as exc:
@@ -169,6 +183,41 @@ class BatchScheduler:
         if job.on_end is not None:
             job.on_end(job, result, error)
 
+    # -- cells --------------------------------------------------------------------------------------------------
+
+    def _need(self, request: Acquire) -> int:
+        model = self._model()
+        return min(request.cells, model.n_ctx) if model is not None else request.cells
+
+    def _fits(self, request: Acquire) -> bool:
+        """Whether the cells ``request`` reserves are free beside the running sequences' reservations (a sequence
+        alone always fits: one larger than the context shifts it or fails by itself)."""
+        model = self._model()
+        held = [j.reserved for j in self.active if j.slot is not None]
+        return model is None or not held or sum(held) + self._need(request) <= model.n_ctx
+
+    def _cells_waiting(self, job: SeqJob) -> bool:
+        """Whether a job ahead of ``job`` waits for cells (they are granted in order, so none is starved)."""
+        return any(isinstance(j.pending, Acquire) and _order(j) < _order(job) for j in self.active if j is not job)
+
+    def _grant_cells(self) -> None:
+        """Answer the jobs waiting for cells, in order, while their reservations fit."""
+        for job in sorted((j for j in self.active if isinstance(j.pending, Acquire)), key=_order):
+            request = job.pending
+            assert isinstance(request, Acquire)
+            if job.handle.cancelled:
+                job.pending = None
+                self._advance(job, EngineError("The request was cancelled while it waited for room in the context."))
+                continue
+            if not self._fits(request):
+                return
+            job.pending = None
+            try:
+                value: Any = self._acquire(job, request)
+            except EngineError as exc:
+                value = exc
+            self._advance(job, value)
+
     # -- slots ----------------------------------------------------------------------------------------------------
 
     def _acquire(self, job: SeqJob, request: Acquire) -> int:
@@ -189,6 +238,7 @@ class BatchScheduler:
             slot = max(free, key=lambda s: (common_prefix(model.cached(s), prompt),
                                             -self._last_used.get(s, 0.0)))
         job.slot = slot
+        job.reserved = self._need(request)
         self._owner[slot] = job
         model.pinned.add(slot)
         model.select(slot)
@@ -237,7 +287,7 @@ class BatchScheduler:
             for job in evals:
                 self._advance(job, EngineError("No model is loaded. Choose a model first."))
             return
-        order = sorted(evals, key=lambda j: (not j.interactive, j.handle.id))
+        order = sorted(evals, key=_order)
         budget = model.n_batch
         plan: list[tuple[SeqJob, list[int], list[bool]]] = []
         for job in order:
@@ -323,3 +373,8 @@ class BatchScheduler:
                              "interactive": j.interactive} for j in active],
                 "waiting": [{"id": j.handle.id, "kind": j.handle.kind, "interactive": j.interactive}
                             for j in waiting]}
+
+
+def _order(job: SeqJob) -> tuple[bool, int]:
+    """Service order: interactive jobs first, each kind in order of arrival."""
+    return (not job.interactive, job.handle.id)

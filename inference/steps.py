@@ -7,7 +7,9 @@ one generator alone, evaluating each request directly (benchmarks, tests, and th
 
 Besides :class:`Eval`, a generator may yield:
 
-- :class:`Acquire`: it needs a sequence (KV slot) for a prompt; the answer is the sequence id, now selected.
+- :class:`Acquire`: it needs a sequence (KV slot) for a prompt and reserves the KV cells it may fill (prompt and
+  reply); the answer is the sequence id, now selected. A scheduler answers only when the cells are free, so a
+  request that fits the context alone is never refused, or cut off, because other sequences fill it.
 - :class:`Exclusive`: it is about to compute outside the batch (speculative decoding, a router probe, a model load);
   it is resumed between steps, when no other sequence waits for logits, and runs alone until it yields again.
 - :class:`Drain`: like :class:`Exclusive`, but only once no other sequence is in flight at all (loading or
@@ -52,9 +54,18 @@ class EvalResult:
 
 @dataclass(frozen=True)
 class Acquire:
-    """Ask for a sequence to hold ``prompt`` (None: any free one, the most recently used)."""
+    """Ask for a sequence to hold ``prompt`` (None: any free one, the most recently used) and for ``reserve`` KV
+    cells (None: the prompt's length; more than the context: the whole context, so the sequence runs alone)."""
 
     prompt: Sequence[int] | None = None
+    reserve: int | None = None
+
+    @property
+    def cells(self) -> int:
+        """The KV cells this sequence may fill."""
+        if self.reserve is not None:
+            return max(0, self.reserve)
+        return len(self.prompt) if self.prompt is not None else 0
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,10 @@
 """Speculative decoding on the real starter model: lossless at temperature 0, consistent caches, stop, stats.
 
-The target is a Q8_0 requantisation of the Q4_1 starter (same vocabulary), the draft is the starter itself.
-Batched and single-token evaluation are not bit-identical in llama.cpp, so greedy speculative output is compared
-with plain greedy output tie-aware (``tests.greedy``): where they first differ, plain decoding's top-2 margin is tiny.
+The target is an F16 requantisation of the Q4_1 starter (same vocabulary), the draft is the starter itself. As in
+llama.cpp's own tests, losslessness is checked where it can be nearly exact: batched and single-token evaluation of
+an F16 model differ by about 0.07 in a logit (against about 1.5 for the quantised starter, whose 8-bit activations
+magnify reordered sums), and greedy speculative output is compared with plain greedy output tie-aware with that
+measured noise as the tolerance (``tests.greedy.batch_noise``).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from inference.requantize import requantized_copy
 from inference.sampling import SamplingOptions
 from inference.spec_runtime import SpeculativeConfig
 from inference.speculative import generate_speculative
-from tests.greedy import TIE, GreedyRun, assert_grammar_greedy_agree, assert_greedy_agree, assert_same_greedy, \
+from tests.greedy import GreedyRun, batch_noise, assert_grammar_greedy_agree, assert_greedy_agree, assert_same_greedy, \
     greedy_run
 from tests.helpers import starter_path
 
@@ -38,7 +40,7 @@ FREE_PROMPT = "<|im_start|>user\nWrite a short poem about the sea.<|im_end|>\n<|
 
 @pytest.fixture(scope="module")
 def target_path(tmp_path_factory):
-    return requantized_copy(starter_path(), tmp_path_factory.mktemp("rq"), "q8_0")
+    return requantized_copy(starter_path(), tmp_path_factory.mktemp("rq"), "f16")
 
 
 @pytest.fixture(scope="module")
@@ -82,10 +84,11 @@ def assert_cache_consistent(model: LlamaModel, history: list[int]) -> None:
     model.clear()
     model.ingest_prompt(keep)
     fresh = logits_row(model, -1).copy()
-    diff = np.abs(cached - fresh)
-    # batched verification leaves small numeric differences (mean ~0.1); a stale cell shifts logits by ~10
-    assert fresh[int(np.argmax(cached))] > fresh.max() - TIE  # the same next token, up to a near-tie
-    assert float(diff.mean()) < 0.5 and float(diff.max()) < 3.0, (float(diff.mean()), float(diff.max()))
+    diff = float(np.abs(cached - fresh).max())
+    # batched verification leaves differences within the measured noise; a stale cell shifts logits by ~10
+    noise = batch_noise(model)
+    assert fresh[int(np.argmax(cached))] > fresh.max() - noise.tie, noise  # the same next token, up to a near-tie
+    assert diff <= 2 * noise.tie, f"cached and fresh logits differ by {diff:.3f}; {noise}"
 
 
 GREEDY = SamplingOptions(temperature=0.0, repeat_penalty=1.0, max_tokens=48, stop_loops=False)  # as plain greedy_run
@@ -110,7 +113,7 @@ def test_model_draft_greedy_equals_plain_greedy_and_caches_stay_consistent(targe
                                      controller=DraftController(max_draft=4, adaptive=False))
     assert_lossless(target, plain, spec)
     assert stats.speculative == "draft" and stats.drafted >= 10
-    assert stats.acceptance_rate >= 0.8  # Q4_1 drafting for its own Q8_0 requantisation
+    assert stats.acceptance_rate >= 0.8  # Q4_1 drafting for its own F16 requantisation
     history = prompt + spec
     assert_cache_consistent(target, history)
     assert_cache_consistent(draft_model, history)
@@ -228,23 +231,28 @@ def spec_engine():
     eng.shutdown()
 
 
-LOOKUP = ModelSpec("starter", starter_path(), PARAMS,
-                   speculative=SpeculativeConfig("lookup", adaptive=False, max_draft=4))
-PLAIN = ModelSpec("starter", starter_path(), PARAMS)
+@pytest.fixture(scope="module")
+def lookup_spec(target_path):
+    return ModelSpec("f16", target_path, PARAMS, speculative=SpeculativeConfig("lookup", adaptive=False, max_draft=4))
+
+
+@pytest.fixture(scope="module")
+def plain_spec(target_path):
+    return ModelSpec("f16", target_path, PARAMS)
 
 
 def agree_on_engine(engine: EngineService, prompt: str, a: str, b: str) -> None:
     engine.call(lambda llm: assert_greedy_agree(llm, llm.tokenize(prompt, add_special=True), a, b)).wait(120)
 
 
-def test_speculative_sequences_share_the_batch_and_stay_lossless(spec_engine):
+def test_speculative_sequences_share_the_batch_and_stay_lossless(spec_engine, lookup_spec, plain_spec):
     prompts = [copy_prompt(c) for c in SNIPPETS]
-    results = [h.wait(180) for h in [spec_engine.complete(p, GREEDY, model=LOOKUP) for p in prompts]]
+    results = [h.wait(180) for h in [spec_engine.complete(p, GREEDY, model=lookup_spec) for p in prompts]]
     # every reply drafted, and their verify batches went into the same decodes
     assert all(r.stats.speculative == "lookup" and r.stats.accepted > 0 for r in results)
     assert spec_engine.snapshot()["most_generating"] >= 2
     for prompt, result in zip(prompts, results):
-        alone = spec_engine.complete(prompt, GREEDY, model=PLAIN).wait(120)
+        alone = spec_engine.complete(prompt, GREEDY, model=plain_spec).wait(120)
         agree_on_engine(spec_engine, prompt, result.text, alone.text)
 
 
@@ -266,16 +274,16 @@ def test_speculation_follows_a_grammar_and_keeps_the_greedy_output(target):
         assert set(json.loads(text)) >= {"name", "age"}
 
 
-def test_the_engine_drafts_under_a_grammar(spec_engine):
-    result = spec_engine.complete(JSON_PROMPT, GREEDY, model=LOOKUP, grammar=json_grammar(PERSON)).wait(120)
+def test_the_engine_drafts_under_a_grammar(spec_engine, lookup_spec):
+    result = spec_engine.complete(JSON_PROMPT, GREEDY, model=lookup_spec, grammar=json_grammar(PERSON)).wait(120)
     assert result.stats.speculative == "lookup" and result.stats.drafted > 0
     if result.stats.finish_reason == "stop":
         assert set(json.loads(result.text)) >= {"name", "age"}
 
 
-def test_sampled_speculation_under_a_grammar_writes_what_it_allows(spec_engine):
+def test_sampled_speculation_under_a_grammar_writes_what_it_allows(spec_engine, lookup_spec):
     options = SamplingOptions(temperature=0.9, seed=5, max_tokens=60, stop_loops=False)
-    result = spec_engine.complete(JSON_PROMPT, options, model=LOOKUP, grammar=json_grammar(PERSON)).wait(120)
+    result = spec_engine.complete(JSON_PROMPT, options, model=lookup_spec, grammar=json_grammar(PERSON)).wait(120)
     assert result.stats.speculative == "lookup" and result.stats.drafted > 0
     if result.stats.finish_reason == "stop":
         assert set(json.loads(result.text)) >= {"name", "age"}
