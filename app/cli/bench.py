@@ -100,6 +100,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     loops.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     loops.set_defaults(func=_loops)
 
+    iso = names.add_parser("isolation", help="how far logits move when the same tokens are evaluated on another "
+                                             "path (batch shape, KV cells), per model type and attention kernel")
+    iso.add_argument("--model", help="library model or .gguf path (default: the chat model)")
+    iso.add_argument("--threads", type=int, default=None, help="CPU threads (default: physical cores)")
+    iso.add_argument("--n-ctx", type=int, default=2048, help="context length (default: 2048)")
+    iso.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    iso.set_defaults(func=_isolation)
+
 
 def _run(args: argparse.Namespace, bench: Callable[[Ember], dict[str, Any]],
          describe: Callable[[dict[str, Any]], str]) -> int:
@@ -171,6 +179,13 @@ def _loops(args: argparse.Namespace) -> int:
     return _run(args, lambda core: bench_loops(core, model=args.model, prompts=prompts, tokens=args.tokens,
                                                threads=args.threads, n_ctx=args.n_ctx, progress=_progress,
                                                command=command), format_loops)
+
+
+def _isolation(args: argparse.Namespace) -> int:
+    from app.bench.isolation import bench_isolation, format_isolation
+
+    return _run(args, lambda core: bench_isolation(core, model=args.model, threads=args.threads, n_ctx=args.n_ctx,
+                                                   progress=None if args.json else _progress), format_isolation)
 
 
 def _progress(text: str) -> None:
