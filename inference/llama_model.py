@@ -501,7 +501,14 @@ class LlamaModel:
             if saved is not None:
                 if self.load_state(saved[0].tokens, saved[0].data):
                     reused = saved[1]
-                else:  # the cache is now empty: evaluate the whole prompt, and never try that state again
+                elif any(self._cache[s] for s in range(self.n_seq) if s != self._seq):
+                    # Other sequences hold cells: a state is restored into free contiguous cells, and there may
+                    # be none now. The state is kept for later; the prompt is evaluated (the scheduler frees idle
+                    # caches when a decode needs their cells).
+                    log.info("no room to restore a saved KV state of %d tokens beside the other sequences; "
+                             "evaluating the prompt", len(saved[0].tokens))
+                    reused = 0
+                else:  # refused by an empty cache: evaluate the whole prompt, and never try that state again
                     log.warning("llama.cpp refused a saved KV state of %d tokens; evaluating the prompt again",
                                 len(saved[0].tokens))
                     states.discard(self.model_key, saved[0].tokens)
