@@ -75,6 +75,14 @@ GENERATION = (400, 401, 403, 404, 413, 500, 503, 504)
 STREAM_TYPES: dict[Shape, str] = {"openai": "text/event-stream", "anthropic": "text/event-stream",
                                   "ollama": "application/x-ndjson"}
 
+# What one item of a stream is: a server-sent event (its data is JSON, or ``[DONE]`` ending an OpenAI stream), or
+# one JSON object a line.
+_STREAM_ITEMS: dict[str, dict[str, Any]] = {
+    "text/event-stream": {"type": "object", "required": ["data"],
+                          "properties": {"event": {"type": "string"}, "data": {"type": "string"}}},
+    "application/x-ndjson": {"type": "object"},
+}
+
 SECURITY_SCHEMES = {
     "bearerAuth": {"type": "http", "scheme": "bearer",
                    "description": "The API token: `ember serve` prints it, the desktop app shows it in its settings."},
@@ -93,7 +101,7 @@ def responses(shape: Shape, statuses: tuple[int, ...] = GUARDED, *, stream: bool
         kind = "Server-sent events" if STREAM_TYPES[shape] == "text/event-stream" else "Newline-delimited JSON"
         out[200] = {"description": f"The reply as one JSON object, or streamed ({kind}) when 'stream' is true.",
                     "content": {"application/json": {"schema": {"type": "object"}},
-                                STREAM_TYPES[shape]: {"schema": {"type": "string"}}}}
+                                STREAM_TYPES[shape]: {"schema": _STREAM_ITEMS[STREAM_TYPES[shape]]}}}
     return out
 
 

@@ -10,17 +10,34 @@ the field's description.
 
 from __future__ import annotations
 
-from typing import Any, Literal, Union
+from typing import Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from inference.router import Policy, Tier
 from inference.sampling import MAX_TOKENS_LIMIT, optional_field
 from inference.tools import NAME_RE
 
 
+_INTEGER_TYPES = (int, Optional[int])
+
+
 class _Lenient(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    """Unknown fields are ignored; known ones take their JSON type only (strict: ``false`` is not a number,
+    ``"5"`` not an integer), as the served schema says; an integer may be written ``5.0``, as JSON Schema allows."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _integral_floats(cls, data: Any) -> Any:
+        """The body with floats that have no fraction turned into integers where the field is an integer."""
+        if not isinstance(data, dict):
+            return data
+        fixed = {name: int(data[name]) for name, field in cls.model_fields.items()
+                 if field.annotation in _INTEGER_TYPES and isinstance(data.get(name), float)
+                 and data[name].is_integer()}
+        return {**data, **fixed} if fixed else data
 
 
 def documented(default: Any = None, *, description: str | None = None, **schema: Any) -> Any:
@@ -389,9 +406,29 @@ class ResponseContentPart(_Lenient):
     text: str | None = None
 
 
+_PARTS = {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "object", "required": ["type"],
+                                                                     "properties": {"type": {"enum": [
+                                                                         "input_text", "output_text", "text",
+                                                                         "refusal"]}}}}, {"type": "null"}]}
+_INPUT_ITEM = {"type": "object", "anyOf": [
+    {"required": ["role"], "properties": {"type": {"anyOf": [{"const": "message"}, {"type": "null"}]},
+                                          "role": {"enum": ["user", "assistant", "system", "developer"]},
+                                          "content": _PARTS}},
+    {"required": ["type", "name"], "properties": {"type": {"const": "function_call"}, "name": TEXT}},
+    {"required": ["type"], "properties": {"type": {"const": "function_call_output"}, "output": _PARTS}},
+    {"required": ["type"], "properties": {"type": {"const": "reasoning"}}}]}
+# At least one item that is not a system message: a user or assistant message, a call or a call's output.
+_NOT_ONLY_SYSTEM = {"anyOf": [
+    {"required": ["type"], "properties": {"type": {"enum": ["function_call", "function_call_output"]}}},
+    {"required": ["role"], "properties": {"type": {"anyOf": [{"const": "message"}, {"type": "null"}]},
+                                          "role": {"enum": ["user", "assistant"]}}}]}
+
+
 class ResponseInputItem(_Lenient):
     """An item of ``input``: a message (``role`` + ``content``), a ``function_call`` or a
     ``function_call_output``; ``reasoning`` items are skipped."""
+
+    model_config = ConfigDict(json_schema_extra={"anyOf": _INPUT_ITEM["anyOf"]})
 
     type: str | None = Field(None, max_length=64)
     role: Literal["user", "assistant", "system", "developer"] | None = None
@@ -429,31 +466,17 @@ class ResponseText(_Lenient):
     format: ResponseTextFormat | None = None
 
 
-_PARTS = {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "object", "required": ["type"],
-                                                                     "properties": {"type": {"enum": [
-                                                                         "input_text", "output_text", "text",
-                                                                         "refusal"]}}}}, {"type": "null"}]}
-_INPUT_ITEM = {"anyOf": [
-    {"required": ["role"], "properties": {"type": {"anyOf": [{"const": "message"}, {"type": "null"}]},
-                                          "role": {"type": "string"}, "content": _PARTS}},
-    {"required": ["type", "name"], "properties": {"type": {"const": "function_call"}, "name": TEXT}},
-    {"required": ["type"], "properties": {"type": {"const": "function_call_output"}, "output": _PARTS}},
-    {"required": ["type"], "properties": {"type": {"const": "reasoning"}}}]}
-# At least one item that is not a system message: a user or assistant message, a call or a call's output.
-_NOT_ONLY_SYSTEM = {"anyOf": [
-    {"required": ["type"], "properties": {"type": {"enum": ["function_call", "function_call_output"]}}},
-    {"required": ["role"], "properties": {"type": {"anyOf": [{"const": "message"}, {"type": "null"}]},
-                                          "role": {"enum": ["user", "assistant"]}}}]}
-
-
 class ResponsesRequest(_Lenient):
     """``POST /v1/responses`` (stateless: nothing is stored)."""
 
-    model_config = ConfigDict(json_schema_extra={"allOf": [_needs_tools()]})
+    model_config = ConfigDict(json_schema_extra={"allOf": [
+        _needs_tools(),
+        {"if": {"properties": {"input": {"type": "string"}}}, "then": {"properties": {"input": TEXT}}},
+        {"if": {"properties": {"input": {"type": "array"}}},
+         "then": {"properties": {"input": {"contains": _NOT_ONLY_SYSTEM}}}}]})
 
     model: str = Field(..., min_length=1, max_length=1024)
-    input: Union[str, list[ResponseInputItem]] = documented(..., anyOf=[
-        TEXT, {"type": "array", "items": _INPUT_ITEM, "contains": _NOT_ONLY_SYSTEM}])
+    input: Union[str, list[ResponseInputItem]]
     instructions: str | None = None
     tools: list[ResponseTool] | None = Field(None, max_length=128)
     tool_choice: Union[Literal["none", "auto", "required"], ResponseNamedChoice, None] = None

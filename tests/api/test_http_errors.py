@@ -155,6 +155,39 @@ def test_openapi_schema_is_served(server: ApiServer) -> None:
         assert path in schema["paths"]
 
 
+def test_openapi_document_says_what_the_server_answers(server: ApiServer) -> None:
+    doc = httpx.get(server.address + "/openapi.json").json()
+    assert doc["components"]["securitySchemes"]["bearerAuth"] == {
+        "type": "http", "scheme": "bearer", "description": doc["components"]["securitySchemes"]["bearerAuth"][
+            "description"]}
+    error_bodies = {"/v1/chat/completions": "OpenAIError", "/v1/messages": "AnthropicError",
+                    "/api/chat": "OllamaError"}
+    streams = {"/v1/chat/completions": "text/event-stream", "/v1/completions": "text/event-stream",
+               "/v1/responses": "text/event-stream", "/v1/messages": "text/event-stream",
+               "/api/chat": "application/x-ndjson", "/api/generate": "application/x-ndjson"}
+    for path, operations in doc["paths"].items():
+        for method, op in operations.items():
+            assert "422" not in op["responses"], f"{method} {path}"  # validation errors are 400s
+            if path == "/health":
+                assert {} in op["security"]  # the token is optional there: without it, only "ok"
+                continue
+            assert op["security"] == [{"bearerAuth": []}, {"apiKeyAuth": []}], f"{method} {path}"
+            assert {"401", "403"} <= set(op["responses"])
+            if method == "post":
+                assert {"400", "404", "413", "503", "504"} <= set(op["responses"]), f"{method} {path}"
+            if path in error_bodies:
+                ref = op["responses"]["400"]["content"]["application/json"]["schema"]["$ref"]
+                assert ref.endswith("/" + error_bodies[path])
+            if path in streams:
+                assert streams[path] in op["responses"]["200"]["content"]
+    chat = doc["components"]["schemas"]["ChatCompletionRequest"]["properties"]
+    assert chat["n"]["anyOf"][0] == {"const": 1}
+    prompt = doc["components"]["schemas"]["CompletionRequest"]["properties"]["prompt"]
+    assert prompt["anyOf"][0]["minLength"] == 1
+    generate = doc["components"]["schemas"]["OllamaGenerateRequest"]["properties"]
+    assert generate["images"]["anyOf"][0]["maxItems"] == 0 and generate["suffix"]["anyOf"][0]["maxLength"] == 0
+
+
 @pytest.mark.parametrize("error, code", [
     (StorageError("Ember's database cannot be read (disk I/O error)."), "storage_error"),
     (SecretStoreError("The system keyring refused to read a secret."), "secret_store_error"),
