@@ -75,7 +75,7 @@ class Ember:
 
         e = self.settings.engine
         params = ContextParams(n_ctx=e.n_ctx, n_batch=e.n_batch, n_threads=e.n_threads,
-                               n_gpu_layers=e.n_gpu_layers, flash_attn=e.flash_attn)
+                               n_gpu_layers=e.n_gpu_layers, flash_attn=e.flash_attn, adapt_threads=e.adapt_threads)
         spec = speculative_config(self.library, self.settings.speculative, model, draft=draft, lookup=lookup)
         return ModelSpec(name=model.name, path=model.path, params=params, speculative=spec)
 

@@ -34,6 +34,8 @@ class EngineSettings(BaseModel):
                                                           "reading the prompt.")
     n_threads: int | None = Field(None, ge=1, le=512, description="CPU threads for generation "
                                                                   "(empty: the number of physical cores).")
+    adapt_threads: bool = Field(True, description="Use fewer threads while other programs keep cores busy, and "
+                                                  "more again when they free up (measured on every decode).")
     n_gpu_layers: int = Field(-1, ge=-1, le=10000, description="Layers offloaded to the GPU "
                                                                "(-1: as many as the model has).")
     flash_attn: bool | None = Field(None, description="Flash attention (empty: off on CPU-only builds, where it "

@@ -455,7 +455,7 @@ class EngineService:
             model, spec = slot.model, slot.spec
             if model is None or spec is None:
                 continue
-            out.append({"slot": name, "name": spec.name, **model.memory})
+            out.append({"slot": name, "name": spec.name, **model.memory, "threads": model.thread_plan()})
             draft = slot.speculative.draft_model
             if draft is not None:
                 out.append({"slot": "draft" if name == "chat" else f"{name}-draft", "name": draft.path.stem,

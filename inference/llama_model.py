@@ -27,6 +27,7 @@ from inference import llama_log
 from inference.errors import EngineError, LoadCancelled, ModelLoadError
 from inference.hardware import physical_cores
 from inference.kv_state import StateCache, common_prefix
+from inference.thread_control import ThreadController
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ class ContextParams:
     n_ctx: int = 4096
     n_batch: int = 512
     n_threads: int | None = None
+    adapt_threads: bool = True  # fewer threads while other programs take cores (inference/thread_control.py)
     n_gpu_layers: int = -1
     flash_attn: bool | None = None  # None: llama.cpp decides
     n_seq: int = 1  # sequences the context holds at once (the engine's slots); they share the n_ctx cells
@@ -216,6 +218,10 @@ class LlamaModel:
         self.n_ctx = llama_cpp.llama_n_ctx(self._ctx)
         self.n_batch = params.n_batch
         self.n_threads = threads
+        # A forced path (EMBER_THREADS) stays fixed; with every layer on a GPU the CPU threads hardly matter.
+        self.thread_control = (ThreadController(threads) if params.adapt_threads and forced.threads is None
+                               and threads > 1 else None)
+        self._threads_now = threads
         self._mem = llama_cpp.llama_get_memory(self._ctx)
         self._batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
         self._abort_cb = llama_cpp.ggml_abort_callback(self._should_abort)
@@ -236,6 +242,13 @@ class LlamaModel:
         self.bos_id = llama_cpp.llama_vocab_bos(self._vocab)
         self.eos_id = llama_cpp.llama_vocab_eos(self._vocab)
         self.add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
+
+    def thread_plan(self) -> dict[str, int | bool]:
+        """The threads this context uses now and how they are chosen (``/health``, ``ember ps``)."""
+        control = self.thread_control
+        if control is None:
+            return {"in_use": self._threads_now, "max": self.n_threads, "adaptive": False}
+        return {"in_use": self._threads_now, "adaptive": True, "switches": control.switches, **control.plan()}
 
     def _memory_report(self) -> dict[str, int | str]:
         """What this model holds where: its layers and how many run on the GPU, its weights' and KV cache's
@@ -685,7 +698,17 @@ class LlamaModel:
             starts.append(pos0)
             i = put_tokens(batch, i, tokens, seq=seq, pos0=pos0, logits=flags)
         self._logits_at = None  # the logits buffer now belongs to this batch
+        control = self.thread_control
+        if control is not None:
+            threads = control.threads_for(n)
+            if threads != self._threads_now:
+                llama_cpp.llama_set_n_threads(self._ctx, threads, threads)
+                self._threads_now = threads
+        t0 = time.perf_counter()
         rc = llama_cpp.llama_decode(self._ctx, batch)
+        if control is not None and rc == 0:
+            t1 = time.perf_counter()
+            control.record(n, self._threads_now, t1 - t0, t1)
         if rc != 0:
             for (seq, _, _), pos0 in zip(items, starts):
                 llama_cpp.llama_memory_seq_rm(self._mem, seq, pos0, -1)

@@ -15,13 +15,15 @@ means on: about 10% faster decoding than Ember's CPU default, off, so it is alwa
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import statistics
 import subprocess
+import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import llama_cpp
 
@@ -38,13 +40,18 @@ PROMPT = ("The history of the city of Paris begins in the third century BC, when
 
 def bench_decode(core: Ember, *, model: str | None = None, tokens: int = 128, runs: int = 5,
                  threads: int | None = None, n_ctx: int = 2048, flash_attn: bool | None = None,
-                 native: Path | None = None, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+                 native: Path | None = None, busy: int = 0, busy_kind: str = "loop",
+                 progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Time both engines and return the medians and their ratio (see the module docstring).
 
     Returns:
         ``model``, ``tokens``, ``runs``, ``threads``, ``ember_tok_s`` (measured from outside),
         ``ember_reported_tok_s`` (the engine's own figure, what ``ember chat -v`` prints), ``reference_tok_s``,
-        ``ratio``, ``ember_ttft_ms``, ``reference_ttft_ms``, ``same_text`` and the per-run figures.
+        ``ratio``, ``ember_ttft_ms``, ``reference_ttft_ms``, ``same_text`` and the per-run figures. With
+        ``busy`` competing processes (``busy_kind``: ``loop``, a plain CPU loop each, or ``llama``, llama.cpp
+        decoding on every core), also ``busy``: the same figures while they run, with the reference at every
+        fixed thread count (``reference_by_threads``) and its best (``best_fixed``), Ember's thread plan after the
+        runs, and ``vs_best_fixed``.
     """
     from llama_cpp import Llama
 
@@ -107,6 +114,10 @@ def bench_decode(core: Ember, *, model: str | None = None, tokens: int = 128, ru
                                                 flash_attn=flash_attn))
             say(f"run {i + 1}/{runs}: ember {ember_runs[-1][1]:.1f} tok/s, reference {ref_runs[-1][1]:.1f} tok/s"
                 + (f", native {native_runs[-1]:.1f} tok/s" if native else ""))
+        busy_result = None
+        if busy:
+            busy_result = _busy_runs(engine, ref, spec, runs=runs, threads=n_threads, busy=busy, kind=busy_kind,
+                                     run_ember=run_ember, run_reference=run_reference, say=say)
         engine.call(lambda _m: ref.close()).wait()
     finally:
         engine.shutdown()
@@ -138,11 +149,67 @@ def bench_decode(core: Ember, *, model: str | None = None, tokens: int = 128, ru
         "native_ratio_paired": round(statistics.median(paired), 3) if paired else None,
         "per_run_tok_s": {"ember": [round(r[1], 2) for r in ember_runs],
                           "reference": [round(r[1], 2) for r in ref_runs], "native": native_runs},
+        "busy": busy_result,
         "command": f"ember bench decode --json --tokens {tokens} --runs {runs} --n-ctx {n_ctx}"
+                   + (f" --busy {busy} --busy-kind {busy_kind}" if busy else "")
                    + (f" --threads {threads}" if threads else "") + (f" --model {model}" if model else "")
                    + ("" if requested_fa is None else f" --flash-attn {'on' if requested_fa else 'off'}")
                    + (f" --native {native}" if native else ""),
     }
+
+
+def _busy_runs(engine: EngineService, ref: Any, spec: ModelSpec, *, runs: int, threads: int, busy: int, kind: str,
+               run_ember: Callable[[], tuple[float, float, int, str]],
+               run_reference: Callable[[], tuple[float, float, int, str]],
+               say: Callable[[str], None]) -> dict[str, Any]:
+    """Ember and the reference (at every fixed thread count) while ``busy`` competing processes run."""
+    ember_runs: list[float] = []
+    by_threads: dict[int, list[float]] = {t: [] for t in range(1, threads + 1)}
+    with competing(busy, kind, spec.path):
+        time.sleep(1.0)  # let them get going
+        for i in range(runs):
+            ember_runs.append(run_ember()[1])
+            for t in by_threads:
+                engine.call(lambda _m, t=t: llama_cpp.llama_set_n_threads(ref._ctx.ctx, t, t)).wait()
+                by_threads[t].append(run_reference()[1])
+            say(f"busy run {i + 1}/{runs}: ember {ember_runs[-1]:.1f} tok/s, reference "
+                + ", ".join(f"{t} threads {v[-1]:.1f}" for t, v in by_threads.items()) + " tok/s")
+    engine.call(lambda _m: llama_cpp.llama_set_n_threads(ref._ctx.ctx, threads, threads)).wait()
+    plan = engine.models()[0].get("threads")
+    medians = {t: round(statistics.median(v), 2) for t, v in by_threads.items()}
+    best = max(medians, key=lambda t: medians[t])
+    ember = round(statistics.median(ember_runs), 2)
+    return {"processes": busy, "kind": kind, "ember_tok_s": ember, "ember_runs": [round(r, 2) for r in ember_runs],
+            "reference_default_tok_s": medians[threads], "reference_by_threads": medians,
+            "best_fixed": {"threads": best, "tok_s": medians[best]},
+            "vs_best_fixed": round(ember / medians[best], 3) if medians[best] else None,
+            "vs_default": round(ember / medians[threads], 3) if medians[threads] else None, "ember_threads": plan}
+
+
+BUSY_LOOP = "while True:\n    pass\n"
+BUSY_LLAMA = ("import sys, llama_cpp\n"
+              "m = llama_cpp.Llama(sys.argv[1], n_ctx=512, n_threads=int(sys.argv[2]), verbose=False)\n"
+              "while True:\n"
+              "    m.reset()\n"
+              "    for _ in m.create_completion('Once upon a time', max_tokens=256, temperature=0.8, stream=True):\n"
+              "        pass\n")
+
+
+@contextlib.contextmanager
+def competing(n: int, kind: str, model: Path) -> Iterator[None]:
+    """Run ``n`` competing processes while the block runs: a plain CPU loop each (``loop``), or llama.cpp
+    decoding the same model on every core (``llama``), as another local AI app would."""
+    code = BUSY_LOOP if kind == "loop" else BUSY_LLAMA
+    args = [] if kind == "loop" else [str(model), str(physical_cores())]
+    procs = [subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL) for _ in range(n)]
+    try:
+        yield
+    finally:
+        for p in procs:
+            p.kill()
+        for p in procs:
+            p.wait()
 
 
 def _llama_bench(binary: Path, model: Path, *, threads: int, tokens: int, flash_attn: bool) -> float:
@@ -183,4 +250,12 @@ def format_decode(r: dict[str, Any]) -> str:
             + (f"  native llama-bench tg {r['native_tg_tok_s']:.2f} tok/s, ratio {r['native_ratio']} "
                f"(median of run-by-run ratios {r.get('native_ratio_paired')})\n"
                if r.get("native_tg_tok_s") else "")
+            + (_format_busy(r["busy"]) if r.get("busy") else "")
             + f"  reproduce: {r['command']}")
+
+
+def _format_busy(b: dict[str, Any]) -> str:
+    refs = ", ".join(f"{t} threads {v:.1f}" for t, v in b["reference_by_threads"].items())
+    return (f"  with {b['processes']} competing process(es) ({b['kind']}): ember {b['ember_tok_s']:.2f} tok/s "
+            f"(threads now {b['ember_threads']}); reference {refs} tok/s; best fixed "
+            f"{b['best_fixed']['threads']} threads: ember/best {b['vs_best_fixed']}, ember/default {b['vs_default']}\n")

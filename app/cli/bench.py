@@ -32,6 +32,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     decode.add_argument("--native", type=Path, default=None, metavar="LLAMA_BENCH",
                         help="also run llama.cpp's own llama-bench (make bench-native builds it) on the same "
                              "file and threads")
+    decode.add_argument("--busy", type=int, default=0, metavar="N",
+                        help="also measure while N competing processes keep the CPU busy (default: 0)")
+    decode.add_argument("--busy-kind", choices=["loop", "llama"], default="loop",
+                        help="what competes: a plain CPU loop each, or llama.cpp decoding on every core "
+                             "(default: loop)")
     decode.set_defaults(func=_decode)
 
     api = names.add_parser("api", help="Ember's HTTP API against reference servers, 1..N streaming clients "
@@ -133,7 +138,8 @@ def _decode(args: argparse.Namespace) -> int:
                                                        progress=say), format_multiturn)
     return _run(args, lambda core: bench_decode(core, model=args.model, tokens=args.tokens, runs=args.runs,
                                                 threads=args.threads, n_ctx=args.n_ctx, flash_attn=fa,
-                                                native=args.native, progress=say), format_decode)
+                                                native=args.native, busy=args.busy, busy_kind=args.busy_kind,
+                                                progress=say), format_decode)
 
 
 def _speculative(args: argparse.Namespace) -> int:
