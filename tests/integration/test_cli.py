@@ -145,6 +145,9 @@ def test_doctor_json():
     assert report["cpu"]["physical_cores"] >= 1 and report["memory"]["total_bytes"] > 0
     chat = report["models"][0]  # what loading the chat model would get on this machine now
     assert chat["slot"] == "chat" and chat["path"].endswith(".gguf") and "threads" in chat["plan"]
+    forced = os.environ.get("EMBER_THREADS")
+    assert ("forced by EMBER_THREADS" in chat["threads"] if forced else
+            chat["threads"].startswith(("up to", "1, fixed"))), chat["threads"]
 
 
 def test_bench_decode_json_has_the_figures():
@@ -156,3 +159,13 @@ def test_bench_decode_json_has_the_figures():
         assert key in result
     assert result["ember_tok_s"] > 0 and result["reference_tok_s"] > 0 and result["tokens"] == 16
     assert result["same_text"] is True
+
+
+def test_bench_decode_busy_measures_under_a_competing_process():
+    out = run_ember("bench", "decode", "--json", "--runs", "1", "--tokens", "16", "--busy", "1")
+    assert out.returncode == 0, out.stderr
+    busy = json.loads(out.stdout)["busy"]
+    assert busy["processes"] == 1 and busy["kind"] == "loop" and busy["ember_tok_s"] > 0
+    assert set(busy["reference_by_threads"]) == {str(t) for t in range(1, json.loads(out.stdout)["threads"] + 1)}
+    assert busy["best_fixed"]["tok_s"] == max(busy["reference_by_threads"].values())
+    assert busy["ember_threads"]["in_use"] >= 1
