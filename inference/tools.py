@@ -30,6 +30,9 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Literal, Mapping, Sequence, Union
 
+import jsonschema
+import referencing.exceptions
+
 from inference.grammar import GrammarError, check_schema, json_grammar
 
 OPEN = "<tool_call>"
@@ -114,12 +117,14 @@ class ToolError(GrammarError):
 class ToolCall:
     """A call in a reply: the function's name and its arguments as the model wrote them (JSON text).
 
-    ``complete`` is False for a call cut off by the token limit (its arguments text is then partial)."""
+    ``complete`` is False for a call cut off by the token limit (its arguments text is then partial), and for one
+    whose arguments do not match the tool's schema (``error`` says why; see :func:`argument_error`)."""
 
     name: str
     arguments: str
     complete: bool = True
     id: str = field(default_factory=lambda: new_call_id())
+    error: str | None = None  # why the arguments do not match the tool's schema (see argument_error)
 
     def parsed_arguments(self) -> dict[str, Any]:
         """The arguments as an object (an empty one for a cut-off call)."""
@@ -214,33 +219,138 @@ def call_grammar(request: ToolRequest, *, after_opener: bool = False) -> str:
     """A GBNF grammar for one call (or several when ``request.parallel``) to the request's callable tools, each
     ``<tool_call>\\n{"name": ..., "arguments": ...}\\n</tool_call>`` with arguments that match the tool's schema.
 
+    A tool's schema that the grammar builder cannot follow (a property with no type, ``not``, a pointer into
+    itself it cannot resolve...) is loosened to what it can follow (:func:`grammar_schema`): such a call's
+    arguments are then checked against the schema afterwards (:func:`argument_error`).
+
     ``after_opener``: the text so far already ends with the opener ``<tool_call>`` (``auto``: the model opened the
     call itself), so the grammar starts just after it.
 
     Raises:
-        ToolError: a parameter schema cannot be turned into a grammar.
+        ToolError: the grammar cannot be built even from the loosened schemas (not expected).
     """
-    variants = [{"type": "object", "properties": {"name": {"const": t.name}, "arguments": t.schema()},
-                 "required": ["name", "arguments"], "additionalProperties": False}
-                for t in request.callable_tools]
-    schema = variants[0] if len(variants) == 1 else {"anyOf": variants}
+    defs: dict[str, Any] = {}
+    variants = []
+    for i, t in enumerate(request.tools):
+        if t not in request.callable_tools:
+            continue
+        arguments, own = grammar_schema(t.schema(), prefix=f"t{i}-")
+        defs.update(own)
+        variants.append({"type": "object", "properties": {"name": {"const": t.name}, "arguments": arguments},
+                         "required": ["name", "arguments"], "additionalProperties": False})
+    schema: dict[str, Any] = variants[0] if len(variants) == 1 else {"anyOf": variants}
+    if defs:
+        schema = {"$defs": defs, **schema}
     try:
-        body = json_grammar(schema)
+        body = _grammar_of(schema)
     except GrammarError as exc:
         raise ToolError(f"A tool's parameter schema cannot be used: {exc}") from None
-    lines = body.splitlines()
     rules = []
-    for line in lines:
+    for line in body.splitlines():
         if line.startswith("root ::= "):
             line = "tool-call-json ::= " + line[len("root ::= "):]
-        elif _ROOT_REF.search(line.split("::=", 1)[-1]):
-            raise ToolError("A tool's parameter schema refers to itself ('$ref': '#'), which is not supported.")
         rules.append(line)
     call = r'"<tool_call>\n" tool-call-json "\n</tool_call>"'
     first = r'"\n" tool-call-json "\n</tool_call>"' if after_opener else call
     more = r' ("\n" tool-call)*' if request.parallel else ""
     return "\n".join([f"root ::= tool-call-first{more}", f"tool-call-first ::= {first}",
                       f"tool-call ::= {call}", *rules]) + "\n"
+
+
+def _grammar_of(schema: dict[str, Any]) -> str:
+    """``json_grammar(schema)``, refusing a grammar whose rules refer back to its root (a ``$ref`` to ``#``)."""
+    body = json_grammar(schema)
+    for line in body.splitlines():
+        if _ROOT_REF.search(line.split("::=", 1)[-1]):
+            raise GrammarError("the schema refers to its root, which the grammar cannot follow")
+    return body
+
+
+_LOCAL_DEFS = ("#/$defs/", "#/definitions/")
+
+
+def _rebased(node: Any, prefix: str) -> Any:
+    """``node`` with its local ``$ref`` s pointing at ``#/$defs/<prefix><name>``: ``#`` at ``<prefix>root``,
+    ``#/$defs/x`` and ``#/definitions/x`` at ``<prefix>x`` (other pointers are left as they are)."""
+    if isinstance(node, list):
+        return [_rebased(n, prefix) for n in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _rebased(v, prefix) for k, v in node.items()}
+    ref = node.get("$ref")
+    if isinstance(ref, str):
+        if ref == "#":
+            out["$ref"] = f"#/$defs/{prefix}root"
+        else:
+            for start in _LOCAL_DEFS:
+                if ref.startswith(start) and "/" not in ref[len(start):]:
+                    out["$ref"] = f"#/$defs/{prefix}{ref[len(start):]}"
+    return out
+
+
+def grammar_schema(schema: Mapping[str, Any], *, prefix: str = "") -> tuple[dict[str, Any], dict[str, Any]]:
+    """A tool's arguments schema as the grammar builder can follow it, and the definitions it refers to (to go
+    in the whole grammar's ``$defs``, named with ``prefix`` so that several tools' definitions do not clash).
+
+    The schema is kept whole when the builder follows it; otherwise each property (and definition) it cannot
+    follow becomes "any JSON value", and when even that fails the arguments are "any JSON object". The looser
+    grammar lets through arguments the schema refuses: :func:`argument_error` checks them afterwards.
+    """
+    raw = dict(schema)
+    defs = {**{f"{prefix}{k}": _rebased(v, prefix) for k, v in (raw.get("definitions") or {}).items()},
+            **{f"{prefix}{k}": _rebased(v, prefix) for k, v in (raw.get("$defs") or {}).items()}}
+    body = _rebased({k: v for k, v in raw.items() if k not in ("$defs", "definitions", "$schema", "$id")}, prefix)
+    if _refers_to(body, defs, f"#/$defs/{prefix}root"):
+        defs[f"{prefix}root"] = body
+
+    def follows(node: Any) -> bool:
+        try:
+            _grammar_of({"$defs": defs, **node} if defs else node)
+            return True
+        except GrammarError:
+            return False
+
+    if follows(body):
+        return body, defs
+    defs = {k: (v if isinstance(v, dict) and follows(v) else {}) for k, v in defs.items()}
+    if isinstance(body.get("properties"), dict):
+        props = {k: (v if isinstance(v, dict) and follows(v) else {}) for k, v in body["properties"].items()}
+        loose: dict[str, Any] = {"type": "object", "properties": props}
+        for key in ("required", "additionalProperties"):
+            if isinstance(body.get(key), (list, bool)):
+                loose[key] = body[key]
+        if follows(loose):
+            return loose, defs
+    return {"type": "object"}, {}
+
+
+def _refers_to(node: Any, defs: Mapping[str, Any], ref: str) -> bool:
+    """True when ``node`` or one of ``defs`` holds ``{"$ref": ref}``."""
+    return ref in json.dumps([node, dict(defs)])
+
+
+def argument_error(request: ToolRequest, call: ToolCall) -> str | None:
+    """Why ``call``'s arguments do not match its tool's schema (None: they match). Needed where
+    :func:`grammar_schema` loosened a schema; a complete call under the full grammar always matches."""
+    tool = next((t for t in request.tools if t.name == call.name), None)
+    if tool is None:
+        return f"There is no tool named {call.name!r}."
+    try:
+        value = json.loads(call.arguments) if call.arguments.strip() else {}
+    except ValueError:
+        return "The arguments are not valid JSON."
+    if not isinstance(value, dict):
+        return "The arguments are not a JSON object."
+    schema = tool.schema()
+    try:
+        validator = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)(schema)
+        error = jsonschema.exceptions.best_match(validator.iter_errors(value))
+    except (referencing.exceptions.Unresolvable, RecursionError):  # nothing to check against
+        return None
+    if error is None:
+        return None
+    path = ".".join(str(p) for p in error.absolute_path)
+    return f"{path}: {error.message}" if path else error.message
 
 
 # -- parsing ------------------------------------------------------------------------------------------------------

@@ -16,10 +16,10 @@ from starlette.responses import JSONResponse, Response
 from app.api import openapi
 from app.api.context import ApiContext
 from app.api.errors import ApiError
-from app.api.generation import ember_extras, ember_headers, run_to_end, start_stream
-from app.api.schemas import AnthropicBlock, AnthropicMessage, MessagesRequest
+from app.api.generation import ember_extras, ember_headers, ignored_headers, run_to_end, start_stream
+from app.api.schemas import AnthropicBlock, AnthropicMessage, CountTokensRequest, MessagesRequest
 from app.api.streaming import sse_event
-from app.api.tool_calls import engine_tools, split_calls
+from app.api.tool_calls import checked_reply, engine_tools, invalid_calls, split_calls
 from inference.events import GenerationStats
 
 router = APIRouter(prefix="/v1", tags=["anthropic"])
@@ -38,13 +38,23 @@ def _block_text(content: Any) -> str:
 
 
 def _messages(body: MessagesRequest) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
+    """The conversation for the engine: one system message first, made of ``system`` and then every ``system``
+    message of ``messages`` in order (as Claude Code sends reminders), then the user and assistant turns."""
+    systems: list[str] = []
     if body.system:
-        system = body.system if isinstance(body.system, str) else _texts(body.system, "system")
-        out.append({"role": "system", "content": system})
+        systems.append(body.system if isinstance(body.system, str) else _texts(body.system, "system"))
+    out: list[dict[str, Any]] = []
     for i, m in enumerate(body.messages):
+        if m.role == "system":
+            text = m.content if isinstance(m.content, str) else _texts(m.content, f"messages.{i}.content")
+            if text:
+                systems.append(text)
+            continue
         out += _message(m, f"messages.{i}.content")
-    return out
+    if not out:
+        raise ApiError(400, "'messages' needs a user or assistant message besides system messages.",
+                       param="messages")
+    return ([{"role": "system", "content": "\n\n".join(systems)}] if systems else []) + out
 
 
 def _texts(blocks: list[AnthropicBlock], param: str) -> str:
@@ -121,12 +131,33 @@ def _tool_id() -> str:
     return "toolu_" + uuid.uuid4().hex[:24]
 
 
+@router.post("/messages/count_tokens", summary="Count a Messages request's input tokens (Anthropic shape)",
+             responses=openapi.responses("anthropic", openapi.GENERATION))
+async def count_tokens(body: CountTokensRequest, request: Request) -> Response:
+    """The prompt the request would give the model, counted by building it on the engine as a reply would (the
+    model's chat template, the tools): a one-token reply whose prompt tokens are the count. The prompt stays in
+    the KV cache, so the request that follows with the same prefix starts from it."""
+    ctx = _ctx(request)
+    msgs = _messages(body)
+    tools = _tools(body)
+    options = ctx.sampling(temperature=0.0, max_tokens=1)
+    model, spec = ctx.spec(body.model)
+    job = ctx.scheduler.submit(  # on the request's model itself, never routed: its tokenizer counts
+        lambda cb: ctx.core.engine.chat(msgs, options, model=spec, on_event=cb, tools=tools),
+        model=model.name, kind="chat")
+    out = await run_to_end(request, job, ctx.scheduler)
+    tokens = out.stats.prompt_tokens if out.stats else 0
+    return JSONResponse({"input_tokens": tokens},
+                        headers={**ember_headers(job), **ignored_headers(body.ignored())})
+
+
 @router.post("/messages", summary="Messages (Anthropic shape; SSE events when stream is true)",
              responses=openapi.responses("anthropic", openapi.GENERATION, stream=True))
 async def messages(body: MessagesRequest, request: Request) -> Response:
     ctx = _ctx(request)
     msgs = _messages(body)
     tools = _tools(body)
+    ignored = ignored_headers(body.ignored())
     options = ctx.sampling(temperature=body.temperature, top_p=body.top_p, top_k=body.top_k,
                            stop=list(body.stop_sequences or []) or None, max_tokens=body.max_tokens)
     model, spec = ctx.spec(body.model)
@@ -135,7 +166,7 @@ async def messages(body: MessagesRequest, request: Request) -> Response:
     base = {"id": mid, "type": "message", "role": "assistant", "model": model.name}
     if not body.stream:
         out = await run_to_end(request, job, ctx.scheduler)
-        reply = out.result.tools
+        reply = checked_reply(out.result.tools, tools)
         text = out.result.text if reply is None else reply.content
         content: list[dict[str, Any]] = [{"type": "text", "text": text}] if text else []
         calls = reply.calls if reply is not None else ()
@@ -143,7 +174,8 @@ async def messages(body: MessagesRequest, request: Request) -> Response:
                     for c in calls]
         return JSONResponse({**base, "content": content, "stop_reason": _stop_reason(out.stats, bool(calls)),
                              "stop_sequence": None, "usage": _usage(out.stats),
-                             "ember": ember_extras(job, out.stats)}, headers=ember_headers(job, out.stats))
+                             "ember": _extras(job, out.stats, calls)},
+                            headers={**ember_headers(job, out.stats), **ignored})
 
     async def render(items: AsyncIterator[tuple[str, Any]]) -> AsyncIterator[str]:
         yield sse_event("message_start", {"type": "message_start", "message": {
@@ -152,13 +184,14 @@ async def messages(body: MessagesRequest, request: Request) -> Response:
         index = -1
         open_block: str | None = None
         called = False
+        calls: list[Any] = []
 
         def stop_block() -> str:
             nonlocal open_block
             open_block = None
             return sse_event("content_block_stop", {"type": "content_block_stop", "index": index})
 
-        async for kind, value in split_calls(items, tools is not None):
+        async for kind, value in split_calls(items, tools):
             if kind == "text":
                 if open_block != "text":
                     if open_block:
@@ -183,6 +216,7 @@ async def messages(body: MessagesRequest, request: Request) -> Response:
                                                         "delta": {"type": "input_json_delta",
                                                                   "partial_json": value.text}})
             elif kind == "call_end":
+                calls.append(value.call)
                 if open_block:
                     yield stop_block()
             elif kind == "end":
@@ -191,7 +225,7 @@ async def messages(body: MessagesRequest, request: Request) -> Response:
                 yield sse_event("message_delta", {"type": "message_delta",
                                                   "delta": {"stop_reason": _stop_reason(value, called),
                                                             "stop_sequence": None},
-                                                  "usage": _usage(value), "ember": ember_extras(job, value)})
+                                                  "usage": _usage(value), "ember": _extras(job, value, calls)})
                 yield sse_event("message_stop", {"type": "message_stop"})
             elif kind == "error":
                 err = value.get("error", {})  # OpenAI-shaped (generation_events)
@@ -200,4 +234,13 @@ async def messages(body: MessagesRequest, request: Request) -> Response:
                 yield sse_event("error", {"type": "error", "error": {"type": kind,
                                                                      "message": err.get("message", "error")}})
 
-    return await start_stream(request, job, ctx.scheduler, render, media_type="text/event-stream")
+    return await start_stream(request, job, ctx.scheduler, render, media_type="text/event-stream", headers=ignored)
+
+
+def _extras(job: Any, stats: GenerationStats | None, calls: Any) -> dict[str, Any]:
+    """The ``ember`` field, with the calls whose arguments do not match their tool's schema (the tool_use block
+    stays: an agent answers it with an ``is_error`` tool_result, as for any input it refuses)."""
+    extras = ember_extras(job, stats)
+    if invalid := invalid_calls(calls):
+        extras["invalid_calls"] = invalid
+    return extras

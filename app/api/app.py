@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app import __version__
 from app.api import anthropic_routes, ollama_routes, openapi, openai_routes, responses_routes
@@ -25,7 +26,8 @@ def create_app(ctx: ApiContext, *, bound_host: str, token: Callable[[], str | No
                   description="OpenAI-, Anthropic- and Ollama-compatible API of Ember, serving the models of its library.")
     app.state.ctx = ctx
     app.state.guard = Guard(ctx.live_settings, token, bound_host)
-    app.add_middleware(SecurityMiddleware, guard=app.state.guard)
+    app.add_middleware(JsonBodyMiddleware)
+    app.add_middleware(SecurityMiddleware, guard=app.state.guard)  # the outermost: it runs first
     app.include_router(openai_routes.router)
     app.include_router(responses_routes.router)
     app.include_router(anthropic_routes.router)
@@ -73,6 +75,29 @@ def create_app(ctx: ApiContext, *, bound_host: str, token: Callable[[], str | No
         return bug_response(request, exc)
 
     return app
+
+
+class JsonBodyMiddleware:
+    """Reads every request body as JSON whatever its ``Content-Type`` says: ``curl -d`` sends JSON as
+    ``application/x-www-form-urlencoded``, and some clients send ``text/plain`` or none. Every route of the API
+    takes JSON (none takes a form), so the header is set to ``application/json``; a body that is not JSON is then
+    the usual 400 naming the JSON error. (A web page's form post is still refused by the Origin check.)"""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] in ("POST", "PUT", "PATCH"):
+            headers = [(k, v) for k, v in scope["headers"] if k != b"content-type"]
+            kept = [v for k, v in scope["headers"] if k == b"content-type"]
+            if not kept or not _is_json(kept[0].decode("latin-1")):
+                scope = {**scope, "headers": [*headers, (b"content-type", b"application/json")]}
+        await self.app(scope, receive, send)
+
+
+def _is_json(content_type: str) -> bool:
+    kind = content_type.split(";", 1)[0].strip().lower()
+    return kind == "application/json" or (kind.startswith("application/") and kind.endswith("+json"))
 
 
 def validation_error(exc: RequestValidationError) -> ApiError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable
@@ -99,7 +100,22 @@ JOB_HEADERS = ("X-Ember-Model", "X-Ember-Request-Id", "X-Ember-Queue-Ms")
 STATS_HEADERS = ("X-Ember-Prompt-Tokens", "X-Ember-Cached-Tokens", "X-Ember-Completion-Tokens", "X-Ember-TTFT-Ms",
                  "X-Ember-Tokens-Per-Second", "X-Ember-Finish-Reason")
 ROUTE_HEADER = "X-Ember-Route"
-EMBER_HEADERS = (*JOB_HEADERS, *STATS_HEADERS, ROUTE_HEADER)
+IGNORED_HEADER = "X-Ember-Ignored"  # the request's fields that Ember accepted but did not act on
+EMBER_HEADERS = (*JOB_HEADERS, *STATS_HEADERS, ROUTE_HEADER, IGNORED_HEADER)
+
+
+_FIELD_NAME = re.compile(r"^[A-Za-z0-9_.$-]{1,64}$")
+_MAX_NAMED = 16
+
+
+def ignored_headers(names: list[str]) -> dict[str, str]:
+    """``X-Ember-Ignored: a, b`` naming the request's fields that Ember accepts but ignores (none: no header), so
+    that a client sees what did not change the reply; names a header cannot carry, and any beyond the first 16,
+    are counted (``..., 3 more``)."""
+    shown = [n for n in names if _FIELD_NAME.match(n)][:_MAX_NAMED]
+    rest = len(names) - len(shown)
+    parts = shown + ([f"{rest} more"] if rest else [])
+    return {IGNORED_HEADER: ", ".join(parts)} if parts else {}
 
 
 def ember_headers(job: ApiJob, stats: GenerationStats | None = None) -> dict[str, str]:
@@ -160,10 +176,11 @@ Render = Callable[[AsyncIterator[tuple[str, Any]]], AsyncIterator[str]]
 
 
 async def start_stream(request: Request, job: ApiJob, scheduler: Scheduler, render: Render, *,
-                       media_type: str, ollama: bool = False) -> Response:
+                       media_type: str, ollama: bool = False, headers: dict[str, str] | None = None) -> Response:
     """Wait for the job's first output (so early failures keep their status code), then stream the rest.
 
-    The job is released from the queue when the stream ends, whatever the reason.
+    The job is released from the queue when the stream ends, whatever the reason; ``headers`` go out with the
+    job's own.
     """
     try:
         first = await first_output(request, job)
@@ -172,4 +189,4 @@ async def start_stream(request: Request, job: ApiJob, scheduler: Scheduler, rend
         raise
     return CancellableStreamingResponse(render(generation_events(job, first, ollama=ollama)),
                                         on_close=lambda: scheduler.release(job), media_type=media_type,
-                                        headers=ember_headers(job))
+                                        headers={**ember_headers(job), **(headers or {})})

@@ -23,10 +23,11 @@ from app.api.openai_routes import embedding_texts
 from app.api.schemas import NamedToolChoice, OllamaChatRequest, OllamaEmbedRequest, OllamaGenerateRequest, \
     OllamaMessage, OllamaOptions
 from app.api.streaming import ndjson
-from app.api.tool_calls import engine_tools, grammar_error, split_calls
+from app.api.tool_calls import checked_reply, engine_tools, grammar_error, split_calls
 from inference.events import GenerationStats
 from inference.grammar import GrammarError, json_grammar
 from inference.sampling import MAX_TOKENS_LIMIT, SamplingOptions
+from inference.tools import ToolRequest
 
 router = APIRouter(prefix="/api", tags=["ollama"])
 
@@ -119,7 +120,7 @@ async def chat(body: OllamaChatRequest, request: Request) -> Response:
     messages = [_message(m) for m in body.messages]
     options = _options(ctx, body.options)
     job = ctx.submit_chat(messages, options, model, spec, grammar=grammar, routing=body.ember, tools=tools)
-    return await _respond(ctx, request, job, model.name, stream=body.stream, chat=True, tools=tools is not None)
+    return await _respond(ctx, request, job, model.name, stream=body.stream, chat=True, tools=tools)
 
 
 def _message(m: OllamaMessage) -> dict[str, Any]:
@@ -181,13 +182,14 @@ async def embed(body: OllamaEmbedRequest, request: Request) -> Response:
 
 
 async def _respond(ctx: ApiContext, request: Request, job: ApiJob, name: str, *, stream: bool,
-                   chat: bool, tools: bool = False) -> Response:
+                   chat: bool, tools: ToolRequest | None = None) -> Response:
     """A generation's answer in Ollama's shape: one JSON object, or NDJSON pieces and a final object with stats.
     ``chat``: the text goes in ``message`` (``/api/chat``), else in ``response`` (``/api/generate``). ``tools``:
-    the reply may call tools; each call goes out in ``message.tool_calls`` once complete (as Ollama does)."""
+    the reply may call tools; each call goes out in ``message.tool_calls`` once complete (as Ollama does; a call
+    whose arguments do not match the tool's schema is left out, as a cut-off one)."""
     if not stream:
         out = await run_to_end(request, job, ctx.scheduler)
-        reply = out.result.tools
+        reply = checked_reply(out.result.tools, tools)
         body = _text(out.result.text if reply is None else reply.content, chat)
         if reply is not None and reply.calls:
             body["message"]["tool_calls"] = _ollama_calls(reply.calls)

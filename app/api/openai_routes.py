@@ -14,11 +14,12 @@ from starlette.responses import JSONResponse, Response
 from app.api import openapi
 from app.api.context import ApiContext, stop_list
 from app.api.errors import ApiError
-from app.api.generation import (ember_extras, ember_headers, finish_reason, request_id, run_to_end, start_stream,
-                                usage)
+from app.api.generation import (ember_extras, ember_headers, finish_reason, ignored_headers, request_id, run_to_end,
+                                start_stream, usage)
 from app.api.schemas import ChatCompletionRequest, ChatMessage, CompletionRequest, EmbeddingRequest, NamedToolChoice
 from app.api.streaming import sse
-from app.api.tool_calls import engine_tools, grammar_error, logprob_entry, parse_arguments, split_calls
+from app.api.tool_calls import (checked_reply, engine_tools, grammar_error, invalid_calls, logprob_entry,
+                                parse_arguments, split_calls)
 from inference.grammar import GrammarError, json_grammar
 from inference.tools import ToolRequest
 
@@ -97,9 +98,8 @@ def _logprobs(enabled: bool | None, top: int | None) -> int | None:
     return (top or 0) if enabled else None
 
 
-def _message(result: Any, content: str) -> dict[str, Any]:
+def _message(reply: Any, content: str) -> dict[str, Any]:
     """The assistant message of a finished reply (with its tool calls, if any)."""
-    reply = result.tools
     if reply is None:
         return {"role": "assistant", "content": content}
     if not reply.calls:
@@ -143,6 +143,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     grammar = _grammar(body)
     tools = _tools(body)
     logprobs = _logprobs(body.logprobs, body.top_logprobs)
+    ignored = ignored_headers(body.ignored())
     options = ctx.sampling(temperature=body.temperature, top_p=body.top_p, top_k=body.top_k, min_p=body.min_p,
                            repeat_penalty=body.repeat_penalty, dry_multiplier=body.dry_multiplier, seed=body.seed,
                            stop=stop_list(body.stop),
@@ -153,15 +154,17 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     rid, created = request_id("chatcmpl"), int(time.time())
     if not body.stream:
         out = await run_to_end(request, job, ctx.scheduler)
-        message = _message(out.result, out.result.text)
+        reply = checked_reply(out.result.tools, tools)
+        message = _message(reply, out.result.text)
         lp = {"content": [logprob_entry(x) for x in out.logprobs]} if logprobs is not None else None
         payload = {
             "id": rid, "object": "chat.completion", "created": created, "model": model.name,
             "choices": [{"index": 0, "message": message,
                          "logprobs": lp, "finish_reason": _finish(out.stats, "tool_calls" in message)}],
-            "usage": usage(out.stats), "system_fingerprint": "ember", "ember": ember_extras(job, out.stats),
+            "usage": usage(out.stats), "system_fingerprint": "ember",
+            "ember": _extras(job, out.stats, reply.calls if reply is not None else ()),
         }
-        return JSONResponse(payload, headers=ember_headers(job, out.stats))
+        return JSONResponse(payload, headers={**ember_headers(job, out.stats), **ignored})
 
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
 
@@ -179,7 +182,8 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     async def render(items: AsyncIterator[tuple[str, Any]]) -> AsyncIterator[str]:
         yield sse(chunk({"role": "assistant", "content": ""}))
         called = False
-        async for kind, value in split_calls(items, tools is not None):
+        calls: list[Any] = []
+        async for kind, value in split_calls(items, tools):
             if kind == "logprob":
                 pending.append(logprob_entry(value))
             elif kind == "text":
@@ -191,10 +195,10 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
             elif kind == "args":
                 yield sse(chunk({"tool_calls": [{"index": value.index, "function": {"arguments": value.text}}]}))
             elif kind == "call_end":
-                continue
+                calls.append(value.call)
             elif kind == "end":
                 final = chunk({}, _finish(value, called))
-                final["ember"] = ember_extras(job, value)
+                final["ember"] = _extras(job, value, calls)
                 yield sse(final)
                 if include_usage:
                     yield sse({"id": rid, "object": "chat.completion.chunk", "created": created,
@@ -203,7 +207,16 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
             else:
                 yield sse(value)
 
-    return await start_stream(request, job, ctx.scheduler, render, media_type="text/event-stream")
+    return await start_stream(request, job, ctx.scheduler, render, media_type="text/event-stream", headers=ignored)
+
+
+def _extras(job: Any, stats: Any, calls: Any) -> dict[str, Any]:
+    """The ``ember`` field, with the calls whose arguments do not match their tool's schema (they stay in
+    ``tool_calls``: an agent answers them with an error, as for any arguments it refuses)."""
+    extras = ember_extras(job, stats)
+    if invalid := invalid_calls(calls):
+        extras["invalid_calls"] = invalid
+    return extras
 
 
 # -- text completions -------------------------------------------------------------------------------------------

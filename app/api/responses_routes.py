@@ -20,7 +20,7 @@ from app.api.errors import ApiError
 from app.api.generation import ember_extras, ember_headers, run_to_end, start_stream
 from app.api.schemas import ResponseNamedChoice, ResponsesRequest
 from app.api.streaming import sse_event
-from app.api.tool_calls import engine_tools, parse_arguments, split_calls
+from app.api.tool_calls import checked_reply, engine_tools, parse_arguments, split_calls
 from inference.events import GenerationStats
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -154,7 +154,7 @@ async def responses(body: ResponsesRequest, request: Request) -> Response:
 
     if not body.stream:
         out = await run_to_end(request, job, ctx.scheduler)
-        reply = out.result.tools
+        reply = checked_reply(out.result.tools, tools)
         text = out.result.text if reply is None else reply.content
         output = [_message_item(_new("msg"), text, "completed")] if text or reply is None or not reply.calls \
             else []
@@ -198,7 +198,7 @@ async def responses(body: ResponsesRequest, request: Request) -> Response:
             text_parts.clear()
             return events
 
-        async for kind, value in split_calls(items, tools is not None):
+        async for kind, value in split_calls(items, tools):
             if kind == "text":
                 if text_item is None:
                     text_item = _message_item(_new("msg"), "", "in_progress")

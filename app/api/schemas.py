@@ -58,6 +58,10 @@ JSON_OBJECT_TEXT = {"type": "string", "format": "json-object",
                     "description": "A JSON object as text (as OpenAI sends a call's arguments); '' is {}."}
 JSON_SCHEMA = {"type": "object", "description": "A JSON Schema (Draft 2020-12). One that is not valid JSON Schema, "
                                                "or that the output grammar cannot follow, is refused with 400."}
+TOOL_SCHEMA = {"type": "object", "description": "A JSON Schema (Draft 2020-12) of the arguments object. One that is "
+                                               "not valid JSON Schema is refused with 400; parts that the output "
+                                               "grammar cannot follow are loosened, and the arguments are checked "
+                                               "against the schema afterwards."}
 EMBED_INPUT = {"anyOf": [TEXT, {"type": "array", "items": TEXT, "minItems": 1, "maxItems": 2048}],
                "description": "Text to embed: a string or a list of strings (token ids are not supported)."}
 
@@ -100,7 +104,7 @@ class ChatMessage(_Lenient):
 class FunctionDef(_Lenient):
     name: str = Field(..., min_length=1, max_length=64, json_schema_extra={"pattern": NAME_RE.pattern})
     description: str | None = None
-    parameters: dict[str, Any] | None = documented(**_nullable({**JSON_SCHEMA, "properties": {"type": {
+    parameters: dict[str, Any] | None = documented(**_nullable({**TOOL_SCHEMA, "properties": {"type": {
         "const": "object"}}}))
     strict: bool | None = None
 
@@ -176,9 +180,10 @@ _HAS_TOOLS = {"required": ["tools"], "properties": {"tools": {"type": "array", "
 
 
 class ChatCompletionRequest(_Sampling):
-    """``POST /v1/chat/completions``."""
+    """``POST /v1/chat/completions``. Fields Ember does not know are kept (``model_extra``) to be named in the
+    reply's ``X-Ember-Ignored`` header."""
 
-    model_config = ConfigDict(json_schema_extra={"allOf": [
+    model_config = ConfigDict(extra="allow", json_schema_extra={"allOf": [
         _needs_tools(),
         {"if": {"required": ["top_logprobs"], "properties": {"top_logprobs": {"type": "integer"}}},
          "then": {"required": ["logprobs"], "properties": {"logprobs": {"const": True}}}},
@@ -200,7 +205,15 @@ class ChatCompletionRequest(_Sampling):
     parallel_tool_calls: bool | None = None
     logprobs: bool | None = None
     top_logprobs: int | None = Field(None, ge=0, le=20)
+    reasoning_effort: str | None = Field(None, max_length=64, description=(
+        "Accepted and ignored (named in the X-Ember-Ignored header): the model thinks as its template says."))
     ember: EmberRouting | None = None
+
+    def ignored(self) -> list[str]:
+        """The fields given that Ember does not act on, for the ``X-Ember-Ignored`` header."""
+        names = [n for n in ("reasoning_effort",) if getattr(self, n) is not None]
+        names += [n for n in ("frequency_penalty", "presence_penalty") if getattr(self, n)]
+        return names + sorted(self.model_extra or {})
 
 
 class CompletionRequest(_Sampling):
@@ -351,17 +364,21 @@ class AnthropicMessage(_Lenient):
     model_config = ConfigDict(json_schema_extra={"anyOf": [
         {"properties": {"role": {"const": "user"}, "content": _blocks("text", "tool_result", *_SKIPPED)}},
         {"properties": {"role": {"const": "assistant"},
-                        "content": _blocks("text", "tool_use", *_SKIPPED, tool_use=True)}}]})
+                        "content": _blocks("text", "tool_use", *_SKIPPED, tool_use=True)}},
+        {"properties": {"role": {"const": "system"}, "content": _blocks("text")}}]})
 
-    role: Literal["user", "assistant"]
+    role: Literal["user", "assistant", "system"]  # a system message joins the system prompt, in order
     content: Union[str, list[AnthropicBlock]]
+
+
+_IGNORED = "Accepted and ignored: the reply's X-Ember-Ignored header names it."
 
 
 class AnthropicTool(_Lenient):
     name: str = Field(..., min_length=1, max_length=64, json_schema_extra={"pattern": NAME_RE.pattern})
     description: str | None = None
     input_schema: dict[str, Any] = Field(default_factory=lambda: {"type": "object"}, json_schema_extra={
-        **JSON_SCHEMA, "properties": {"type": {"const": "object"}}})
+        **TOOL_SCHEMA, "properties": {"type": {"const": "object"}}})
     type: str | None = documented(description="'custom' or absent: server tools are not supported.",
                                   **_nullable({"const": "custom"}))
 
@@ -376,12 +393,17 @@ class AnthropicToolChoice(_Lenient):
 
 
 class MessagesRequest(_Lenient):
-    """``POST /v1/messages`` (Anthropic's shape)."""
+    """``POST /v1/messages`` (Anthropic's shape; also ``/v1/messages/count_tokens``). Fields Ember does not know
+    are kept (``model_extra``) to be named in the reply's ``X-Ember-Ignored`` header."""
 
-    model_config = ConfigDict(json_schema_extra={"allOf": [  # a choice that asks for a call comes with tools
+    model_config = ConfigDict(extra="allow", json_schema_extra={"allOf": [
+        # a choice that asks for a call comes with tools
         {"if": {"required": ["tool_choice"], "properties": {"tool_choice": {
             "type": "object", "required": ["type"], "properties": {"type": {"enum": ["any", "tool"]}}}}},
-         "then": _HAS_TOOLS}]})
+         "then": _HAS_TOOLS},
+        # system messages join the system prompt: a user or assistant turn is needed besides them
+        {"properties": {"messages": {"contains": {"type": "object", "required": ["role"],
+                                                  "properties": {"role": {"enum": ["user", "assistant"]}}}}}}]})
 
     model: str = Field(..., min_length=1, max_length=1024)
     max_tokens: int = Field(..., ge=1, le=MAX_TOKENS_LIMIT)
@@ -395,7 +417,23 @@ class MessagesRequest(_Lenient):
     tools: list[AnthropicTool] | None = Field(None, max_length=128)
     tool_choice: AnthropicToolChoice | None = None
     metadata: dict[str, Any] | None = None
+    thinking: dict[str, Any] | None = Field(None, description=_IGNORED)
+    context_management: dict[str, Any] | None = Field(None, description=_IGNORED)
+    output_config: dict[str, Any] | None = Field(None, description=_IGNORED)
     ember: EmberRouting | None = None
+
+    def ignored(self) -> list[str]:
+        """The fields given that Ember does not act on, for the ``X-Ember-Ignored`` header."""
+        names = [n for n in ("context_management", "output_config") if getattr(self, n) is not None]
+        if self.thinking is not None and self.thinking.get("type") != "disabled":
+            names.insert(0, "thinking")
+        return names + sorted(self.model_extra or {})
+
+
+class CountTokensRequest(MessagesRequest):
+    """``POST /v1/messages/count_tokens``: a Messages body, ``max_tokens`` optional."""
+
+    max_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS_LIMIT)
 
 
 # -- OpenAI Responses -------------------------------------------------------------------------------------------
@@ -448,7 +486,7 @@ class ResponseTool(_Lenient):
     type: str = documented(..., const="function")
     name: str | None = documented(**TOOL_NAME)
     description: str | None = None
-    parameters: dict[str, Any] | None = documented(**_nullable({**JSON_SCHEMA, "properties": {"type": {
+    parameters: dict[str, Any] | None = documented(**_nullable({**TOOL_SCHEMA, "properties": {"type": {
         "const": "object"}}}))
     strict: bool | None = None
 

@@ -3,14 +3,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any, AsyncIterator, Sequence
 
 from app.api.errors import ApiError
 from inference.grammar import GrammarError, SchemaError
 from inference.logprobs import TokenLogprob
-from inference.tools import (ArgumentsPart, CallEnd, CallStart, TextPart, ToolRequest, ToolStream, call_grammar,
-                             tool_request)
+from inference.tools import (ArgumentsPart, CallEnd, CallStart, TextPart, ToolCall, ToolReply, ToolRequest,
+                             ToolStream, argument_error, call_grammar, tool_request)
 
 
 def engine_tools(tools: Sequence[Any] | None, choice: str | None = None, parallel: bool | None = None, *,
@@ -59,10 +60,36 @@ def parse_arguments(text: str, *, param: str) -> dict[str, Any]:
     return value
 
 
-async def split_calls(items: AsyncIterator[tuple[str, Any]], enabled: bool) -> AsyncIterator[tuple[str, Any]]:
+def checked_call(call: ToolCall, tools: ToolRequest | None) -> ToolCall:
+    """``call``, marked incomplete with its ``error`` when its arguments do not match the tool's schema (which
+    only a schema the grammar could not follow whole lets happen, see ``inference.tools.grammar_schema``)."""
+    if tools is None or not call.complete:
+        return call
+    error = argument_error(tools, call)
+    return call if error is None else dataclasses.replace(call, complete=False, error=error)
+
+
+def checked_reply(reply: ToolReply | None, tools: ToolRequest | None) -> ToolReply | None:
+    """``reply`` with each call checked (:func:`checked_call`)."""
+    if reply is None or not reply.calls:
+        return reply
+    return dataclasses.replace(reply, calls=tuple(checked_call(c, tools) for c in reply.calls))
+
+
+def invalid_calls(calls: Sequence[ToolCall]) -> list[dict[str, Any]]:
+    """The calls whose arguments do not match their schema, for the ``ember`` field of a reply
+    (``invalid_calls``: their place among the reply's calls, name and the reason)."""
+    return [{"index": i, "name": c.name, "error": c.error} for i, c in enumerate(calls) if c.error]
+
+
+async def split_calls(items: AsyncIterator[tuple[str, Any]], tools: ToolRequest | bool | None
+                      ) -> AsyncIterator[tuple[str, Any]]:
     """``generation_events`` items with the text split into ``("text", str)``, ``("call", CallStart)``,
-    ``("args", ArgumentsPart)`` and ``("call_end", CallEnd)`` when ``enabled`` (the request has tools)."""
+    ``("args", ArgumentsPart)`` and ``("call_end", CallEnd)`` when the request has ``tools`` (a request's:
+    each finished call is checked against its schema, :func:`checked_call`)."""
     stream = ToolStream()
+    enabled = tools is not None and tools is not False
+    request = tools if isinstance(tools, ToolRequest) else None
 
     def mapped(events: list) -> list[tuple[str, Any]]:
         out = []
@@ -74,7 +101,7 @@ async def split_calls(items: AsyncIterator[tuple[str, Any]], enabled: bool) -> A
             elif isinstance(ev, ArgumentsPart):
                 out.append(("args", ev))
             elif isinstance(ev, CallEnd):
-                out.append(("call_end", ev))
+                out.append(("call_end", CallEnd(ev.index, checked_call(ev.call, request))))
         return out
 
     async for kind, value in items:

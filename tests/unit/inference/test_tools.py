@@ -146,3 +146,57 @@ def test_a_parameter_schema_that_is_not_json_schema_is_refused_naming_its_place(
         tool_request([WEATHER, bad])
     with pytest.raises(SchemaError, match=r"^tools\[0\]\.input_schema: minItems: "):
         tool_request([{"name": "f", "parameters": {"minItems": "x"}}], schema_at="tools[{index}].input_schema")
+
+
+# Valid JSON Schemas that the grammar builder cannot follow whole (Claude Code's Workflow tool has a property with
+# no type), and recursive ones it follows once their references are rebased into the call grammar's $defs.
+NO_TYPE = {"name": "Workflow", "parameters": {
+    "$schema": "http://json-schema.org/draft-07/schema#", "type": "object",
+    "properties": {"script": {"type": "string"}, "inputs": {"description": "anything"}},
+    "required": ["script"], "additionalProperties": False}}
+NOT = {"name": "n", "parameters": {"type": "object", "properties": {"a": {"not": {"type": "string"}},
+                                                                    "b": {"type": "integer"}}, "required": ["b"]}}
+ROOT_REF = {"name": "tree", "parameters": {"type": "object", "properties": {
+    "label": {"type": "string"}, "children": {"type": "array", "items": {"$ref": "#"}}}, "required": ["label"]}}
+DEFS = {"name": "d", "parameters": {"type": "object", "$defs": {"x": {"type": "string", "enum": ["a", "b"]}},
+                                    "definitions": {"y": {"type": "integer"}},
+                                    "properties": {"a": {"$ref": "#/$defs/x"}, "b": {"$ref": "#/definitions/y"}},
+                                    "required": ["a"]}}
+DEEP_REF = {"name": "deep", "parameters": {"type": "object", "$defs": {"r": {"type": "object", "properties": {
+    "c": {"type": "string"}}}}, "properties": {"a": {"$ref": "#/$defs/r/properties/c"}}}}
+
+
+def test_grammar_follows_what_it_can_and_loosens_the_rest() -> None:
+    from llama_cpp.llama_grammar import LlamaGrammar
+
+    from inference.tools import grammar_schema
+
+    tools = [NO_TYPE, NOT, ROOT_REF, DEFS, DEEP_REF, WEATHER]
+    for some in ([t] for t in tools):
+        LlamaGrammar.from_string(call_grammar(tool_request(some, "required")), verbose=False)
+    LlamaGrammar.from_string(call_grammar(tool_request(tools, "required"), after_opener=True), verbose=False)
+    # the expressible subset: the property the builder cannot follow is any JSON value, the rest stays
+    assert grammar_schema(NO_TYPE["parameters"]) == ({"type": "object", "properties": {
+        "script": {"type": "string"}, "inputs": {}}, "required": ["script"], "additionalProperties": False}, {})
+    assert grammar_schema(NOT["parameters"])[0]["properties"] == {"a": {}, "b": {"type": "integer"}}
+    # followed whole: local references point at the prefixed definitions
+    body, defs = grammar_schema(DEFS["parameters"], prefix="t3-")
+    assert body["properties"] == {"a": {"$ref": "#/$defs/t3-x"}, "b": {"$ref": "#/$defs/t3-y"}}
+    assert set(defs) == {"t3-x", "t3-y"}
+    body, defs = grammar_schema(ROOT_REF["parameters"], prefix="t0-")
+    assert body["properties"]["children"]["items"] == {"$ref": "#/$defs/t0-root"} and "t0-root" in defs
+    assert grammar_schema(WEATHER["parameters"]) == (WEATHER["parameters"], {})
+
+
+def test_argument_error_checks_calls_against_the_whole_schema() -> None:
+    from inference.tools import ToolCall, argument_error
+
+    request = tool_request([NO_TYPE, NOT, ROOT_REF])
+    assert argument_error(request, ToolCall("Workflow", '{"script": "x", "inputs": [1, {"a": 2}]}')) is None
+    assert argument_error(request, ToolCall("Workflow", '{"inputs": 3}')) == "'script' is a required property"
+    assert argument_error(request, ToolCall("n", '{"a": "s", "b": 1}')).startswith("a: 's' should not be valid")
+    assert argument_error(request, ToolCall("tree", '{"label": "a", "children": [{"label": "b"}]}')) is None
+    assert argument_error(request, ToolCall("tree", '{"label": "a", "children": [{}]}')).startswith("children.0")
+    assert argument_error(request, ToolCall("zz", "{}")) == "There is no tool named 'zz'."
+    assert argument_error(request, ToolCall("n", "[1]")) == "The arguments are not a JSON object."
+    assert argument_error(request, ToolCall("n", '{"b": ')) == "The arguments are not valid JSON."
